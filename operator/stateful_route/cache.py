@@ -1,0 +1,67 @@
+"""The client's local link cache: bounded, per-entry expiry, tuple keys that cannot collide."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cachetools import TLRUCache
+
+__all__ = ["CacheKey", "LinkCache"]
+
+# (namespace, service, uid): a tuple, not a joined string, so ("a:b", "c") and ("a", "b:c") differ.
+CacheKey = tuple[str, str, str]
+
+
+def _expiry(_key: CacheKey, value: tuple[int, float], now: float) -> float:
+    return now + value[1]
+
+
+class LinkCache:
+    """Cached links ``(namespace, service, uid) → pod``, each living at most ``ttl`` seconds.
+
+    Every operation is synchronous, so concurrent asyncio tasks cannot interleave inside one;
+    ``entries`` is exposed for the client's hit path, which reads it without a method call.
+    """
+
+    def __init__(self, *, size: int, ttl: float, clock: Callable[[], float]) -> None:
+        self.ttl = ttl
+        self.entries: TLRUCache[CacheKey, tuple[int, float]] = TLRUCache(size, ttu=_expiry, timer=clock)
+
+    def get(self, key: CacheKey) -> int | None:
+        """The cached pod, or None if absent or expired."""
+        try:
+            return self.entries[key][0]
+        except KeyError:
+            return None
+
+    def put(self, key: CacheKey, pod: int, remaining: float | None = None) -> None:
+        """Cache a link for ``ttl`` seconds, or less when the stored link expires sooner."""
+        ttl = self.ttl if remaining is None else min(self.ttl, remaining)
+        if ttl > 0:
+            self.entries[key] = (pod, ttl)
+
+    def drop(self, key: CacheKey) -> None:
+        """Forget one link."""
+        self.entries.pop(key, None)
+
+    def drop_pod(self, namespace: str, service: str, pod: int) -> int:
+        """Forget every cached link to ``pod``; returns how many were dropped."""
+        doomed = [
+            key
+            for key, value in list(self.entries.items())
+            if value[0] == pod and key[0] == namespace and key[1] == service
+        ]
+        for key in doomed:
+            self.entries.pop(key, None)
+        return len(doomed)
+
+    def clear(self) -> None:
+        """Forget everything (after a gap in the change channel)."""
+        self.entries.clear()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in self.entries

@@ -1,0 +1,26 @@
+"""Names shared by the operator, the CRD, the manifests and the CLI."""
+
+from __future__ import annotations
+
+__all__ = [
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "POD_INDEX_LABEL",
+    "ROUTING_ANNOTATION",
+    "SHORT_NAME",
+    "STS_POD_NAME_LABEL",
+    "VERSION",
+]
+
+GROUP = "stateful-route.dev"
+VERSION = "v1alpha1"
+PLURAL = "statefulroutes"
+KIND = "StatefulRoute"
+SHORT_NAME = "sroute"
+
+# `kubectl annotate pod game-3 stateful-route.dev/routing-state=DenyNewCall` drains a pod.
+ROUTING_ANNOTATION = f"{GROUP}/routing-state"
+# Set on every StatefulSet pod by the controller; the index label exists since Kubernetes 1.28.
+STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
+POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"

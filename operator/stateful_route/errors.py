@@ -1,0 +1,41 @@
+"""Typed errors raised by every public operation."""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidInput",
+    "NoAvailablePod",
+    "StatefulRouteError",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+
+class StatefulRouteError(Exception):
+    """Base of every error stateful-route raises on purpose."""
+
+
+class InvalidInput(StatefulRouteError, ValueError):
+    """An argument is malformed; ``field`` names it. Nothing was written."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class NoAvailablePod(StatefulRouteError):
+    """No pod of the service accepts new users right now."""
+
+    def __init__(self, namespace: str, service: str) -> None:
+        super().__init__(f"no available pod for service {namespace}/{service}")
+        self.namespace = namespace
+        self.service = service
+
+
+class StoreError(StatefulRouteError):
+    """Redis answered, but not as the link store expects (corrupt data, script error)."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis did not answer within the timeout, or the connection failed."""

@@ -1,0 +1,201 @@
+"""The kopf wiring: each handler is a line or two over plain functions (this module and ``runner``
+are the only ones importing kopf).
+
+Pods are only *watched* (``@kopf.index`` + ``@kopf.on.event``): no finalizers, no annotations,
+nothing written to them. State-tracking handlers are used for our own StatefulRoutes only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from redis.asyncio import Redis
+
+from stateful_route import kube_login, pods, status
+from stateful_route.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
+from stateful_route.errors import InvalidInput, StatefulRouteError
+from stateful_route.reconciler import Reconciler, Result
+from stateful_route.routes import RouteRef, RouteSpec
+
+__all__ = ["OperatorConfig", "OperatorContext", "register"]
+
+ROUTES = (GROUP, VERSION, PLURAL)
+ROUTE_PODS = {STS_POD_NAME_LABEL: kopf.PRESENT}
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """How the operator runs (from the command line)."""
+
+    redis_url: str
+    prefix: str = "sr"
+    redis_timeout: float = 5.0
+    reconcile_interval: float = 1.0  # timer per route: grace expiry, pods' own Shutdown reports
+    status_interval: float = 2.0  # the status mirror is written at most this often per route
+    kubeconfig: str | None = None
+
+
+@dataclass
+class OperatorContext:
+    """Shared by every handler through kopf's memo."""
+
+    config: OperatorConfig
+    redis: Redis | None = None
+    reconciler: Reconciler | None = None
+    status_written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    warned: dict[str, str] = field(default_factory=dict)
+
+    async def open(self) -> Reconciler:
+        """Connect to Redis (once)."""
+        if self.reconciler is None:
+            self.redis = Redis.from_url(self.config.redis_url)
+            self.reconciler = Reconciler(
+                self.redis, prefix=self.config.prefix, timeout=self.config.redis_timeout
+            )
+        return self.reconciler
+
+    async def close(self) -> None:
+        """Disconnect from Redis."""
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.redis = self.reconciler = None
+
+    def status_due(self, route: RouteRef, new: dict[str, Any]) -> bool:
+        """Whether the status changed and the last write is old enough (throttling under churn)."""
+        rid = (route.namespace, route.name)
+        last = self.status_written.get(rid)
+        now = time.monotonic()
+        if last is not None and (last[1] == new or now - last[0] < self.config.status_interval):
+            return False
+        self.status_written[rid] = (now, new)
+        return True
+
+
+def _route(namespace: str, name: str, uid: str, spec: Any) -> RouteRef:
+    try:
+        return RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
+    except InvalidInput as exc:
+        raise kopf.PermanentError(f"invalid StatefulRoute spec: {exc}") from exc
+
+
+def _records(route_pods: kopf.Index[Any, Any], route: RouteRef) -> list[pods.PodRecord]:
+    return list(route_pods.get((route.namespace, route.spec.stateful_set), []))
+
+
+async def _reconcile(ctx: OperatorContext, route: RouteRef, records: Iterable[pods.PodRecord]) -> Result:
+    try:
+        result = await (await ctx.open()).reconcile(route, records)
+    except StatefulRouteError as exc:
+        raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
+    for eviction in result.evictions:
+        kopf.info(kopf.Body(route.body), reason="Evicted", message=eviction.message)
+    return result
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    """Attach every handler to ``registry``."""
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        settings.persistence.finalizer = f"{GROUP}/cleanup"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = 20  # INFO: evictions are posted as events
+        await memo.ctx.open()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+        await memo.ctx.close()
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return kube_login.connection_info(config.kubeconfig)
+
+    @kopf.on.probe(id="redis", registry=registry)
+    async def redis_ping(memo: kopf.Memo, **_: Any) -> bool:
+        return bool(await (await memo.ctx.open()).table.ping())
+
+    @kopf.index("pods", labels=ROUTE_PODS, registry=registry)
+    def route_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, pods.PodRecord]:
+        rec, sts = pods.record(body), pods.owner(body)
+        return {} if rec is None or sts is None else {(namespace, sts): rec}
+
+    @kopf.index(*ROUTES, registry=registry)
+    def routes(namespace: str, name: str, uid: str, spec: kopf.Spec, **_: Any) -> dict[Any, RouteRef]:
+        try:
+            route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
+        except InvalidInput:
+            return {}  # reported by the route's own handlers
+        return {(namespace, route.spec.stateful_set): route}
+
+    @kopf.on.event("pods", labels=ROUTE_PODS, registry=registry)
+    async def pod_changed(
+        body: kopf.Body,
+        namespace: str,
+        routes: kopf.Index[Any, RouteRef],
+        route_pods: kopf.Index[Any, pods.PodRecord],
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        sts = pods.owner(body)
+        rec = pods.record(body)
+        if (
+            rec is not None
+            and rec.bad_annotation is not None
+            and memo.ctx.warned.get(rec.uid) != rec.bad_annotation
+        ):
+            memo.ctx.warned[rec.uid] = rec.bad_annotation
+            kopf.warn(
+                body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
+            )
+        for route in routes.get((namespace, sts), []):
+            await _reconcile(memo.ctx, route, _records(route_pods, route))
+
+    @kopf.on.resume(*ROUTES, registry=registry)
+    @kopf.on.create(*ROUTES, registry=registry)
+    @kopf.on.update(*ROUTES, field="spec", registry=registry)
+    async def route_changed(
+        namespace: str,
+        name: str,
+        uid: str,
+        spec: kopf.Spec,
+        route_pods: kopf.Index[Any, pods.PodRecord],
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        route = _route(namespace, name, uid, spec)
+        await (await memo.ctx.open()).configure(route)
+        await _reconcile(memo.ctx, route, _records(route_pods, route))
+
+    @kopf.on.delete(*ROUTES, registry=registry)
+    async def route_deleted(
+        namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+    ) -> None:
+        await (await memo.ctx.open()).remove(_route(namespace, name, uid, spec))
+
+    @kopf.timer(*ROUTES, interval=config.reconcile_interval, registry=registry)
+    async def route_tick(
+        namespace: str,
+        name: str,
+        uid: str,
+        spec: kopf.Spec,
+        route_pods: kopf.Index[Any, pods.PodRecord],
+        memo: kopf.Memo,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        route = _route(namespace, name, uid, spec)
+        records = _records(route_pods, route)
+        result = await _reconcile(memo.ctx, route, records)
+        reconciler = await memo.ctx.open()
+        built = status.build_status(
+            route, records, result.snapshot, reconciler.last_eviction.get((namespace, name))
+        )
+        if memo.ctx.status_due(route, built):
+            patch.status.update(built)

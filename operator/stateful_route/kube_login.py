@@ -1,0 +1,30 @@
+"""Logging in to Kubernetes with the official client: in-cluster service account, else kubeconfig."""
+
+from __future__ import annotations
+
+import kopf
+import kubernetes
+
+__all__ = ["connection_info"]
+
+
+def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
+    """Credentials for kopf, read the way ``kubectl`` and the official client read them."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig)
+    cfg = kubernetes.client.Configuration.get_default_copy()
+    header = cfg.get_api_key_with_prefix("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert or None,
+        insecure=not cfg.verify_ssl,
+        username=cfg.username or None,
+        password=cfg.password or None,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file or None,
+        private_key_path=cfg.key_file or None,
+    )

@@ -1,0 +1,68 @@
+"""Pod states, routing states and key layout: pure functions, no Redis."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from stateful_route import InvalidInput, PodState, RoutingState
+from stateful_route import validation as v
+from stateful_route.changes import evicted, parse, table_changed, unlinked
+from stateful_route.keys import Keyring
+
+
+@pytest.mark.parametrize(
+    ("pod", "alive", "routable", "available"),
+    [
+        (PodState(0), True, True, True),
+        (PodState(0, routing=RoutingState.DENY_NEW_CALL), True, True, False),
+        (PodState(0, routing=RoutingState.SHUTDOWN), True, False, False),
+        (PodState(0, ready=False), False, False, False),
+        (PodState(0, terminating=True), False, False, False),
+    ],
+)
+def test_routable_and_available(pod, alive, routable, available):
+    assert (pod.alive, pod.routable, pod.available) == (alive, routable, available)
+
+
+def test_routing_states_order_by_restrictiveness_and_parse_labels():
+    assert max(RoutingState.READY, RoutingState.SHUTDOWN, RoutingState.DENY_NEW_CALL) is RoutingState.SHUTDOWN
+    for state in RoutingState:
+        assert RoutingState.parse(state.label) is state
+
+
+def valid_uid(uid: str) -> bool:
+    try:
+        v.uid(uid)
+    except InvalidInput:
+        return False
+    return True
+
+
+labels = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True)
+uids = st.text(min_size=1, max_size=60).filter(valid_uid)
+
+
+@given(ns=labels, svc=labels, uid=uids)
+def test_all_keys_of_a_route_share_one_slot(ns, svc, uid):
+    k = Keyring("sr").route(ns, svc)
+    slot = key_slot(k.pods.encode())
+    for key in (k.link(uid), k.pod(3), k.reports, k.config):
+        assert key_slot(key.encode()) == slot
+
+
+@given(a=st.tuples(labels, labels, uids), b=st.tuples(labels, labels, uids))
+def test_distinct_inputs_never_share_a_link_key(a, b):
+    ring = Keyring("sr")
+    if a != b:
+        assert ring.route(a[0], a[1]).link(a[2]) != ring.route(b[0], b[1]).link(b[2])
+
+
+@given(svc=labels, uid=uids, pod=st.integers(0, 10**6))
+def test_change_messages_round_trip(svc, uid, pod):
+    assert parse(table_changed(svc)) == parse(table_changed(svc).encode())
+    assert (parse(unlinked(svc, uid)).kind, parse(unlinked(svc, uid)).subject) == ("u", uid)
+    assert parse(evicted(svc, pod)).subject == str(pod)
+    assert parse(b"nonsense") is None
