@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Annotated
 
 import typer
@@ -30,10 +29,14 @@ def operator(
     namespace: Annotated[
         list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable).")
     ] = None,
-    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")] = False,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
+    ] = False,
     redis_url: RedisUrl = local_redis.DEFAULT_URL,
     prefix: Prefix = "sr",
-    kubeconfig: Annotated[str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig outside a cluster.")] = None,
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig outside a cluster.")
+    ] = None,
     liveness: Annotated[
         str, typer.Option(help="Liveness endpoint served by kopf.")
     ] = "http://0.0.0.0:8080/healthz",
@@ -58,7 +61,7 @@ def operator(
 
 @app.command()
 def demo(
-    redis_url: RedisUrl = os.environ.get("REDIS_URL", local_redis.DEFAULT_URL),
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
     users: Annotated[int, typer.Option(min=1, help="How many users to place.")] = 12,
     pods: Annotated[int, typer.Option(min=1, help="How many pods the route has.")] = 4,
 ) -> None:

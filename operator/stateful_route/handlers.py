@@ -99,7 +99,7 @@ async def _reconcile(ctx: OperatorContext, route: RouteRef, records: Iterable[po
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     """Attach every handler to ``registry``."""
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="startup", registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.finalizer = f"{GROUP}/cleanup"
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -107,13 +107,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.posting.level = 20  # INFO: evictions are posted as events
+        # Resources and namespaces are discovered once at start: no cluster-wide watch of
+        # namespaces and CRDs, which keeps the RBAC small (the CRD is installed with us).
+        settings.scanning.disabled = True
         await memo.ctx.open()
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo.ctx.close()
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kube_login.connection_info(config.kubeconfig)
 
@@ -121,12 +124,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def redis_ping(memo: kopf.Memo, **_: Any) -> bool:
         return bool(await (await memo.ctx.open()).table.ping())
 
-    @kopf.index("pods", labels=ROUTE_PODS, registry=registry)
+    @kopf.index("pods", labels=ROUTE_PODS, id="route_pods", registry=registry)
     def route_pods(body: kopf.Body, namespace: str, **_: Any) -> dict[Any, pods.PodRecord]:
         rec, sts = pods.record(body), pods.owner(body)
         return {} if rec is None or sts is None else {(namespace, sts): rec}
 
-    @kopf.index(*ROUTES, registry=registry)
+    @kopf.index(*ROUTES, id="routes", registry=registry)
     def routes(namespace: str, name: str, uid: str, spec: kopf.Spec, **_: Any) -> dict[Any, RouteRef]:
         try:
             route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
@@ -134,7 +137,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             return {}  # reported by the route's own handlers
         return {(namespace, route.spec.stateful_set): route}
 
-    @kopf.on.event("pods", labels=ROUTE_PODS, registry=registry)
+    @kopf.on.event("pods", labels=ROUTE_PODS, id="pod_changed", registry=registry)
     async def pod_changed(
         body: kopf.Body,
         namespace: str,
@@ -157,9 +160,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         for route in routes.get((namespace, sts), []):
             await _reconcile(memo.ctx, route, _records(route_pods, route))
 
-    @kopf.on.resume(*ROUTES, registry=registry)
-    @kopf.on.create(*ROUTES, registry=registry)
-    @kopf.on.update(*ROUTES, field="spec", registry=registry)
+    @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
+    @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
+    @kopf.on.update(*ROUTES, field="spec", id="route_changed", registry=registry)
     async def route_changed(
         namespace: str,
         name: str,
@@ -173,13 +176,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         await (await memo.ctx.open()).configure(route)
         await _reconcile(memo.ctx, route, _records(route_pods, route))
 
-    @kopf.on.delete(*ROUTES, registry=registry)
+    @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
         namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
     ) -> None:
         await (await memo.ctx.open()).remove(_route(namespace, name, uid, spec))
 
-    @kopf.timer(*ROUTES, interval=config.reconcile_interval, registry=registry)
+    @kopf.timer(*ROUTES, interval=config.reconcile_interval, backoff=1, id="route_tick", registry=registry)
     async def route_tick(
         namespace: str,
         name: str,

@@ -259,8 +259,10 @@ return {redis.call('ZCARD', KEYS[1]), removed}
 """
 )
 
+# Read-only (a Redis ≥ 7 flag): it runs while writes are paused, and on replicas.
 SNAPSHOT = (
-    _PRELUDE
+    "#!lua flags=no-writes\n"
+    + _PRELUDE
     + r"""
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config
 -- ARGV[1]: per-pod link set prefix

@@ -1,0 +1,189 @@
+"""A Kubernetes API emulated by kmock, and the real operator running against it over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import yaml
+
+from stateful_route.constants import (
+    GROUP,
+    PLURAL,
+    POD_INDEX_LABEL,
+    ROUTING_ANNOTATION,
+    STS_POD_NAME_LABEL,
+    VERSION,
+)
+from stateful_route.handlers import OperatorConfig
+from stateful_route.runner import run
+
+NS = "games"
+STS = "game"
+ROUTE = "room"
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+RESOURCES = {
+    "v1/pods": {"kind": "Pod", "namespaced": True, "verbs": VERBS, "subresources": {"status"}},
+    "v1/namespaces": {"kind": "Namespace", "namespaced": False, "verbs": VERBS},
+    "v1/events": {"kind": "Event", "namespaced": True, "verbs": VERBS},
+    "apiextensions.k8s.io/v1/customresourcedefinitions": {
+        "kind": "CustomResourceDefinition",
+        "namespaced": False,
+        "verbs": VERBS,
+    },
+    f"{GROUP}/{VERSION}/{PLURAL}": {
+        "kind": "StatefulRoute",
+        "singular": "statefulroute",
+        "shortnames": {"sroute"},
+        "namespaced": True,
+        "verbs": VERBS,
+        "subresources": {"status"},
+    },
+    "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "namespaced": True, "verbs": VERBS},
+}
+CRD = Path(__file__).parents[2] / "crds" / "statefulroute.yaml"
+
+
+def declare(emulator: kmock.KubernetesEmulator) -> None:
+    """Serve the resources kopf discovers and watches (without them its observers wait forever)."""
+    for key, info in RESOURCES.items():
+        emulator.resources[key] = info
+
+
+class Cluster:
+    """Drives the emulated API the way kubelet, the StatefulSet controller and kubectl would."""
+
+    def __init__(self, emulator: kmock.KubernetesEmulator, kubeconfig: Path) -> None:
+        self.api = emulator
+        self.kubeconfig = kubeconfig
+        self.sts_uid = str(uuid.uuid4())
+
+    async def _call(self, method: str, path: str, body: Any = None, content: str = "application/json") -> Any:
+        kwargs: dict[str, Any] = {"headers": {"Content-Type": content}}
+        if body is not None:
+            kwargs["json"] = body
+        async with self.api.request(method, path, **kwargs) as response:
+            payload = await response.json()
+            if response.status >= 400:
+                raise AssertionError(f"{method} {path} -> {response.status}: {payload}")
+            return payload
+
+    def setup(self) -> None:
+        """The namespace and the CRD, as `kubectl apply -k manifests/` would create them (stored
+        directly: kmock 0.8 cannot parse POSTs of cluster-scoped core objects)."""
+        self.api.objects["v1/namespaces", None, NS] = {"metadata": {"name": NS}}
+        crd = yaml.safe_load(CRD.read_text())
+        self.api.objects[
+            "apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"]
+        ] = crd
+
+    def pod_body(self, index: int, *, ready: bool = True, sts: str = STS) -> dict[str, Any]:
+        name = f"{sts}-{index}"
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "uid": str(uuid.uuid4()),
+                "labels": {STS_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index), "app": sts},
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts, "uid": self.sts_uid,
+                     "controller": True}
+                ],
+            },
+            "spec": {"containers": [{"name": "server", "image": "game:1"}]},
+            "status": {"phase": "Running", "conditions": [self._ready(ready)]},
+        }  # fmt: skip
+
+    @staticmethod
+    def _ready(ready: bool) -> dict[str, str]:
+        return {"type": "Ready", "status": "True" if ready else "False"}
+
+    async def create_pod(self, index: int, *, ready: bool = True) -> None:
+        await self._call("POST", f"/api/v1/namespaces/{NS}/pods", self.pod_body(index, ready=ready))
+
+    async def set_ready(self, index: int, ready: bool) -> None:
+        """What kubelet does when a readiness probe flips."""
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/pods/{STS}-{index}/status",
+            {"status": {"conditions": [self._ready(ready)]}},
+            "application/merge-patch+json",
+        )
+
+    async def annotate(self, index: int, value: str | None) -> None:
+        """`kubectl annotate pod game-N stateful-route.dev/routing-state=VALUE` (None removes it)."""
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/pods/{STS}-{index}",
+            {"metadata": {"annotations": {ROUTING_ANNOTATION: value}}},
+            "application/merge-patch+json",
+        )
+
+    async def delete_pod(self, index: int) -> None:
+        await self._call("DELETE", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}")
+
+    async def create_route(self, name: str = ROUTE, **spec: Any) -> None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "StatefulRoute",
+            # kmock keeps resourceVersion as given; kopf tests it when patching finalizers.
+            "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+            "spec": {"statefulSetName": STS, **spec},
+        }
+        await self._call("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", body)
+
+    async def delete_route(self, name: str = ROUTE) -> None:
+        await self._call("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}")
+
+    async def route(self, name: str = ROUTE) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}"))
+
+    async def events(self) -> list[dict[str, Any]]:
+        return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
+
+
+def write_kubeconfig(folder: Path, server: str) -> Path:
+    """A kubeconfig like kubectl's, pointing at the emulator."""
+    path = folder / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": server}}],
+                "users": [{"name": "tester", "user": {"token": "test-token"}}],
+                "contexts": [
+                    {"name": "kmock", "context": {"cluster": "kmock", "user": "tester", "namespace": NS}}
+                ],
+                "current-context": "kmock",
+            }
+        )
+    )
+    return path
+
+
+@contextlib.asynccontextmanager
+async def operator(
+    cluster: Cluster, redis_url: str, prefix: str, *, peering: str | None = None, **options: Any
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The real operator, in-process, logged in through the kubeconfig; stopped on exit."""
+    config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        run(config, namespaces=[NS], peering=peering, stop_flag=stop, ready_flag=ready)
+    )
+    try:
+        async with asyncio.timeout(10):
+            await ready.wait()
+        yield task
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await task

@@ -1,0 +1,131 @@
+"""The operator converges after restarts, survives handler failures without losing links, and
+keeps its hands off what is not its own."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stateful_route import ClientDriver, RouteTable
+from stateful_route.keys import changes_channel
+from tests.e2e.cluster import NS, ROUTE, operator
+from tests.e2e.test_route_lifecycle import status_of, wait_for_table
+from tests.routes import poll_until
+
+
+async def test_a_restarted_operator_converges_and_a_second_run_changes_nothing(
+    cluster, redis, make_redis, redis_url, prefix
+):
+    for i in range(4):
+        await cluster.create_pod(i)
+    await cluster.create_route(unroutableGraceSeconds=1, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1, 2, 3])
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+            for i in range(400):
+                await client.compute_linked_pod(NS, f"u{i}", ROUTE)
+
+    # While no operator runs: a pod is deleted, one turns NotReady, one is drained.
+    await cluster.delete_pod(3)
+    await cluster.set_ready(2, False)
+    await cluster.annotate(0, "DenyNewCall")
+    assert sorted((await table.snapshot(NS, ROUTE)).pods) == [0, 1, 2, 3]
+
+    async with operator(cluster, redis_url, prefix):
+
+        async def converged() -> bool:
+            s = await table.snapshot(NS, ROUTE)
+            return sorted(s.pods) == [0, 1, 2] and s.available == {1} and s.links[2] == 0
+
+        await poll_until(converged, within=10, every=0.05)
+        settled = await table.snapshot(NS, ROUTE)
+        assert sum(settled.links.values()) == 400  # evicted users were rebound, none lost
+        await asyncio.sleep(1.5)  # let the status mirror catch up
+        events = len(await cluster.events())
+
+    # Nothing changed since: a second run writes nothing, publishes nothing, evicts nothing.
+    listener = make_redis().pubsub()
+    await listener.subscribe(changes_channel(prefix, NS))
+    async with operator(cluster, redis_url, prefix):
+        await asyncio.sleep(3)
+    published = []
+    while (message := await listener.get_message(ignore_subscribe_messages=True, timeout=0.1)) is not None:
+        published.append(message)
+    await listener.aclose()
+    assert published == []
+    assert await table.snapshot(NS, ROUTE) == settled
+    assert len(await cluster.events()) == events
+
+
+async def test_a_failed_handler_loses_no_links_and_is_retried(cluster, redis, redis_url, prefix):
+    for i in range(3):
+        await cluster.create_pod(i)
+    await cluster.create_route(rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix, redis_timeout=0.3):
+        await wait_for_table(table, [0, 1, 2])
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+            for i in range(90):
+                await client.compute_linked_pod(NS, f"u{i}", ROUTE)
+        # Redis refuses writes for 2 s: the handlers reacting to the deletion fail meanwhile.
+        await redis.execute_command("CLIENT", "PAUSE", 2000, "WRITE")
+        await cluster.delete_pod(1)
+        await asyncio.sleep(1)
+        assert (await table.snapshot(NS, ROUTE)).links == {0: 30, 1: 30, 2: 30}
+
+        async def healed() -> bool:
+            s = await table.snapshot(NS, ROUTE)
+            return sorted(s.pods) == [0, 2] and sum(s.links.values()) == 90
+
+        await poll_until(healed, within=8, every=0.1)
+
+
+async def test_deleting_a_route_removes_its_table_and_links(cluster, redis, redis_url, prefix):
+    for i in range(2):
+        await cluster.create_pod(i)
+    await cluster.create_route()
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1])
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+            await client.compute_linked_pod(NS, "u", ROUTE)
+            await cluster.delete_route()
+
+            async def gone() -> bool:
+                return not (await table.snapshot(NS, ROUTE)).pods
+
+            await poll_until(gone, within=5, every=0.05)
+            assert await client.get_linked_pod_not_cache(NS, "u", ROUTE) is None
+            assert await table.services(NS) == []
+
+
+async def test_pods_are_only_read_never_written(cluster, redis, redis_url, prefix):
+    for i in range(2):
+        await cluster.create_pod(i)
+    await cluster.create_route()
+    await cluster.annotate(1, "Drain-Please")  # malformed: ignored with a warning event
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1])
+        await cluster.delete_pod(0)
+        await wait_for_table(table, [1])
+
+        async def warned() -> bool:
+            return any(e.get("reason") == "BadRoutingState" for e in await cluster.events())
+
+        async def mirrored() -> bool:
+            return (await status_of(cluster)).get("summary") == "1/1"
+
+        await poll_until(warned, within=5, every=0.1)
+        await poll_until(mirrored, within=5, every=0.1)
+    pod_writes = [
+        r for r in cluster.api
+        if r.resource is not None and r.resource.plural == "pods" and r.method.value not in ("GET",)
+    ]  # fmt: skip
+    # Only the test itself (as kubectl/kubelet) wrote to pods: the annotate and the delete.
+    assert [(r.method.value, r.name) for r in pod_writes] == [
+        ("POST", None),
+        ("POST", None),
+        ("PATCH", "game-1"),
+        ("DELETE", "game-0"),
+    ]
