@@ -1,0 +1,98 @@
+"""Manifests and the CRD validate against the real Kubernetes schemas; the Deployment is locked down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from stateful_route.constants import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
+
+ROOT = Path(__file__).parents[2]
+K8S_VERSION = "1.30.0"
+YAMLS = sorted([*ROOT.glob("manifests/**/*.yaml"), *ROOT.glob("crds/*.yaml")])
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def all_documents() -> list[dict[str, Any]]:
+    return [doc for path in YAMLS for doc in documents(path) if "Kustomization" not in doc.get("kind", "")]
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_manifest_is_valid_for_kubernetes(path):
+    for doc in documents(path):
+        if doc.get("kind") == "Kustomization":
+            for resource in doc["resources"]:
+                assert (path.parent / resource).exists(), resource
+            continue
+        if doc.get("apiVersion") == f"{GROUP}/{VERSION}":
+            continue  # our own kind: checked against the CRD below
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def crd() -> dict[str, Any]:
+    return documents(ROOT / "crds" / "statefulroute.yaml")[0]
+
+
+def test_crd_names_match_the_code():
+    spec = crd()["spec"]
+    assert (spec["group"], spec["names"]["plural"], spec["names"]["kind"]) == (GROUP, PLURAL, KIND)
+    assert spec["names"]["shortNames"] == [SHORT_NAME]
+    assert spec["scope"] == "Namespaced"
+    (version,) = spec["versions"]
+    assert version["name"] == VERSION
+    assert version["subresources"] == {"status": {}}
+    columns = {c["name"] for c in version["additionalPrinterColumns"]}
+    assert {"Service", "Routable", "Best", "Links", "Age"} <= columns
+
+
+def test_example_route_matches_the_crd_schema():
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    example = documents(ROOT / "manifests" / "example" / "statefulroute.yaml")[0]
+    jsonschema.validate(example, schema)
+    for bad in (
+        {"statefulSetName": "Game_1"},
+        {"statefulSetName": "game", "linkTTLSeconds": 0},
+        {"statefulSetName": "game", "linkTTLSeconds": "300"},
+        {"statefulSetName": "game", "rebind": "Sometimes"},
+        {"statefulSetName": "game", "maxLinksPerPod": -1},
+        {"statefulSetName": "game", "unroutableGraceSeconds": 1.5},
+        {"service": "room"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({**example, "spec": bad}, schema)
+
+
+def test_rbac_has_no_wildcards_and_the_operator_runs_locked_down():
+    for doc in all_documents():
+        for rule in doc.get("rules", []):
+            for key in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(key, []), rule
+    (deployment,) = [d for d in all_documents() if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (container,) = pod["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"]
+    assert container["args"][0] == "operator"
+
+
+def test_dockerfile_is_slim_non_root_and_runs_the_operator():
+    lines = [line.strip() for line in (ROOT / "Dockerfile").read_text().splitlines() if line.strip()]
+    bases = [line.split()[1] for line in lines if line.startswith("FROM ")]
+    assert bases
+    assert all(base.startswith("python:3.11-slim") for base in bases)
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users
+    assert users[-1] not in ("root", "0")
+    assert 'ENTRYPOINT ["stateful-route"]' in lines
+    assert any(line.startswith("CMD") and '"operator"' in line for line in lines)
