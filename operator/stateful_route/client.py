@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -77,19 +79,31 @@ class ClientDriver:
             refresh_interval=interval,
             max_age=max_age,
             on_change=self._apply_change,
-            on_gap=self.cache.clear,
+            on_lost=self._forget_pods,
+            on_gap=self._forget_all,
         )
         self._views = self._mirror.views
         self._registered: set[tuple[str, str]] = set()
+        # Bumped by every invalidation; a Redis answer that raced one is not cached.
+        self._epoch = 0
 
     async def __aenter__(self) -> Self:
         await self._mirror.start()
+        # Start answering once the change channel is followed (or after ``timeout`` if Redis is
+        # down: calls then raise StoreUnavailable until it is back).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._mirror.connected.wait(), self._store.timeout)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self._mirror.stop()
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set while the client follows its change channels; cleared during a gap."""
+        return self._mirror.connected
 
     # -- links -------------------------------------------------------------------------
 
@@ -113,6 +127,7 @@ class ClientDriver:
     async def _compute(self, ns: str, uid: str, service: str, key: CacheKey) -> int:
         k = self._route(ns, service)
         validation.uid(uid)
+        epoch = self._epoch
         await self._mirror.view(ns, service)
         placed = await self._store.place(k, uid, self.link_ttl)
         if placed is None:
@@ -120,7 +135,7 @@ class ClientDriver:
             raise NoAvailablePod(ns, service)
         if placed.outcome != "kept":
             await self._register(k)
-        self.cache.put(key, placed.pod, placed.ttl)
+        self._cache_put(epoch, key, placed.pod, placed.ttl)
         return placed.pod
 
     async def get_linked_pod(self, ns: str, uid: str, service: str) -> int | None:
@@ -135,20 +150,22 @@ class ClientDriver:
         pod = self._cached(ns, uid, service)
         if pod is not None:
             return pod
+        epoch = self._epoch
         link = await self._store.read(self._route(ns, service), validation.uid(uid))
         if link is None or not link.persistent:
             return None
-        self.cache.put((ns, service, uid), link.pod, link.ttl)
+        self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
         return link.pod
 
     async def get_linked_pod_not_cache(self, ns: str, uid: str, service: str) -> int | None:
         """The stored link, read from Redis (the cache is refreshed with it), or None."""
+        epoch = self._epoch
         link = await self._store.read(self._route(ns, service), validation.uid(uid))
         key = (ns, service, uid)
         if link is None:
             self.cache.drop(key)
             return None
-        self.cache.put(key, link.pod, link.ttl)
+        self._cache_put(epoch, key, link.pod, link.ttl)
         return link.pod
 
     async def get_link_service(self, ns: str, uid: str) -> dict[str, int]:
@@ -177,9 +194,10 @@ class ClientDriver:
         k = self._route(ns, service)
         validation.uid(uid)
         validation.pod_index(pod)
+        epoch = self._epoch
         linked = await self._store.link_if_absent(k, uid, pod, self.link_ttl)
         await self._register(k)
-        self.cache.put((ns, service, uid), linked)
+        self._cache_put(epoch, (ns, service, uid), linked)
         return linked
 
     # -- the local cache alone -------------------------------------------------------------
@@ -257,8 +275,24 @@ class ClientDriver:
             await self._store.register_service(k)
             self._registered.add((k.namespace, k.service))
 
+    def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None = None) -> None:
+        # An invalidation that arrived while Redis answered may concern this very link.
+        if epoch == self._epoch:
+            self.cache.put(key, pod, remaining)
+
     def _apply_change(self, ns: str, change: changes.Change) -> None:
         if change.kind == "u":
+            self._epoch += 1
             self.cache.drop((ns, change.service, change.subject))
         elif change.kind == "e" and change.subject.isdigit():
-            self.cache.drop_pod(ns, change.service, int(change.subject))
+            self._forget_pods(ns, change.service, frozenset([int(change.subject)]))
+
+    def _forget_pods(self, ns: str, service: str, pods: frozenset[int]) -> None:
+        # Links cached to a pod that stopped being routable may have moved since.
+        self._epoch += 1
+        for pod in pods:
+            self.cache.drop_pod(ns, service, pod)
+
+    def _forget_all(self) -> None:
+        self._epoch += 1
+        self.cache.clear()

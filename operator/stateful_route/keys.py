@@ -30,6 +30,7 @@ class RouteKeys:
     pods: str
     reports: str
     config: str
+    version: str
     channel: str
 
     @classmethod
@@ -45,6 +46,7 @@ class RouteKeys:
             pods=base + "pods",
             reports=base + "srv",
             config=base + "cfg",
+            version=base + "ver",
             channel=changes_channel(prefix, namespace),
         )
 

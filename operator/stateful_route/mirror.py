@@ -38,6 +38,7 @@ class RouteView:
     snapshot: RouteSnapshot
     routable: frozenset[int]
     valid_until: float
+    version: int
 
 
 class RouteMirror:
@@ -53,6 +54,7 @@ class RouteMirror:
         refresh_interval: float,
         max_age: float,
         on_change: Callable[[str, changes.Change], None],
+        on_lost: Callable[[str, str, frozenset[int]], None],
         on_gap: Callable[[], None],
     ) -> None:
         self._redis = redis
@@ -65,6 +67,7 @@ class RouteMirror:
         self._interval = refresh_interval
         self._max_age = max_age
         self._on_change = on_change
+        self._on_lost = on_lost
         self._on_gap = on_gap
         self._routes: set[RouteId] = set()
         self._pubsub: PubSub | None = None
@@ -98,7 +101,19 @@ class RouteMirror:
         started = self._clock()
         snapshot = await self._table.snapshot(*route)
         self._routes.add(route)
-        view = self.views[route] = RouteView(snapshot, snapshot.routable, started + self._max_age)
+        return self._install(
+            route, RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version)
+        )
+
+    def _install(self, route: RouteId, view: RouteView) -> RouteView:
+        """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
+        and report pods that stopped being routable: links cached to them are suspect."""
+        current = self.views.get(route)
+        if current is not None and view.version < current.version:
+            return current
+        self.views[route] = view
+        if current is not None and (lost := current.routable - view.routable):
+            self._on_lost(*route, lost)
         return view
 
     async def _refresh_all(self) -> None:
@@ -161,8 +176,14 @@ class RouteMirror:
             return
         self._on_change(namespace, change)
         route = (namespace, change.service)
-        if change.kind != "u" and route in self._routes:
-            await self._refresh(route)
+        if change.kind == "u" or route not in self._routes:
+            return
+        view = self.views.get(route)
+        if view is not None and change.routable is not None and change.version is not None:
+            # Routability rides on the message: applied now and in publication order, before
+            # the rest of the snapshot (availability, counts) is re-read.
+            self._install(route, RouteView(view.snapshot, change.routable, view.valid_until, change.version))
+        await self._refresh(route)
 
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -87,6 +87,7 @@ class RouteSnapshot:
     links: dict[int, int]
     available: frozenset[int]  # new users may go here (capacity included)
     best: int | None
+    version: int = 0  # the route's version when read: later snapshots have higher ones
 
     @property
     def routable(self) -> frozenset[int]:

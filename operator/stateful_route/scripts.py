@@ -55,6 +55,32 @@ local function pod_routable(pods_key, reports_key, idx)
   return parse_pod(idx, raw, redis.call('HGET', reports_key, idx)).routable
 end
 
+-- The pods' own reports: {index = "<routing>,<load>"}.
+local function read_reports(reports_key)
+  local reports = {}
+  local srv = redis.call('HGETALL', reports_key)
+  for i = 1, #srv, 2 do reports[srv[i]] = srv[i + 1] end
+  return reports
+end
+
+-- Announce a table change: bump the route's version and publish
+-- "<prefix>|<routable pods>|<ms>|<version>", e.g. "t|room|0,1,3|1764300000000|42", so clients
+-- apply routability at once and in order, ignore older snapshots, and can measure the delay.
+local function announce(pods_key, reports_key, version_key, channel, prefix)
+  local version = redis.call('INCR', version_key)
+  local reports = read_reports(reports_key)
+  local raw = redis.call('HGETALL', pods_key)
+  local routable = {}
+  for i = 1, #raw, 2 do
+    if parse_pod(raw[i], raw[i + 1], reports[raw[i]]).routable then
+      routable[#routable + 1] = tonumber(raw[i])
+    end
+  end
+  table.sort(routable)
+  local stamp = now_ms() .. '|' .. version
+  redis.call('PUBLISH', channel, prefix .. '|' .. table.concat(routable, ',') .. '|' .. stamp)
+end
+
 local function set_availability(p, cap)
   p.available = p.routable and p.routing == 0 and (cap == 0 or p.links < cap)
 end
@@ -62,9 +88,7 @@ end
 -- Every pod of the route with its live link count, ordered by index.
 local function read_pods(pods_key, reports_key, config_key, pod_links, now)
   local cap = tonumber(redis.call('HGET', config_key, 'cap') or '0')
-  local reports = {}
-  local srv = redis.call('HGETALL', reports_key)
-  for i = 1, #srv, 2 do reports[srv[i]] = srv[i + 1] end
+  local reports = read_reports(reports_key)
   local raw = redis.call('HGETALL', pods_key)
   local pods = {}
   for i = 1, #raw, 2 do
@@ -264,13 +288,13 @@ SNAPSHOT = (
     "#!lua flags=no-writes\n"
     + _PRELUDE
     + r"""
--- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
 -- ARGV[1]: per-pod link set prefix
--- returns {best pod or -1, index, ready, terminating, routing, load, links, available, ...}
--- (a flat list, 7 entries per pod, ordered by index)
+-- returns {best pod or -1, version, index, ready, terminating, routing, load, links, available, ...}
+-- (7 entries per pod, ordered by index)
 local pods = read_pods(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now_ms())
 local best = best_of(pods)
-local out = {best and best.index or -1}
+local out = {best and best.index or -1, tonumber(redis.call('GET', KEYS[4]) or '0')}
 for _, p in ipairs(pods) do
   out[#out + 1] = p.index
   out[#out + 1] = p.ready and 1 or 0
@@ -284,14 +308,19 @@ return out
 """
 )
 
-WRITE_TABLE = r"""
--- KEYS[1]: route table  KEYS[2]: pod reports
--- ARGV[1]: 'replace' | 'upsert' | 'remove'  ARGV[2]: channel  ARGV[3]: message
+WRITE_TABLE = (
+    _PRELUDE
+    + r"""
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
+-- ARGV[1]: 'replace' | 'upsert' | 'remove' | 'delete'  ARGV[2]: channel  ARGV[3]: message prefix
 -- ARGV[4..]: index, encoded state pairs (replace, upsert) or indices (remove)
--- Publishes ARGV[3] on ARGV[2] only when the table changed; returns 1 if changed, else 0.
+-- Announces the change (see announce) only when the table changed; the version survives
+-- 'delete' so it never goes back. Returns 1 if changed, else 0.
 local mode = ARGV[1]
 local changed = false
-if mode == 'remove' then
+if mode == 'delete' then
+  changed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0
+elseif mode == 'remove' then
   for i = 4, #ARGV do
     if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then changed = true end
     redis.call('HDEL', KEYS[2], ARGV[i])
@@ -316,19 +345,22 @@ else
   end
 end
 if changed then
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  announce(KEYS[1], KEYS[2], KEYS[4], ARGV[2], ARGV[3])
   return 1
 end
 return 0
 """
+)
 
-SERVER_REPORT = r"""
--- KEYS[1]: pod reports
+SERVER_REPORT = (
+    _PRELUDE
+    + r"""
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route version
 -- ARGV[1]: pod  ARGV[2]: routing state ('' = keep)  ARGV[3]: load ('' = keep)
--- ARGV[4]: channel  ARGV[5]: message
--- Publishes when the reported routing state changes (load alone is read at placement time).
--- returns 1 if the routing state changed, else 0.
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
+-- ARGV[4]: channel  ARGV[5]: message prefix
+-- Announces (see announce) when the reported routing state changes; load alone is read at
+-- placement time. Returns 1 if the routing state changed, else 0.
+local cur = redis.call('HGET', KEYS[2], ARGV[1])
 local routing, load = 0, 0
 if cur then
   local r, l = string.match(cur, '^(%d),(%d+)$')
@@ -337,10 +369,11 @@ end
 local new_routing = routing
 if ARGV[2] ~= '' then new_routing = tonumber(ARGV[2]) end
 if ARGV[3] ~= '' then load = tonumber(ARGV[3]) end
-redis.call('HSET', KEYS[1], ARGV[1], new_routing .. ',' .. load)
+redis.call('HSET', KEYS[2], ARGV[1], new_routing .. ',' .. load)
 if new_routing ~= routing then
-  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  announce(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5])
   return 1
 end
 return 0
 """
+)

@@ -91,7 +91,7 @@ class ServerDriver:
         k = self._keys
         await guarded(
             self._report(
-                keys=[k.reports],
+                keys=[k.pods, k.reports, k.version],
                 args=[self.pod_index, routing, load, k.channel, changes.table_changed(k.service)],
             ),
             self._store.timeout,

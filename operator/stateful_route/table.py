@@ -63,11 +63,8 @@ class RouteTable:
     async def delete(self, namespace: str, service: str) -> None:
         """Remove the table, reports and policy of a route (links are the store's business)."""
         k = self.keyring.route(namespace, service)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.delete(k.pods, k.reports, k.config)
-        pipe.srem(self.keyring.services(namespace), service)
-        pipe.publish(k.channel, changes.table_changed(service))
-        await guarded(pipe.execute(), self.timeout)
+        await self._run(k, "delete", [])
+        await guarded(self._redis.srem(self.keyring.services(namespace), service), self.timeout)
         self._registered.discard((namespace, service))
 
     async def pods(self, namespace: str, service: str) -> dict[int, PodState]:
@@ -78,7 +75,7 @@ class RouteTable:
         """Pods, live link counts, available pods and the best pod, read in one atomic call."""
         k = self.keyring.route(namespace, service)
         reply = await guarded(
-            self._snapshot(keys=[k.pods, k.reports, k.config], args=[k.pod_links]), self.timeout
+            self._snapshot(keys=[k.pods, k.reports, k.config, k.version], args=[k.pod_links]), self.timeout
         )
         return _decode_snapshot(reply)
 
@@ -88,7 +85,7 @@ class RouteTable:
         return sorted(s.decode() if isinstance(s, bytes) else s for s in found)
 
     async def _run(self, k: keys.RouteKeys, mode: str, fields: list[str]) -> bool:
-        if (k.namespace, k.service) not in self._registered:
+        if mode != "delete" and (k.namespace, k.service) not in self._registered:
             # The namespace's service set lives in another slot, so it is written on its own,
             # once per table instance (SADD is idempotent).
             await guarded(
@@ -98,7 +95,7 @@ class RouteTable:
             self._registered.add((k.namespace, k.service))
         changed = await guarded(
             self._write(
-                keys=[k.pods, k.reports],
+                keys=[k.pods, k.reports, k.config, k.version],
                 args=[mode, k.channel, changes.table_changed(k.service), *fields],
             ),
             self.timeout,
@@ -120,14 +117,14 @@ def _fields(pods: Iterable[PodState]) -> list[str]:
 
 
 def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
-    best = int(reply[0])
+    best, version = int(reply[0]), int(reply[1])
     pods: dict[int, PodState] = {}
     links: dict[int, int] = {}
     available: set[int] = set()
-    for i in range(1, len(reply), 7):
+    for i in range(2, len(reply), 7):
         index, ready, terminating, routing, load, count, is_available = (int(v) for v in reply[i : i + 7])
         pods[index] = PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
         links[index] = count
         if is_available:
             available.add(index)
-    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best)
+    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best, version)

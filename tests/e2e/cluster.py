@@ -49,6 +49,19 @@ RESOURCES = {
 CRD = Path(__file__).parents[2] / "crds" / "statefulroute.yaml"
 
 
+class NamingEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator, plus the API server's naming of objects created with ``generateName``
+    (kopf names its events that way; without this every event after the first conflicts)."""
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data
+        if request.method.value == "POST" and isinstance(data, dict):
+            meta = data.get("metadata") or {}
+            if meta.get("generateName") and not meta.get("name"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:10]}"
+        return await super()._handle(request)
+
+
 def declare(emulator: kmock.KubernetesEmulator) -> None:
     """Serve the resources kopf discovers and watches (without them its observers wait forever)."""
     for key, info in RESOURCES.items():

@@ -71,6 +71,7 @@ async def test_removal_can_keep_a_temporary_link_for_a_while(redis, prefix):
     ):
         await server.set_linked_pod("returning")
         assert await server.remove_linked_pod("returning", keep_seconds=1) is True
+        await asyncio.sleep(0.1)  # the removal's announcement reaches the client (and clears it)
         assert await client.get_linked_pod_not_cache(NS, "returning", SVC) == 1
         assert await client.get_linked_pod_in_cache_or_if_persist(NS, "returning", SVC) == 1  # cached
         client.cache.clear()

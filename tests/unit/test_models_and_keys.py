@@ -63,6 +63,10 @@ def test_distinct_inputs_never_share_a_link_key(a, b):
 @given(svc=labels, uid=uids, pod=st.integers(0, 10**6))
 def test_change_messages_round_trip(svc, uid, pod):
     assert parse(table_changed(svc)) == parse(table_changed(svc).encode())
+    assert parse(table_changed(svc)).routable is None
+    assert parse(table_changed(svc, [pod, 0])).routable == {pod, 0}
+    assert parse(table_changed(svc, [1], at=1764300000.123)).at == 1764300000.123
+    assert parse(table_changed(svc, [])).routable == frozenset()
     assert (parse(unlinked(svc, uid)).kind, parse(unlinked(svc, uid)).subject) == ("u", uid)
     assert parse(evicted(svc, pod)).subject == str(pod)
     assert parse(b"nonsense") is None

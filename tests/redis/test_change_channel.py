@@ -1,0 +1,39 @@
+"""The change channel: a gap (reconnect) drops cached links; late clients converge."""
+
+from __future__ import annotations
+
+import asyncio
+
+from stateful_route import ClientDriver, PodState, ServerDriver
+from tests.routes import NS, SVC, make_route, poll_until
+
+
+async def test_a_pubsub_reconnect_drops_cached_links_and_rereads_the_view(redis, make_redis, prefix):
+    table = await make_route(redis, prefix, pods=3)
+    async with ClientDriver(make_redis(), namespace=NS, prefix=prefix) as client:
+        await asyncio.wait_for(client.subscribed.wait(), 2)
+        for i in range(10):
+            await client.compute_linked_pod(NS, f"u{i}", SVC)
+        assert len(client.cache) == 10
+        killed = await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        assert killed >= 1
+        # Whatever was published while the connection was down is lost: the cache cannot be trusted.
+        await table.update_pod(NS, SVC, PodState(2, terminating=True))
+
+        async def resynced() -> bool:
+            return len(client.cache) == 0 and await client.routable_pods(NS, SVC) == [0, 1]
+
+        await poll_until(resynced, within=2)
+        # And it keeps following the channel afterwards.
+        await table.update_pod(NS, SVC, PodState(2))
+        await poll_until(lambda: client.is_pod_routable(NS, SVC, 2), within=1)
+
+
+async def test_a_client_started_late_sees_the_current_state(redis, prefix):
+    table = await make_route(redis, prefix, pods=3)
+    async with ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix) as server:
+        await server.set_linked_pod("settled")
+    await table.update_pod(NS, SVC, PodState(0, ready=False))
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as late:
+        assert await late.routable_pods(NS, SVC) == [1, 2]
+        assert await late.compute_linked_pod(NS, "settled", SVC) == 1
