@@ -7,7 +7,7 @@ written not ready, which makes it unroutable and gets it evicted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 
 from stateful_route.models import PodState, RoutingState
@@ -31,7 +31,7 @@ class Plan:
 
 def plan(
     records: Iterable[PodRecord],
-    in_table: Iterable[int],
+    in_table: Mapping[int, PodState],
     *,
     grace: float,
     not_ready_since: MutableMapping[str, float],
@@ -50,7 +50,11 @@ def plan(
             not_ready_since.pop(rec.uid, None)
             pods[index] = PodState(index, ready=rec.ready, terminating=rec.terminating, routing=rec.routing)
             continue
-        since = not_ready_since.setdefault(rec.uid, now)
+        previous = in_table.get(index)
+        if previous is not None and not previous.ready and not previous.terminating:
+            since = not_ready_since.setdefault(rec.uid, now - grace)  # already past its grace
+        else:
+            since = not_ready_since.setdefault(rec.uid, now)
         if now - since < grace:
             suspects.add(index)
             pods[index] = PodState(index, routing=max(rec.routing, RoutingState.DENY_NEW_CALL))

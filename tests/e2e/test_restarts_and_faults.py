@@ -38,9 +38,9 @@ async def test_a_restarted_operator_converges_and_a_second_run_changes_nothing(
             return sorted(s.pods) == [0, 1, 2] and s.available == {1} and s.links[2] == 0
 
         await poll_until(converged, within=10, every=0.05)
+        await asyncio.sleep(1.5)  # let the last removals and the status mirror land
         settled = await table.snapshot(NS, ROUTE)
         assert sum(settled.links.values()) == 400  # evicted users were rebound, none lost
-        await asyncio.sleep(1.5)  # let the status mirror catch up
         events = len(await cluster.events())
 
     # Nothing changed since: a second run writes nothing, publishes nothing, evicts nothing.
