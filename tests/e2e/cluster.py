@@ -152,6 +152,12 @@ class Cluster:
         }
         await self._call("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", body)
 
+    async def start(self, pods: int, **spec: Any) -> None:
+        """``pods`` ready pods game-0.. and a route over them."""
+        for index in range(pods):
+            await self.create_pod(index)
+        await self.create_route(**spec)
+
     async def delete_route(self, name: str = ROUTE) -> None:
         await self._call("DELETE", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}")
 

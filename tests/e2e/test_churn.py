@@ -177,9 +177,7 @@ async def counts_agree(redis: aioredis.Redis, table: RouteTable) -> tuple[bool, 
 
 async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, prefix):
     rng = random.Random(SEED)
-    for i in range(PODS):
-        await cluster.create_pod(i)
-    await cluster.create_route(unroutableGraceSeconds=1, rebind="Eager")
+    await cluster.start(PODS, unroutableGraceSeconds=1, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     timeline, findings = Timeline(), Findings()
     async with operator(cluster, redis_url, prefix, reconcile_interval=0.5):

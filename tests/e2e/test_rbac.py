@@ -32,9 +32,7 @@ def verb(method: str, name: str | None, params: dict[str, str]) -> str:
 
 
 async def test_the_cluster_role_matches_the_calls_the_operator_makes(cluster, redis, redis_url, prefix):
-    for i in range(3):
-        await cluster.create_pod(i)
-    await cluster.create_route(rebind="Eager")
+    await cluster.start(3, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix):
         await wait_for_table(table, [0, 1, 2])

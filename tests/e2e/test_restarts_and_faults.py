@@ -15,9 +15,7 @@ from tests.routes import poll_until
 async def test_a_restarted_operator_converges_and_a_second_run_changes_nothing(
     cluster, redis, make_redis, redis_url, prefix
 ):
-    for i in range(4):
-        await cluster.create_pod(i)
-    await cluster.create_route(unroutableGraceSeconds=1, rebind="Eager")
+    await cluster.start(4, unroutableGraceSeconds=1, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix):
         await wait_for_table(table, [0, 1, 2, 3])
@@ -58,9 +56,7 @@ async def test_a_restarted_operator_converges_and_a_second_run_changes_nothing(
 
 
 async def test_a_failed_handler_loses_no_links_and_is_retried(cluster, redis, redis_url, prefix):
-    for i in range(3):
-        await cluster.create_pod(i)
-    await cluster.create_route(rebind="Eager")
+    await cluster.start(3, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix, redis_timeout=0.3):
         await wait_for_table(table, [0, 1, 2])
@@ -81,9 +77,7 @@ async def test_a_failed_handler_loses_no_links_and_is_retried(cluster, redis, re
 
 
 async def test_deleting_a_route_removes_its_table_and_links(cluster, redis, redis_url, prefix):
-    for i in range(2):
-        await cluster.create_pod(i)
-    await cluster.create_route()
+    await cluster.start(2)
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix):
         await wait_for_table(table, [0, 1])
@@ -100,9 +94,7 @@ async def test_deleting_a_route_removes_its_table_and_links(cluster, redis, redi
 
 
 async def test_pods_are_only_read_never_written(cluster, redis, redis_url, prefix):
-    for i in range(2):
-        await cluster.create_pod(i)
-    await cluster.create_route()
+    await cluster.start(2)
     await cluster.annotate(1, "Drain-Please")  # malformed: ignored with a warning event
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix):

@@ -15,9 +15,7 @@ async def status_of(cluster: Cluster) -> dict[str, Any]:
 
 
 async def test_a_route_with_four_pods_comes_up_with_its_status(cluster, redis, redis_url, prefix):
-    for i in range(4):
-        await cluster.create_pod(i)
-    await cluster.create_route(rebind="Eager")
+    await cluster.start(4, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix):
 
@@ -52,9 +50,7 @@ async def wait_for_table(table: RouteTable, available: list[int], within: float 
 
 
 async def test_a_deleted_pods_users_are_evicted_and_rebound_evenly(cluster, redis, redis_url, prefix):
-    for i in range(4):
-        await cluster.create_pod(i)
-    await cluster.create_route(rebind="Eager")
+    await cluster.start(4, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     users = [f"user-{i}" for i in range(10_000)]
     async with operator(cluster, redis_url, prefix):
@@ -96,9 +92,7 @@ async def test_a_deleted_pods_users_are_evicted_and_rebound_evenly(cluster, redi
 
 
 async def test_a_not_ready_pod_is_evicted_only_after_the_grace(cluster, redis, redis_url, prefix):
-    for i in range(3):
-        await cluster.create_pod(i)
-    await cluster.create_route(unroutableGraceSeconds=2)
+    await cluster.start(3, unroutableGraceSeconds=2)
     table = RouteTable(redis, prefix=prefix)
     async with (
         operator(cluster, redis_url, prefix),
@@ -132,9 +126,7 @@ async def test_a_not_ready_pod_is_evicted_only_after_the_grace(cluster, redis, r
 
 
 async def test_drain_annotation_stops_new_placements_and_shutdown_evicts(cluster, redis, redis_url, prefix):
-    for i in range(3):
-        await cluster.create_pod(i)
-    await cluster.create_route()
+    await cluster.start(3)
     table = RouteTable(redis, prefix=prefix)
     async with (
         operator(cluster, redis_url, prefix),
