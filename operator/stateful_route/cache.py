@@ -45,12 +45,12 @@ class LinkCache:
         """Forget one link."""
         self.entries.pop(key, None)
 
-    def drop_pod(self, namespace: str, service: str, pod: int) -> int:
-        """Forget every cached link to ``pod``; returns how many were dropped."""
+    def drop_pods(self, namespace: str, service: str, pods: frozenset[int]) -> int:
+        """Forget every cached link to any of ``pods`` (one pass); returns how many were dropped."""
         doomed = [
             key
             for key, value in list(self.entries.items())
-            if value[0] == pod and key[0] == namespace and key[1] == service
+            if value[0] in pods and key[0] == namespace and key[1] == service
         ]
         for key in doomed:
             self.entries.pop(key, None)

@@ -290,8 +290,7 @@ class ClientDriver:
     def _forget_pods(self, ns: str, service: str, pods: frozenset[int]) -> None:
         # Links cached to a pod that stopped being routable may have moved since.
         self._epoch += 1
-        for pod in pods:
-            self.cache.drop_pod(ns, service, pod)
+        self.cache.drop_pods(ns, service, pods)
 
     def _forget_all(self) -> None:
         self._epoch += 1

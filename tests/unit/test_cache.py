@@ -42,12 +42,12 @@ def test_keys_with_separators_do_not_collide():
     assert cache.get(("ns", "a", "b:c")) == 2
 
 
-def test_drop_pod_forgets_only_that_pods_links_in_that_route():
+def test_drop_pods_forgets_only_those_pods_links_in_that_route():
     cache = LinkCache(size=10, ttl=60, clock=FakeClock())
     cache.put(("ns", "svc", "a"), 1)
     cache.put(("ns", "svc", "b"), 2)
     cache.put(("ns", "other", "c"), 1)
-    assert cache.drop_pod("ns", "svc", 1) == 1
+    assert cache.drop_pods("ns", "svc", frozenset({1})) == 1
     assert [cache.get(("ns", "svc", u)) for u in "ab"] == [None, 2]
     assert cache.get(("ns", "other", "c")) == 1
 
