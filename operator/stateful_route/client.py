@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from stateful_route import changes, keys, validation
 from stateful_route.cache import CacheKey, LinkCache
+from stateful_route.client_metrics import ClientMetrics
 from stateful_route.errors import InvalidInput, NoAvailablePod
 from stateful_route.mirror import RouteMirror, RouteView
 from stateful_route.store import LinkStore
@@ -46,6 +47,7 @@ class ClientDriver:
         refresh_interval: float = 0.5,
         max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         names = [namespace] if isinstance(namespace, str) else list(namespace)
         if not names:
@@ -67,7 +69,9 @@ class ClientDriver:
 
         self._keyring = keys.Keyring(prefix)
         self._table = RouteTable(redis, prefix=prefix, timeout=timeout)
-        self._store = LinkStore(redis, self._keyring, timeout=timeout)
+        self._store = LinkStore(
+            redis, self._keyring, timeout=timeout, observe=None if metrics is None else metrics.redis_call
+        )
         self._clock = clock
         self.cache = LinkCache(size=cache_size, ttl=self.cache_ttl, clock=clock)
         self._entries = self.cache.entries  # the hit path reads these directly
@@ -86,6 +90,9 @@ class ClientDriver:
         self._registered: set[tuple[str, str]] = set()
         # Bumped by every invalidation; a Redis answer that raced one is not cached.
         self._epoch = 0
+        self._misses = 0
+        if metrics is not None:  # without metrics the lookup path has no hook at all
+            self.compute_linked_pod = self._counted(metrics)  # type: ignore[method-assign,assignment]
 
     async def __aenter__(self) -> Self:
         await self._mirror.start()
@@ -115,16 +122,34 @@ class ClientDriver:
         """
         key = (ns, service, uid)
         try:
-            pod = self._entries[key][0]
-        except (KeyError, TypeError):  # a miss, or an unhashable argument that validation names
+            pod, deadline = self._entries[key]
+            view = self._views[ns][service]
+        except (KeyError, TypeError):  # a miss, or an argument that validation will name
             pass
         else:
-            view = self._views.get((ns, service))
-            if view is not None and pod in view.routable and view.valid_until > self._clock():
+            now = self._clock()
+            if deadline > now and view.valid_until > now and pod in view.routable:
                 return pod
         return await self._compute(ns, uid, service, key)
 
+    def _counted(self, metrics: ClientMetrics) -> Callable[[str, str, str], Coroutine[Any, Any, int]]:
+        plain = self.compute_linked_pod
+
+        async def compute_linked_pod(ns: str, uid: str, service: str) -> int:
+            misses = self._misses
+            try:
+                return await plain(ns, uid, service)
+            finally:
+                # A hit never awaits, so no other task can have missed meanwhile.
+                if self._misses == misses:
+                    metrics.cache_hit()
+                else:
+                    metrics.cache_miss()
+
+        return compute_linked_pod
+
     async def _compute(self, ns: str, uid: str, service: str, key: CacheKey) -> int:
+        self._misses += 1
         k = self._route(ns, service)
         validation.uid(uid)
         epoch = self._epoch
@@ -262,9 +287,11 @@ class ClientDriver:
 
     def _cached(self, ns: str, uid: str, service: str) -> int | None:
         try:
-            return self._entries[(ns, service, uid)][0]
-        except (KeyError, TypeError):
-            pass
+            pod = self.cache.get((ns, service, uid))
+        except TypeError:
+            pod = None
+        if pod is not None:
+            return pod
         # Only a miss pays for validation: a hit proves the arguments were valid when cached.
         self._route(ns, service)
         validation.uid(uid)

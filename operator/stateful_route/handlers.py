@@ -7,6 +7,7 @@ nothing written to them. State-tracking handlers are used for our own StatefulRo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,10 +19,13 @@ from redis.asyncio import Redis
 from stateful_route import kube_login, pods, status
 from stateful_route.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
 from stateful_route.errors import InvalidInput, StatefulRouteError
+from stateful_route.operator_metrics import OperatorMetrics
 from stateful_route.reconciler import Reconciler, Result
 from stateful_route.routes import RouteRef, RouteSpec
 
 __all__ = ["OperatorConfig", "OperatorContext", "register"]
+
+log = logging.getLogger("stateful_route.operator")
 
 ROUTES = (GROUP, VERSION, PLURAL)
 ROUTE_PODS = {STS_POD_NAME_LABEL: kopf.PRESENT}
@@ -37,6 +41,7 @@ class OperatorConfig:
     reconcile_interval: float = 1.0  # timer per route: grace expiry, pods' own Shutdown reports
     status_interval: float = 2.0  # the status mirror is written at most this often per route
     kubeconfig: str | None = None
+    metrics_port: int | None = None  # Prometheus /metrics (0: a free port); off when None
 
 
 @dataclass
@@ -48,6 +53,7 @@ class OperatorContext:
     reconciler: Reconciler | None = None
     status_written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     warned: dict[str, str] = field(default_factory=dict)
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
 
     async def open(self) -> Reconciler:
         """Connect to Redis (once)."""
@@ -86,12 +92,28 @@ def _records(route_pods: kopf.Index[Any, Any], route: RouteRef) -> list[pods.Pod
     return list(route_pods.get((route.namespace, route.spec.stateful_set), []))
 
 
-async def _reconcile(ctx: OperatorContext, route: RouteRef, records: Iterable[pods.PodRecord]) -> Result:
-    try:
-        result = await (await ctx.open()).reconcile(route, records)
-    except StatefulRouteError as exc:
-        raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
+async def _reconcile(
+    ctx: OperatorContext, route: RouteRef, records: Iterable[pods.PodRecord], handler: str
+) -> Result:
+    metrics = ctx.metrics
+    with metrics.handler_seconds.labels(handler).time():
+        try:
+            result = await (await ctx.open()).reconcile(route, records)
+        except StatefulRouteError as exc:
+            metrics.redis_errors.labels(handler).inc()
+            log.warning(
+                "event=reconcile_failed namespace=%s route=%s handler=%s error=%r",
+                route.namespace, route.name, handler, str(exc),
+            )  # fmt: skip
+            raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
+    service = route.spec.service
+    metrics.reconciled(route.namespace, service, result.snapshot, result.evictions, result.wrote)
+    metrics.forget(route.namespace, service, sorted(result.plan.gone))
     for eviction in result.evictions:
+        log.info(
+            "event=evicted namespace=%s route=%s pod=%d removed=%d rebound=%d reason=%r",
+            route.namespace, route.name, eviction.pod, eviction.removed, eviction.rebound, eviction.reason,
+        )  # fmt: skip
         kopf.info(kopf.Body(route.body), reason="Evicted", message=eviction.message)
     return result
 
@@ -158,7 +180,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
         for route in routes.get((namespace, sts), []):
-            await _reconcile(memo.ctx, route, _records(route_pods, route))
+            await _reconcile(memo.ctx, route, _records(route_pods, route), "pod_changed")
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
@@ -174,13 +196,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         route = _route(namespace, name, uid, spec)
         await (await memo.ctx.open()).configure(route)
-        await _reconcile(memo.ctx, route, _records(route_pods, route))
+        await _reconcile(memo.ctx, route, _records(route_pods, route), "route_changed")
 
     @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
         namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
     ) -> None:
-        await (await memo.ctx.open()).remove(_route(namespace, name, uid, spec))
+        route = _route(namespace, name, uid, spec)
+        reconciler = await memo.ctx.open()
+        pods_before = sorted((await reconciler.table.snapshot(namespace, route.spec.service)).pods)
+        removed = await reconciler.remove(route)
+        memo.ctx.metrics.forget(namespace, route.spec.service, pods_before)
+        log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removed)
 
     @kopf.timer(*ROUTES, interval=config.reconcile_interval, backoff=1, id="route_tick", registry=registry)
     async def route_tick(
@@ -195,7 +222,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         route = _route(namespace, name, uid, spec)
         records = _records(route_pods, route)
-        result = await _reconcile(memo.ctx, route, records)
+        result = await _reconcile(memo.ctx, route, records, "route_tick")
         reconciler = await memo.ctx.open()
         built = status.build_status(
             route, records, result.snapshot, reconciler.last_eviction.get((namespace, name))

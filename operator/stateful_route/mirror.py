@@ -42,7 +42,9 @@ class RouteView:
 
 
 class RouteMirror:
-    """Keeps ``views`` — one RouteView per route this client has used — fresh."""
+    """Keeps ``views`` — ``{namespace: {service: RouteView}}`` for every route this client has
+    used — fresh. Nested rather than keyed by a tuple: the client's hit path reads it on every
+    lookup, and two lookups by existing strings cost less than building a key."""
 
     def __init__(
         self,
@@ -73,7 +75,7 @@ class RouteMirror:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._reconnected = False
-        self.views: dict[RouteId, RouteView] = {}
+        self.views: dict[str, dict[str, RouteView]] = {ns: {} for ns in self._channels.values()}
         self.connected = asyncio.Event()
 
     async def start(self) -> None:
@@ -92,7 +94,7 @@ class RouteMirror:
 
     async def view(self, namespace: str, service: str) -> RouteView:
         """A trustworthy view of a route: the mirrored one, or one read now."""
-        found = self.views.get((namespace, service))
+        found = self.views[namespace].get(service)
         if found is not None and found.valid_until > self._clock():
             return found
         return await self._refresh((namespace, service))
@@ -108,10 +110,11 @@ class RouteMirror:
     def _install(self, route: RouteId, view: RouteView) -> RouteView:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
         and report pods that stopped being routable: links cached to them are suspect."""
-        current = self.views.get(route)
+        views = self.views[route[0]]
+        current = views.get(route[1])
         if current is not None and view.version < current.version:
             return current
-        self.views[route] = view
+        views[route[1]] = view
         if current is not None and (lost := current.routable - view.routable):
             self._on_lost(*route, lost)
         return view
@@ -144,7 +147,8 @@ class RouteMirror:
             except StoreError as exc:
                 log.warning("event=mirror_fault error=%r action=resync", str(exc))
                 self.connected.clear()
-                self.views.clear()
+                for views in self.views.values():
+                    views.clear()
                 self._on_gap()
                 await self._close()
                 await asyncio.sleep(self._interval)
@@ -178,7 +182,7 @@ class RouteMirror:
         route = (namespace, change.service)
         if change.kind == "u" or route not in self._routes:
             return
-        view = self.views.get(route)
+        view = self.views[namespace].get(change.service)
         if view is not None and change.routable is not None and change.version is not None:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.

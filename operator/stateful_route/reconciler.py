@@ -35,6 +35,7 @@ class Result:
     plan: planning.Plan
     snapshot: RouteSnapshot  # after evictions
     evictions: list[Eviction]
+    wrote: bool = False  # whether the table changed
 
 
 class Reconciler:
@@ -78,7 +79,7 @@ class Reconciler:
             )
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
-            await self.table.put_pods(ns, service, plan.with_gone_fenced())
+            wrote = await self.table.put_pods(ns, service, plan.with_gone_fenced())
             fenced = await self.table.snapshot(ns, service)
             k = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -88,12 +89,12 @@ class Reconciler:
                     reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
                     evictions.append(await evict(self.store, k, index, reason=reason, rebind_ttl=rebind_ttl))
             if plan.gone:
-                await self.table.put_pods(ns, service, plan.pods.values())
+                wrote = await self.table.put_pods(ns, service, plan.pods.values()) or wrote
             useful = [e for e in evictions if e.removed]
             if useful:
                 self.last_eviction[rid] = useful[-1]
             after = await self.table.snapshot(ns, service) if evictions else fenced
-            return Result(plan, after, useful)
+            return Result(plan, after, useful, wrote)
 
     async def remove(self, route: RouteRef) -> int:
         """Forget a deleted route: its table, and its links unless the route keeps them."""

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 import kopf
 
+from stateful_route import operator_metrics
 from stateful_route.handlers import OperatorConfig, OperatorContext, register
+from stateful_route.logs import redact
 
 __all__ = ["run"]
+
+log = logging.getLogger("stateful_route.operator")
 
 
 async def run(
@@ -20,22 +25,30 @@ async def run(
     liveness: str | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
+    metrics: operator_metrics.OperatorMetrics | None = None,
 ) -> None:
     """Run until ``stop_flag`` is set (or the process is signalled).
 
     No ``namespaces`` means all namespaces. With ``peering`` set, instances sharing that
     KopfPeering name elect one active operator (the others wait); without it, standalone.
+    ``metrics`` lets an embedding program (the demo) read what the operator counted.
     """
     registry = kopf.OperatorRegistry()
     register(registry, config)
-    await kopf.operator(
-        registry=registry,
-        memo=kopf.Memo(ctx=OperatorContext(config)),
-        clusterwide=not namespaces,
-        namespaces=list(namespaces),
-        standalone=peering is None,
-        peering_name=peering,
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    ctx = OperatorContext(config) if metrics is None else OperatorContext(config, metrics=metrics)
+    with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
+        log.info(
+            "event=operator_start redis=%s prefix=%s namespaces=%s peering=%s metrics_port=%s",
+            redact(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-", port,
+        )  # fmt: skip
+        await kopf.operator(
+            registry=registry,
+            memo=kopf.Memo(ctx=ctx),
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            standalone=peering is None,
+            peering_name=peering,
+            liveness_endpoint=liveness,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )

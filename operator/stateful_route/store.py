@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from redis.asyncio import Redis
 
@@ -54,8 +55,16 @@ def _ttl(ms: int) -> float | None:
 class LinkStore:
     """Reads and writes links of users to pods in Redis; every change is one Lua call."""
 
-    def __init__(self, redis: Redis, keyring: keys.Keyring, *, timeout: float = 1.0) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keyring: keys.Keyring,
+        *,
+        timeout: float = 1.0,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
         self._redis = redis
+        self._guarded = guarded if observe is None else _timed(observe)
         self.keyring = keyring
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
         self._place = redis.register_script(scripts.PLACE)
@@ -67,7 +76,7 @@ class LinkStore:
 
     async def place(self, k: keys.RouteKeys, uid: str, ttl: float) -> Placement | None:
         """Keep the user's routable link, or move/place it on the best pod; None if none is available."""
-        reply = await guarded(
+        reply = await self._guarded(
             self._place(keys=[k.link(uid), k.pods, k.reports, k.config], args=[k.pod_links, uid, _ms(ttl)]),
             self.timeout,
         )
@@ -87,7 +96,7 @@ class LinkStore:
                 args=[k.pod_links, k.links, _ms(ttl), *uids[start : start + BATCH]],
                 client=pipe,
             )
-        replies = await guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
+        replies = await self._guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
 
     async def read(self, k: keys.RouteKeys, uid: str) -> Link | None:
@@ -96,7 +105,7 @@ class LinkStore:
         key = k.link(uid)
         pipe.get(key)
         pipe.pttl(key)
-        raw, ttl_ms = await guarded(pipe.execute(), self.timeout)
+        raw, ttl_ms = await self._guarded(pipe.execute(), self.timeout)
         if raw is None:
             return None
         pod, persistent = decode_link(raw)
@@ -109,12 +118,12 @@ class LinkStore:
         pipe = self._redis.pipeline(transaction=False)
         for start in range(0, len(uids), BATCH):
             pipe.mget([k.link(uid) for uid in uids[start : start + BATCH]])
-        replies = await guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
+        replies = await self._guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
         return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
 
     async def link_if_absent(self, k: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
         """Store a temporary link only if the user has none; the pod linked after the call."""
-        reply = await guarded(
+        reply = await self._guarded(
             self._if_absent(keys=[k.link(uid)], args=[k.pod_links, uid, pod, _ms(ttl)]), self.timeout
         )
         return int(reply)
@@ -123,7 +132,7 @@ class LinkStore:
         self, k: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
     ) -> tuple[bool, int | None]:
         """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder)."""
-        stored, other = await guarded(
+        stored, other = await self._guarded(
             self._persist(
                 keys=[k.link(uid)],
                 args=[
@@ -142,7 +151,7 @@ class LinkStore:
     async def unlink(self, k: keys.RouteKeys, uid: str, *, expected: int | None, keep: float) -> int | None:
         """Remove the link (only if it points to ``expected``, when given), keeping a temporary one
         for ``keep`` seconds; announces it. Returns the pod it pointed to, or None if untouched."""
-        reply = await guarded(
+        reply = await self._guarded(
             self._remove(
                 keys=[k.link(uid)],
                 args=[
@@ -160,32 +169,48 @@ class LinkStore:
 
     async def evict_batch(self, k: keys.RouteKeys, pod: int, batch: int = BATCH) -> tuple[int, list[str]]:
         """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
-        left, removed = await guarded(
+        left, removed = await self._guarded(
             self._evict(keys=[k.pod(pod)], args=[pod, k.links, batch]), self.timeout
         )
         return int(left), [_text(uid) for uid in removed]
 
     async def announce_eviction(self, k: keys.RouteKeys, pod: int) -> None:
         """Tell clients every link to ``pod`` is gone (they drop cached links and refetch the table)."""
-        await guarded(self._redis.publish(k.channel, changes.evicted(k.service, pod)), self.timeout)
+        await self._guarded(self._redis.publish(k.channel, changes.evicted(k.service, pod)), self.timeout)
 
     async def links_of_user(self, namespace: str, uid: str) -> dict[str, int]:
         """Every service of ``namespace`` in which the user has a link: {service: pod}."""
         services = sorted(
             _text(s)
-            for s in await guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
+            for s in await self._guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
         )
         if not services:
             return {}
         pipe = self._redis.pipeline(transaction=False)
         for service in services:
             pipe.get(self.keyring.route(namespace, service).link(uid))
-        replies = await guarded(pipe.execute(), self.timeout)
+        replies = await self._guarded(pipe.execute(), self.timeout)
         return {s: decode_link(raw)[0] for s, raw in zip(services, replies, strict=True) if raw is not None}
 
     async def register_service(self, k: keys.RouteKeys) -> None:
         """Record that ``k.service`` has links in its namespace (idempotent)."""
-        await guarded(self._redis.sadd(self.keyring.services(k.namespace), k.service), self.timeout)
+        await self._guarded(self._redis.sadd(self.keyring.services(k.namespace), k.service), self.timeout)
+
+
+T = TypeVar("T")
+
+
+def _timed(observe: Callable[[float], None]) -> Callable[[Awaitable[T], float], Awaitable[T]]:
+    """``guarded`` that reports how long each call took, faults included."""
+
+    async def timed(call: Awaitable[T], seconds: float) -> T:
+        started = time.perf_counter()
+        try:
+            return await guarded(call, seconds)
+        finally:
+            observe(time.perf_counter() - started)
+
+    return timed
 
 
 def _ms(seconds: float) -> int:

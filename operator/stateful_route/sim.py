@@ -1,9 +1,14 @@
-"""A Kubernetes API emulated by kmock, and the real operator running against it over HTTP."""
+"""A simulated cluster: kmock's Kubernetes API emulator driven like kubelet, the StatefulSet
+controller and kubectl would, and the real operator running against it over HTTP.
+
+Used by ``stateful-route demo`` and by the end-to-end tests; needs the ``demo`` extra (kmock).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,13 +26,14 @@ from stateful_route.constants import (
     VERSION,
 )
 from stateful_route.handlers import OperatorConfig
+from stateful_route.operator_metrics import OperatorMetrics
 from stateful_route.runner import run
 
 NS = "games"
 STS = "game"
 ROUTE = "room"
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
-RESOURCES = {
+RESOURCES: dict[str, Any] = {
     "v1/pods": {"kind": "Pod", "namespaced": True, "verbs": VERBS, "subresources": {"status"}},
     "v1/namespaces": {"kind": "Namespace", "namespaced": False, "verbs": VERBS},
     "v1/events": {"kind": "Event", "namespaced": True, "verbs": VERBS},
@@ -46,6 +52,8 @@ RESOURCES = {
     },
     "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "namespaced": True, "verbs": VERBS},
 }
+# In a source checkout (the demo and the tests); an installed wheel has no CRD file and the
+# emulator then serves the resource without its definition, which kopf does not read anyway.
 CRD = Path(__file__).parents[2] / "crds" / "statefulroute.yaml"
 
 
@@ -83,13 +91,15 @@ class Cluster:
         async with self.api.request(method, path, **kwargs) as response:
             payload = await response.json()
             if response.status >= 400:
-                raise AssertionError(f"{method} {path} -> {response.status}: {payload}")
+                raise RuntimeError(f"{method} {path} -> {response.status}: {payload}")
             return payload
 
     def setup(self) -> None:
         """The namespace and the CRD, as `kubectl apply -k manifests/` would create them (stored
         directly: kmock 0.8 cannot parse POSTs of cluster-scoped core objects)."""
         self.api.objects["v1/namespaces", None, NS] = {"metadata": {"name": NS}}
+        if not CRD.exists():
+            return
         crd = yaml.safe_load(CRD.read_text())
         self.api.objects[
             "apiextensions.k8s.io/v1/customresourcedefinitions", None, crd["metadata"]["name"]
@@ -190,13 +200,19 @@ def write_kubeconfig(folder: Path, server: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def operator(
-    cluster: Cluster, redis_url: str, prefix: str, *, peering: str | None = None, **options: Any
+    cluster: Cluster,
+    redis_url: str,
+    prefix: str,
+    *,
+    peering: str | None = None,
+    metrics: OperatorMetrics | None = None,
+    **options: Any,
 ) -> AsyncIterator[asyncio.Task[None]]:
     """The real operator, in-process, logged in through the kubeconfig; stopped on exit."""
     config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        run(config, namespaces=[NS], peering=peering, stop_flag=stop, ready_flag=ready)
+        run(config, namespaces=[NS], peering=peering, stop_flag=stop, ready_flag=ready, metrics=metrics)
     )
     try:
         async with asyncio.timeout(10):
@@ -206,3 +222,16 @@ async def operator(
         stop.set()
         async with asyncio.timeout(10):
             await task
+
+
+@contextlib.asynccontextmanager
+async def emulated_cluster(folder: Path | None = None) -> AsyncIterator[Cluster]:
+    """kmock's emulator on a free loopback port, with our namespace, CRD and a kubeconfig."""
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stateful-route-")))
+        async with NamingEmulator() as emulator, kmock.Server(emulator):
+            declare(emulator)
+            cluster = Cluster(emulator, write_kubeconfig(folder, str(emulator.url).rstrip("/")))
+            cluster.setup()
+            yield cluster

@@ -1,0 +1,155 @@
+"""``python -m bench [--quick] [--output BENCHMARKS.md]``: measure every figure, print the table."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bench import figures
+from bench.figures import Bench, Row, ratio
+from bench.report import machine, mark, markdown
+from stateful_route import local_redis
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+
+async def measure(bench: Bench) -> None:
+    """Every figure, in order, appended to ``bench.rows``."""
+    small, large = bench.scales
+    rows = bench.rows
+
+    console.log("figure 1: cache hits")
+    hits = await figures.cache_hits(bench, small)
+    original_hits = await figures.original_cache_hits(bench, small)
+    bare, awaited = await figures.dict_hits(bench, small)
+    rows.append(
+        Row(
+            "1. cache-hit `compute_linked_pod` (ops/s)",
+            f"{hits.ops:,.0f}",
+            f"{original_hits.ops:,.0f}",
+            f"dict {bare.ops:,.0f}; awaited dict {awaited.ops:,.0f}",
+            f"{ratio(hits.ops, original_hits.ops)} original; {ratio(hits.ops, bare.ops)} dict",
+            "≥ 5× original; ≥ 0.2× dict",
+            hits.ops >= 5 * original_hits.ops and hits.ops >= 0.2 * bare.ops,
+        )
+    )
+
+    get = await figures.get_limit(bench, bench.new_users)
+    placements = {}
+    for workers in (1, figures.WORKERS):
+        console.log(f"figure 2: first placements, {workers} client(s)")
+        placements[workers] = placed = await figures.first_placements(bench, workers)
+        original = await figures.original_first_placements(bench, workers)
+        limit = await figures.evalsha_limit(bench, workers, bench.new_users)
+        rows.append(
+            Row(
+                f"2. first placement, {workers} client{'s' if workers > 1 else ''} (users/s)",
+                placed.describe(),
+                original.describe(),
+                f"EVALSHA {limit.describe()}" + (f"; GET {get.describe()}" if workers == 1 else ""),
+                ratio(placed.ops, limit.ops),
+                "≥ 0.8× EVALSHA",
+                placed.ops >= 0.8 * limit.ops,
+            )
+        )
+
+    console.log("figure 3: batch of 10,000")
+    batch, original_batch, mget = await figures.batches(bench, small)
+    rows.append(
+        Row(
+            "3. `batch_get_linked_pod` of 10,000 (users/s)",
+            f"{batch.ops:,.0f} ({10_000 / batch.ops * 1000:.1f} ms)",
+            f"{original_batch.ops:,.0f}",
+            f"MGET {mget.ops:,.0f}",
+            f"{ratio(batch.ops, mget.ops)} MGET; {ratio(batch.ops, original_batch.ops)} original",
+            "≥ 0.5× MGET; ≥ 50× original",
+            batch.ops >= 0.5 * mget.ops and batch.ops >= 50 * original_batch.ops,
+        )
+    )
+
+    console.log(f"figure 4: balance of {bench.balance_users:,} new users")
+    spread, original_spread = await figures.balance(bench)
+    rows.append(
+        Row(
+            f"4. balance, {bench.balance_users:,} users, 8 pods, 16 clients (max/min links)",
+            f"{spread:.3f}",
+            f"{original_spread:.2f}",
+            target="≤ 1.05",
+            met=spread <= 1.05,
+        )
+    )
+
+    console.log("figure 5: eviction of 100,000 links")
+    removed, rebound = await figures.eviction(bench)
+    rows.append(
+        Row("5a. evict a pod of 100,000 links (s)", f"{removed:.2f}", target="≤ 2 s", met=removed <= 2)
+    )
+    rows.append(
+        Row("5b. the same, rebinding eagerly (s)", f"{rebound:.2f}", target="≤ 5 s", met=rebound <= 5)
+    )
+
+    console.log(f"figure 6: memory per link, figures 1-3 at {large:,} users")
+    per_link, original_per_link = await figures.memory_per_link(bench, large)
+    rows.append(
+        Row(
+            f"6. Redis memory per link, {large:,} links (bytes)",
+            f"{per_link:.0f}",
+            f"{original_per_link:.0f}",
+            target="≤ 200",
+            met=per_link <= 200,
+        )
+    )
+    hits_large = await figures.cache_hits(bench, large)
+    placed_large = await figures.first_placements(bench, 1, holding=large)
+    batch_large, _, _ = await figures.batches(bench, large)
+    for name, at_small, at_large in (
+        ("1. cache hits (ops/s)", hits, hits_large),
+        ("2. first placement, 1 client (users/s)", placements[1], placed_large),
+        ("3. batch of 10,000 (users/s)", batch, batch_large),
+    ):
+        rows.append(
+            Row(
+                f"6. {name}, {small:,} → {large:,} users",
+                f"{at_small.ops:,.0f} → {at_large.ops:,.0f}",
+                ratio=ratio(at_large.ops, at_small.ops),
+            )
+        )
+
+
+async def _redis_version(url: str) -> str:
+    redis = Bench(url, quick=True).redis(1)
+    try:
+        return str((await redis.info("server"))["redis_version"])
+    finally:
+        await redis.aclose()
+
+
+@app.command()
+def main(
+    quick: Annotated[bool, typer.Option(help="Smaller sizes: the whole run in under 2 minutes.")] = False,
+    redis_url: Annotated[str, typer.Option(envvar="REDIS_URL")] = local_redis.DEFAULT_URL,
+    output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
+) -> None:
+    """Measure every figure of BENCHMARKS.md against one Redis and print the table."""
+    with local_redis.redis_url(redis_url) as url:
+        bench = Bench(url, quick)
+        asyncio.run(measure(bench))
+        about = machine(asyncio.run(_redis_version(url)))
+    out = Console()
+    table = Table("figure", "ours", "original", "limit", "ratio", "target", "met?")
+    for r in bench.rows:
+        table.add_row(r.figure, r.ours, r.original, r.limit, r.ratio, r.target, mark(r.met))
+    out.print(table)
+    if output is not None:
+        command = "make bench" + (" ARGS=--quick" if quick else "")
+        output.write_text(markdown(bench.rows, command=command, about=about))
+
+
+if __name__ == "__main__":
+    app()

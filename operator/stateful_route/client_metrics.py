@@ -1,0 +1,64 @@
+"""Optional metrics hooks of the client library, and a Prometheus implementation of them.
+
+``ClientDriver(metrics=None)`` (the default) costs nothing: no hook is called and the lookup
+path is the plain one. Pass any object with these three methods to count what you like.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+__all__ = ["ClientMetrics", "PrometheusClientMetrics"]
+
+
+class ClientMetrics(Protocol):
+    """What a ClientDriver reports when given one."""
+
+    def cache_hit(self) -> None:
+        """``compute_linked_pod`` answered from the local cache."""
+
+    def cache_miss(self) -> None:
+        """``compute_linked_pod`` had to ask Redis."""
+
+    def redis_call(self, seconds: float) -> None:
+        """One link-store round trip to Redis took ``seconds`` (faults included)."""
+
+
+class PrometheusClientMetrics:
+    """ClientMetrics as Prometheus series (needs ``prometheus-client``)::
+
+    stateful_route_client_cache_hits_total, stateful_route_client_cache_misses_total,
+    stateful_route_client_redis_seconds (histogram).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import REGISTRY, Counter, Histogram
+
+        registry = REGISTRY if registry is None else registry
+        self._hits = Counter(
+            "stateful_route_client_cache_hits", "Lookups answered from the local cache.", registry=registry
+        )
+        self._misses = Counter(
+            "stateful_route_client_cache_misses", "Lookups that asked Redis.", registry=registry
+        )
+        self._redis = Histogram(
+            "stateful_route_client_redis_seconds",
+            "Link-store round trips to Redis.",
+            buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+
+    def cache_hit(self) -> None:
+        """Count a cache hit."""
+        self._hits.inc()
+
+    def cache_miss(self) -> None:
+        """Count a cache miss."""
+        self._misses.inc()
+
+    def redis_call(self, seconds: float) -> None:
+        """Observe one Redis round trip."""
+        self._redis.observe(seconds)
