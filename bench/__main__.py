@@ -12,7 +12,7 @@ from rich.table import Table
 
 from bench import figures
 from bench.figures import Bench, Row, ratio
-from bench.report import machine, mark, markdown
+from bench.report import NOTES, machine, mark, markdown
 from stateful_route import local_redis
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -148,7 +148,8 @@ def main(
     out.print(table)
     if output is not None:
         command = "make bench" + (" ARGS=--quick" if quick else "")
-        output.write_text(markdown(bench.rows, command=command, about=about))
+        notes = output.read_text().partition(NOTES)[2] if output.exists() else ""
+        output.write_text(markdown(bench.rows, command=command, about=about) + f"\n{NOTES}{notes}")
 
 
 if __name__ == "__main__":

@@ -80,8 +80,14 @@ class Bench:
             await RouteTable(redis, prefix=prefix).put_pods(NS, SVC, [PodState(i) for i in range(pods)])
             yield redis, prefix
         finally:
+            doomed: list[bytes] = []
             async for key in redis.scan_iter(match=f"{prefix}:*", count=10_000):
-                await redis.unlink(key)
+                doomed.append(key)
+                if len(doomed) == 10_000:
+                    await redis.unlink(*doomed)
+                    doomed.clear()
+            if doomed:
+                await redis.unlink(*doomed)
             await redis.aclose()
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from stateful_route.local_redis import PrivateRedis, answers
+import redis as sync_redis
+from stateful_route.local_redis import PrivateRedis, Tls, answers, free_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -78,11 +83,62 @@ def private_redis() -> Iterator[Callable[..., PrivateRedis]]:
     """Starts private redis-server processes (faults, restarts); all stopped at teardown."""
     servers: list[PrivateRedis] = []
 
-    def start(*extra: str) -> PrivateRedis:
-        server = PrivateRedis(*extra).start()
+    def start(*extra: str, **options: Any) -> PrivateRedis:
+        server = PrivateRedis(*extra, **options).start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with openssl."""
+    folder: Path = tmp_path_factory.mktemp("tls")
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not on PATH")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+            "-days", "1", "-subj", "/CN=stateful-route test CA")  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=127.0.0.1")  # fmt: skip
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "server.crt", "-days", "1", "-extfile", "san.ext")  # fmt: skip
+    return Tls(cert=str(folder / "server.crt"), key=str(folder / "server.key"), ca=str(folder / "ca.crt"))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A 3-master Redis Cluster on loopback ports (redis-server + redis-cli --cluster create)."""
+    if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
+        pytest.fail("redis-server and redis-cli are needed for the Redis Cluster tests")
+    # The bus port is set too: by default it is port + 10000, which a high free port cannot have.
+    nodes = [
+        PrivateRedis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
+                     str(free_port()))
+        for _ in range(3)
+    ]  # fmt: skip
+    try:
+        for node in nodes:
+            node.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        for node in nodes:
+            with sync_redis.Redis(port=node.port) as client:
+                deadline = time.monotonic() + 20
+                while client.cluster("info").get("cluster_state") != "ok":
+                    assert time.monotonic() < deadline, "the cluster did not come up"
+                    time.sleep(0.05)
+        yield f"redis://127.0.0.1:{nodes[0].port}/0?cluster=true"
+    finally:
+        for node in nodes:
+            node.cleanup()

@@ -10,10 +10,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from redis.asyncio import Redis
-
-from stateful_route import validation
+from stateful_route import connection, validation
 from stateful_route.client import ClientDriver
+from stateful_route.connection import AnyRedis
 from stateful_route.errors import StatefulRouteError
 from stateful_route.eviction import evict as evict_pod
 from stateful_route.keys import Keyring
@@ -32,7 +31,7 @@ class NotFound(StatefulRouteError):
 @contextlib.asynccontextmanager
 async def connect(url: str, prefix: str, deadline: float) -> AsyncIterator[Admin]:
     """An Admin on a connection to ``url`` (closed on exit); every call waits ``deadline`` at most."""
-    redis = Redis.from_url(url, socket_connect_timeout=deadline, socket_timeout=deadline)
+    redis = connection.connect(url, socket_connect_timeout=deadline, socket_timeout=deadline)
     try:
         yield Admin(redis, prefix=prefix, timeout=deadline)
     finally:
@@ -61,7 +60,7 @@ def pod_rows(snapshot: RouteSnapshot) -> list[dict[str, Any]]:
 class Admin:
     """Inspect and steer routes from a terminal."""
 
-    def __init__(self, redis: Redis, *, prefix: str, timeout: float) -> None:
+    def __init__(self, redis: AnyRedis, *, prefix: str, timeout: float) -> None:
         self.redis = redis
         self.prefix = prefix
         self.timeout = timeout

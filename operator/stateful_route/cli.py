@@ -272,6 +272,10 @@ def operator(
     peering: Annotated[
         str | None, typer.Option(help="KopfPeering name for HA (one active instance); standalone if unset.")
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="With --peering: the highest priority acts (random if unset, so replicas differ)."),
+    ] = None,
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
     ] = 9090,
@@ -297,7 +301,15 @@ def operator(
         redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
     )
     with _interruptible():
-        asyncio.run(run(config, namespaces=namespace or (), peering=peering, liveness=liveness or None))
+        asyncio.run(
+            run(
+                config,
+                namespaces=namespace or (),
+                peering=peering,
+                priority=priority,
+                liveness=liveness or None,
+            )
+        )
 
 
 @app.command()

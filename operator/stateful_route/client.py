@@ -9,11 +9,10 @@ from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Self
 
-from redis.asyncio import Redis
-
 from stateful_route import changes, keys, validation
 from stateful_route.cache import CacheKey, LinkCache
 from stateful_route.client_metrics import ClientMetrics
+from stateful_route.connection import AnyRedis
 from stateful_route.errors import InvalidInput, NoAvailablePod
 from stateful_route.mirror import RouteMirror, RouteView
 from stateful_route.store import LinkStore
@@ -36,7 +35,7 @@ class ClientDriver:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         namespace: str | Iterable[str],
         link_ttl: float = 300,

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from redis.asyncio import Redis
 
-from stateful_route import kube_login, pods, status
+from stateful_route import connection, kube_login, pods, status
+from stateful_route.connection import AnyRedis
 from stateful_route.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
 from stateful_route.errors import InvalidInput, StatefulRouteError
 from stateful_route.operator_metrics import OperatorMetrics
@@ -49,7 +49,7 @@ class OperatorContext:
     """Shared by every handler through kopf's memo."""
 
     config: OperatorConfig
-    redis: Redis | None = None
+    redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
     status_written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     warned: dict[str, str] = field(default_factory=dict)
@@ -58,7 +58,7 @@ class OperatorContext:
     async def open(self) -> Reconciler:
         """Connect to Redis (once)."""
         if self.reconciler is None:
-            self.redis = Redis.from_url(self.config.redis_url)
+            self.redis = connection.connect(self.config.redis_url)
             self.reconciler = Reconciler(
                 self.redis, prefix=self.config.prefix, timeout=self.config.redis_timeout
             )

@@ -9,10 +9,12 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
 
 import redis
 
-__all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "answers", "free_port", "redis_url"]
+__all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "Tls", "answers", "free_port", "redis_url"]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -37,26 +39,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class PrivateRedis:
-    """A redis-server child on a free loopback port that keeps nothing beyond its temp folder."""
+@dataclass(frozen=True)
+class Tls:
+    """Files for a TLS-only server: its certificate and key, and the CA clients verify it with."""
 
-    def __init__(self, *extra: str) -> None:
+    cert: str
+    key: str
+    ca: str
+
+
+class PrivateRedis:
+    """A redis-server child on a free loopback port that keeps nothing beyond its temp folder;
+    optionally requiring a password, or serving TLS only."""
+
+    def __init__(self, *extra: str, password: str | None = None, tls: Tls | None = None) -> None:
         self.port = free_port()
+        self.password = password
+        self.tls = tls
         self.extra = extra
         self.folder = tempfile.TemporaryDirectory(prefix="stateful-route-redis-")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """Where it listens."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """Where it listens, with the password and CA a client needs."""
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={quote(self.tls.ca)}"
+
+    def _listen(self) -> list[str]:
+        args = ["--port", str(self.port)]
+        if self.tls is not None:
+            args = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                    "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca,
+                    "--tls-auth-clients", "no"]  # fmt: skip
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        return args
 
     def start(self) -> PrivateRedis:
         """Start (or restart) it and wait until it answers; raises NoRedis if it does not."""
         if shutil.which("redis-server") is None:
             raise NoRedis("redis-server is not on PATH")
         self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+            ["redis-server", "--bind", "127.0.0.1", *self._listen(), "--save", "",
              "--appendonly", "no", "--dir", self.folder.name, *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

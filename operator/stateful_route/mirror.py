@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from stateful_route import changes, keys, validation
+from stateful_route.connection import AnyRedis
 from stateful_route.errors import StoreError
 from stateful_route.faults import guarded
 from stateful_route.models import RouteSnapshot
@@ -48,7 +48,7 @@ class RouteMirror:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         table: RouteTable,
         *,
         namespaces: Iterable[str],

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from stateful_route import planning
+from stateful_route.connection import AnyRedis
 from stateful_route.eviction import Eviction, evict
 from stateful_route.models import RouteSnapshot
 from stateful_route.pods import PodRecord
@@ -43,7 +42,7 @@ class Reconciler:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         prefix: str = "sr",
         timeout: float = 5.0,
@@ -70,6 +69,8 @@ class Reconciler:
         ns, service, spec = route.namespace, route.spec.service, route.spec
         async with self._locks[rid]:
             before = await self.table.snapshot(ns, service)
+            if not before.pods:  # a new route, or a Redis that came back empty: policy first
+                await self.configure(route)
             plan = planning.plan(
                 records,
                 before.pods,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Sequence
 
 import kopf
@@ -22,6 +23,7 @@ async def run(
     *,
     namespaces: Sequence[str] = (),
     peering: str | None = None,
+    priority: int | None = None,
     liveness: str | None = None,
     stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
@@ -30,16 +32,21 @@ async def run(
     """Run until ``stop_flag`` is set (or the process is signalled).
 
     No ``namespaces`` means all namespaces. With ``peering`` set, instances sharing that
-    KopfPeering name elect one active operator (the others wait); without it, standalone.
+    KopfPeering name elect one active operator, the one with the highest ``priority``; the others
+    wait, and take over when it leaves. Equal priorities would pause every instance (kopf's rule),
+    so without one each instance draws a random priority.
     ``metrics`` lets an embedding program (the demo) read what the operator counted.
     """
     registry = kopf.OperatorRegistry()
     register(registry, config)
     ctx = OperatorContext(config) if metrics is None else OperatorContext(config, metrics=metrics)
+    if peering is not None and priority is None:
+        priority = 1 + secrets.randbelow(1_000_000)
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
         log.info(
-            "event=operator_start redis=%s prefix=%s namespaces=%s peering=%s metrics_port=%s",
-            redact(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-", port,
+            "event=operator_start redis=%s prefix=%s namespaces=%s peering=%s priority=%s metrics_port=%s",
+            redact(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-", priority,
+            port,
         )  # fmt: skip
         await kopf.operator(
             registry=registry,
@@ -48,6 +55,7 @@ async def run(
             namespaces=list(namespaces),
             standalone=peering is None,
             peering_name=peering,
+            priority=priority,
             liveness_endpoint=liveness,
             stop_flag=stop_flag,
             ready_flag=ready_flag,

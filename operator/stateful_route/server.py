@@ -5,9 +5,8 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from redis.asyncio import Redis
-
 from stateful_route import changes, keys, scripts, validation
+from stateful_route.connection import AnyRedis
 from stateful_route.faults import guarded
 from stateful_route.models import RoutingState
 from stateful_route.store import LinkStore
@@ -20,7 +19,7 @@ class ServerDriver:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         namespace: str,
         service: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -174,6 +175,16 @@ class Cluster:
     async def route(self, name: str = ROUTE) -> dict[str, Any]:
         return dict(await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}"))
 
+    async def create_peering(self, name: str) -> None:
+        """The KopfPeering object HA operators meet in (kopf does not create it)."""
+        body = {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "KopfPeering",
+            "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+            "status": {},
+        }
+        await self._call("POST", f"/apis/kopf.dev/v1/namespaces/{NS}/kopfpeerings", body)
+
     async def events(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
 
@@ -205,6 +216,7 @@ async def operator(
     prefix: str,
     *,
     peering: str | None = None,
+    priority: int | None = None,
     metrics: OperatorMetrics | None = None,
     **options: Any,
 ) -> AsyncIterator[asyncio.Task[None]]:
@@ -212,7 +224,15 @@ async def operator(
     config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        run(config, namespaces=[NS], peering=peering, stop_flag=stop, ready_flag=ready, metrics=metrics)
+        run(
+            config,
+            namespaces=[NS],
+            peering=peering,
+            priority=priority,
+            stop_flag=stop,
+            ready_flag=ready,
+            metrics=metrics,
+        )
     )
     try:
         async with asyncio.timeout(10):
@@ -235,3 +255,31 @@ async def emulated_cluster(folder: Path | None = None) -> AsyncIterator[Cluster]
             cluster = Cluster(emulator, write_kubeconfig(folder, str(emulator.url).rstrip("/")))
             cluster.setup()
             yield cluster
+
+
+@contextlib.asynccontextmanager
+async def operator_thread(
+    cluster: Cluster, redis_url: str, prefix: str, *, peering: str, priority: int, **options: Any
+) -> AsyncIterator[threading.Thread]:
+    """The real operator in a thread with its own event loop, as one replica of a Deployment.
+
+    Two kopf operators cannot share an event loop: on stopping, kopf cancels every task it finds
+    in the loop, the other operator's included. Threads keep them apart, like separate pods.
+    """
+    config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
+    stop, ready = threading.Event(), threading.Event()
+
+    def replica() -> None:
+        # kopf accepts threading.Event flags; our signature names the asyncio kind it uses in-loop.
+        flags: Any = {"stop_flag": stop, "ready_flag": ready}
+        asyncio.run(run(config, namespaces=[NS], peering=peering, priority=priority, **flags))
+
+    thread = threading.Thread(target=replica, name=f"operator-{priority}", daemon=True)
+    thread.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 10):
+            raise TimeoutError("the operator did not start within 10 s")
+        yield thread
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join, 15)

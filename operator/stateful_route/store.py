@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
+from redis.asyncio.client import Pipeline
 
 from stateful_route import changes, keys, scripts, validation
+from stateful_route.connection import AnyRedis
 from stateful_route.errors import StoreError
 from stateful_route.faults import guarded
 
@@ -57,13 +60,14 @@ class LinkStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         keyring: keys.Keyring,
         *,
         timeout: float = 1.0,
         observe: Callable[[float], None] | None = None,
     ) -> None:
         self._redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
         self._guarded = guarded if observe is None else _timed(observe)
         self.keyring = keyring
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
@@ -86,17 +90,27 @@ class LinkStore:
         return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
 
     async def place_many(self, k: keys.RouteKeys, uids: Sequence[str], ttl: float) -> list[int | None]:
-        """``place`` for many users, BATCH per script call, all pipelined in one round trip."""
+        """``place`` for many users, BATCH per script call, all in one round trip (pipelined on one
+        server; concurrent calls on a cluster, whose pipelines refuse scripts)."""
         if not uids:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for start in range(0, len(uids), BATCH):
-            await self._place_many(
-                keys=[k.pods, k.reports, k.config],
-                args=[k.pod_links, k.links, _ms(ttl), *uids[start : start + BATCH]],
-                client=pipe,
+        calls: list[tuple[list[str], list[str | int]]] = [
+            (
+                [k.pods, k.reports, k.config],
+                [k.pod_links, k.links, _ms(ttl), *uids[start : start + BATCH]],
             )
-        replies = await self._guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
+            for start in range(0, len(uids), BATCH)
+        ]
+        deadline = self.timeout * (1 + len(uids) // BATCH)
+        if self._cluster:
+            replies = await self._guarded(
+                asyncio.gather(*(self._place_many(keys=ks, args=args) for ks, args in calls)), deadline
+            )
+        else:
+            pipe = cast(Pipeline, self._redis.pipeline(transaction=False))
+            for ks, args in calls:
+                await self._place_many(keys=ks, args=args, client=pipe)
+            replies = await self._guarded(pipe.execute(), deadline)
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
 
     async def read(self, k: keys.RouteKeys, uid: str) -> Link | None:
@@ -115,10 +129,17 @@ class LinkStore:
         """The pods of many users (None where unlinked): MGET of BATCH keys, one round trip."""
         if not uids:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for start in range(0, len(uids), BATCH):
-            pipe.mget([k.link(uid) for uid in uids[start : start + BATCH]])
-        replies = await self._guarded(pipe.execute(), self.timeout * (1 + len(uids) // BATCH))
+        chunks = [
+            [k.link(uid) for uid in uids[start : start + BATCH]] for start in range(0, len(uids), BATCH)
+        ]
+        deadline = self.timeout * (1 + len(uids) // BATCH)
+        if self._cluster:  # one slot per route, so each MGET is legal; cluster pipelines refuse it
+            replies = await self._guarded(asyncio.gather(*(self._redis.mget(c) for c in chunks)), deadline)
+        else:
+            pipe = self._redis.pipeline(transaction=False)
+            for chunk in chunks:
+                pipe.mget(chunk)
+            replies = await self._guarded(pipe.execute(), deadline)
         return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
 
     async def link_if_absent(self, k: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:

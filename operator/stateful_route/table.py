@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from stateful_route import changes, keys, scripts, validation
+from stateful_route.connection import AnyRedis
 from stateful_route.faults import guarded
 from stateful_route.models import PodState, RouteSnapshot, RoutingState
 
@@ -25,7 +24,7 @@ class RouteTable:
     Writers (the operator, tests, deployments without Kubernetes) use only this class.
     """
 
-    def __init__(self, redis: Redis, *, prefix: str = "sr", timeout: float = 1.0) -> None:
+    def __init__(self, redis: AnyRedis, *, prefix: str = "sr", timeout: float = 1.0) -> None:
         self._redis = redis
         self.keyring = keys.Keyring(prefix)
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)

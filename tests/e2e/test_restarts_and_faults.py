@@ -121,3 +121,29 @@ async def test_pods_are_only_read_never_written(cluster, redis, redis_url, prefi
         ("PATCH", "game-1"),
         ("DELETE", "game-0"),
     ]
+
+
+async def test_the_operator_rebuilds_the_table_when_redis_comes_back_empty(
+    cluster, make_redis, private_redis, prefix
+):
+    server = private_redis()
+    redis = make_redis(server.url)
+    await cluster.start(3, maxLinksPerPod=500)
+    table = RouteTable(redis, prefix=prefix, timeout=0.5)
+    async with operator(cluster, server.url, prefix, redis_timeout=0.5, reconcile_interval=0.5):
+        await wait_for_table(table, [0, 1, 2])
+        server.stop()
+        await asyncio.sleep(1.5)  # handlers fail meanwhile; kopf retries them
+        await asyncio.to_thread(server.start)  # empty: it keeps nothing
+        await cluster.set_ready(1, False)  # and the cluster moved on while Redis was away
+
+        async def rebuilt() -> bool:
+            try:
+                s = await table.snapshot(NS, ROUTE)
+            except Exception:
+                return False
+            return sorted(s.pods) == [0, 1, 2] and s.available == {0, 2}  # 1 is NotReady
+
+        await poll_until(rebuilt, within=10, every=0.1)
+        # The route's policy came back with the table: a pod at the cap takes no new users.
+        assert await redis.hget(table.keyring.route(NS, ROUTE).config, "cap") == b"500"

@@ -1,0 +1,73 @@
+"""Two operators with kopf peering, each in its own thread and event loop like two replicas:
+the higher priority acts, the other waits; stopping the active one hands over, and no pod is
+evicted twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+
+from stateful_route import ClientDriver, RouteTable
+from stateful_route.sim import NS, ROUTE, operator_thread
+from tests.e2e.test_route_lifecycle import wait_for_table
+from tests.routes import poll_until
+
+PEERING = "stateful-route"
+
+
+async def evictions(cluster) -> list[tuple[int, int, int]]:
+    """(pod, removed, rebound) of every Evicted event, in pod order."""
+    found = []
+    for event in await cluster.events():
+        if event.get("reason") == "Evicted":
+            match = re.fullmatch(
+                r"evicted (\d+) links from pod (\d+): deleted; rebound (\d+)", event["message"]
+            )
+            assert match, event["message"]
+            removed, pod, rebound = map(int, match.groups())
+            found.append((pod, removed, rebound))
+    return sorted(found)
+
+
+async def test_one_operator_acts_and_a_standby_takes_over_without_double_eviction(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.create_peering(PEERING)
+    await cluster.start(4, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    options = {"peering": PEERING, "reconcile_interval": 0.5}
+    async with contextlib.AsyncExitStack() as replicas:
+        await replicas.enter_async_context(
+            operator_thread(cluster, redis_url, prefix, priority=100, **options)
+        )
+        await wait_for_table(table, [0, 1, 2, 3])
+        # The standby starts once the active one is up: it pauses before it acts.
+        standby = operator_thread(cluster, redis_url, prefix, priority=10, **options)
+        async with standby as waiting:
+            async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+                for i in range(400):
+                    await client.compute_linked_pod(NS, f"user-{i}", ROUTE)
+            await cluster.delete_pod(3)
+
+            async def evicted(count: int) -> bool:
+                return len(await evictions(cluster)) >= count
+
+            await poll_until(lambda: evicted(1), within=10, every=0.1)
+            await asyncio.sleep(2)  # room for a second, wrongful eviction by the standby
+            assert await evictions(cluster) == [(3, 100, 100)]
+
+            # The active replica leaves (it removes itself from the peering); the standby resumes.
+            await replicas.aclose()
+            assert waiting.is_alive()
+            await cluster.delete_pod(2)
+            await poll_until(lambda: evicted(2), within=15, every=0.1)
+            await asyncio.sleep(2)
+            (pod, removed, rebound), first = await evictions(cluster)  # one event per deleted pod (sorted)
+            assert first == (3, 100, 100)
+            assert pod == 2
+            assert removed == rebound
+            assert 130 <= removed <= 136  # its 100 and its share of pod 3's
+            snapshot = await table.snapshot(NS, ROUTE)
+            assert sorted(snapshot.pods) == [0, 1]
+            assert sum(snapshot.links.values()) == 400

@@ -1,0 +1,65 @@
+"""Redis stopped mid-traffic and started again: loud errors meanwhile, never a wrong pod, and
+the same clients recover by themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from stateful_route import ClientDriver, NoAvailablePod, StoreUnavailable
+from tests.routes import NS, SVC, make_route, poll_until
+
+USERS = 500
+
+
+async def test_clients_fail_loudly_while_redis_is_down_and_recover_after(make_redis, private_redis, prefix):
+    server = private_redis()
+    redis = make_redis(server.url, blocking_pool=8, socket_connect_timeout=0.3)
+    await make_route(redis, prefix, pods=3)
+    outcomes: dict[str, int] = {"right": 0, "unavailable": 0}
+    wrong: list[str] = []
+    async with ClientDriver(redis, namespace=NS, prefix=prefix, timeout=0.3) as client:
+        placed = {f"u{i}": await client.compute_linked_pod(NS, f"u{i}", SVC) for i in range(USERS)}
+        stop = asyncio.Event()
+
+        async def traffic() -> None:
+            rng = random.Random(7)
+            while not stop.is_set():
+                uid = f"u{rng.randrange(USERS)}"
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                try:
+                    pod = await client.compute_linked_pod(NS, uid, SVC)
+                except StoreUnavailable:
+                    outcomes["unavailable"] += 1
+                    assert loop.time() - started < 1.0  # within the timeout, not a hang
+                    await asyncio.sleep(0.01)
+                    continue
+                if pod != placed[uid]:
+                    wrong.append(f"{uid}: {pod} != {placed[uid]}")
+                outcomes["right"] += 1
+                await asyncio.sleep(0)
+
+        worker = asyncio.create_task(traffic())
+        await asyncio.sleep(0.3)
+        server.stop()
+        await asyncio.sleep(2.5)  # well past the view's max age: every call must now fail
+        assert outcomes["unavailable"] > 0
+        stop.set()
+        await worker
+        assert wrong == []
+
+        # Redis returns empty (it keeps nothing); whoever owns the table writes it again (the
+        # operator does, see tests/e2e). The same client serves again, placing users afresh.
+        await asyncio.to_thread(server.start)
+        await make_route(redis, prefix, pods=3)
+
+        async def serves() -> bool:
+            try:
+                return await client.compute_linked_pod(NS, "u1", SVC) in range(3)
+            except (StoreUnavailable, NoAvailablePod):
+                return False
+
+        await poll_until(serves, within=5, every=0.1)
+        again = [await client.compute_linked_pod(NS, f"u{i}", SVC) for i in range(USERS)]
+        assert sorted(again.count(p) for p in range(3)) == [166, 167, 167]
