@@ -62,11 +62,13 @@ class Timeline:
             elif pod in routable and pod in self.since:
                 self.episodes.setdefault(pod, []).append((self.since.pop(pod), now))
 
-    def unroutable_since(self, pod: int, at: float) -> float | None:
-        """When ``pod`` became unroutable, if it was unroutable at ``at``."""
+    def unroutable_since(self, pod: int, at: float, until: float | None = None) -> float | None:
+        """When ``pod`` became unroutable, if it was unroutable from ``at`` to ``until`` (a pod
+        that came back during a call may rightly be its answer)."""
+        until = at if until is None else until
         if pod in self.since and self.since[pod] <= at:
             return self.since[pod]
-        return next((a for a, b in self.episodes.get(pod, []) if a <= at < b), None)
+        return next((a for a, b in self.episodes.get(pod, []) if a <= at and until < b), None)
 
     def none_routable_at(self, at: float) -> bool:
         return all(self.unroutable_since(pod, at) is not None for pod in range(PODS))
@@ -92,7 +94,7 @@ class Findings:
         worst, stale, moves = 0.0, [], []
         last: dict[str, tuple[int, float]] = {}  # uid -> (pod, when) of its last fresh answer
         for uid, pod, start, end in self.answers:
-            since = timeline.unroutable_since(pod, start)
+            since = timeline.unroutable_since(pod, start, end)
             if since is not None:  # unroutable throughout the call
                 worst = max(worst, end - since)
                 if start - since > STALENESS_BOUND:

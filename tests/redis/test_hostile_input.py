@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +13,12 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stateful_route import ClientDriver, InvalidInput, ServerDriver
+from stateful_route import ClientDriver, InvalidInput, NoAvailablePod, ServerDriver
 from stateful_route.keys import Keyring
 from tests.routes import keys_under, make_route
 
 NS, SVC = "games", "room"
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # DNS-1123, written out independently
 ASYNC = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
 # Anything a caller might pass: unicode (surrogates too), separators and braces, huge strings,
@@ -81,8 +83,14 @@ def refused_without_writes(world: World, call: Any) -> None:
 @given(ns=anything, uid=anything, service=anything)
 def test_lookups_with_hostile_arguments_raise_invalid_input_or_answer(world, ns, uid, service):
     valid_uid = isinstance(uid, str) and _encodable(uid) and 0 < len(uid.encode()) <= 256
+    valid_service = isinstance(service, str) and LABEL.fullmatch(service) is not None
     if ns == NS and service == SVC and valid_uid:
         assert world.run(world.client.compute_linked_pod(ns, uid, service)) in range(3)
+    elif ns == NS and valid_service and valid_uid:  # a well-formed route that does not exist
+        before = world.run(keys_under(world.redis, world.prefix))
+        with pytest.raises(NoAvailablePod):
+            world.run(world.client.compute_linked_pod(ns, uid, service))
+        assert world.run(keys_under(world.redis, world.prefix)) == before
     else:
         refused_without_writes(world, world.client.compute_linked_pod(ns, uid, service))
         refused_without_writes(world, world.client.batch_get_linked_pod(ns, [uid], service))
