@@ -101,8 +101,12 @@ def _uids(n: int, tag: str = "u") -> list[str]:
 
 async def _fill(client: ClientDriver, redis: Redis, prefix: str, uids: list[str]) -> None:
     """Link ``uids`` in Redis and load them into the client's cache without I/O."""
-    for uid, pod in zip(uids, await _link(redis, prefix, uids), strict=True):
+    for i, (uid, pod) in enumerate(zip(uids, await _link(redis, prefix, uids), strict=True)):
         client.set_cache(NS, uid, SVC, pod)
+        if i % 10_000 == 0:
+            # Let the route mirror run: a loop blocked past its deadline makes it resync, which
+            # (rightly) empties the cache.
+            await asyncio.sleep(0)
 
 
 async def cache_hits(bench: Bench, users: int) -> Result:

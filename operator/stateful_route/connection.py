@@ -15,7 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from stateful_route.errors import InvalidInput
 
-__all__ = ["AnyRedis", "connect", "is_cluster_url"]
+__all__ = ["AnyRedis", "connect", "is_cluster_url", "seed_url"]
 
 AnyRedis: TypeAlias = Redis | RedisCluster
 
@@ -28,6 +28,11 @@ def _split(url: str) -> tuple[str, bool]:
     flags = [value.lower() for name, value in query if name == "cluster"]
     rest = [(name, value) for name, value in query if name != "cluster"]
     return urlunsplit(parts._replace(query=urlencode(rest))), any(flag in _TRUE for flag in flags)
+
+
+def seed_url(url: str) -> str:
+    """``url`` without the cluster flag: the one server it names (a cluster's seed node)."""
+    return _split(url)[0]
 
 
 def is_cluster_url(url: str) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import redis
+from stateful_route.connection import seed_url
 
 __all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "Tls", "answers", "free_port", "redis_url"]
 
@@ -24,9 +25,9 @@ class NoRedis(RuntimeError):
 
 
 def answers(url: str) -> bool:
-    """Whether a Redis server answers PING at ``url`` within half a second."""
+    """Whether a Redis server (a cluster's seed node) answers PING at ``url`` within half a second."""
     try:
-        with redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+        with redis.Redis.from_url(seed_url(url), socket_timeout=0.5, socket_connect_timeout=0.5) as client:
             return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False

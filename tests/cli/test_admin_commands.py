@@ -136,3 +136,8 @@ def test_every_command_explains_itself_with_an_example():
         result = CliRunner().invoke(app, [command, "--help"])
         assert result.exit_code == 0
         assert "Example: stateful-route" in result.stdout
+
+
+def test_operator_refuses_to_start_without_a_namespace_choice():
+    assert CliRunner().invoke(app, ["operator"]).exit_code == 2
+    assert CliRunner().invoke(app, ["operator", "-n", "games", "--all-namespaces"]).exit_code == 2
