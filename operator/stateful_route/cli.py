@@ -53,7 +53,7 @@ Pod = Annotated[int, typer.Argument(help="The pod's ordinal (game-3 is 3).")]
 def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": message, **extra}))
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, for scripts
     return typer.Exit(code)
 
 

@@ -185,6 +185,10 @@ class Cluster:
         }
         await self._call("POST", f"/apis/kopf.dev/v1/namespaces/{NS}/kopfpeerings", body)
 
+    async def peering(self, name: str) -> dict[str, Any]:
+        """The KopfPeering object: ``status`` maps each live instance to its priority."""
+        return dict(await self._call("GET", f"/apis/kopf.dev/v1/namespaces/{NS}/kopfpeerings/{name}"))
+
     async def events(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
 

@@ -60,6 +60,15 @@ async def test_one_operator_acts_and_a_standby_takes_over_without_double_evictio
             # The active replica leaves (it removes itself from the peering); the standby resumes.
             await replicas.aclose()
             assert waiting.is_alive()
+
+            async def only_the_standby_left() -> bool:
+                peering = await cluster.peering(PEERING)
+                return [p["priority"] for p in (peering.get("status") or {}).values() if p] == [10]
+
+            await poll_until(only_the_standby_left, within=5, every=0.05)
+            # kmock does not replay events between a list and the watch that follows it (a real API
+            # server does), so give the resumed replica a moment to be watching again.
+            await asyncio.sleep(1.5)
             await cluster.delete_pod(2)
             await poll_until(lambda: evicted(2), within=15, every=0.1)
             await asyncio.sleep(2)
