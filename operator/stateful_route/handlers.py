@@ -7,6 +7,7 @@ nothing written to them. State-tracking handlers are used for our own StatefulRo
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Iterable
@@ -15,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from stateful_route import connection, kube_login, pods, status
+from stateful_route import census, connection, kube_login, pods, status
 from stateful_route.connection import AnyRedis
 from stateful_route.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
 from stateful_route.errors import InvalidInput, StatefulRouteError
@@ -42,6 +43,8 @@ class OperatorConfig:
     status_interval: float = 2.0  # the status mirror is written at most this often per route
     kubeconfig: str | None = None
     metrics_port: int | None = None  # Prometheus /metrics (0: a free port); off when None
+    census_interval: float = 30.0  # how often each route's pods are listed to catch a stale index
+    census_clock_margin: float = 60.0  # only pods older than this can be proved deleted
 
 
 @dataclass
@@ -54,6 +57,29 @@ class OperatorContext:
     status_written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
     warned: dict[str, str] = field(default_factory=dict)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    census_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)  # uids the census proved deleted
+
+    def census_due(self, route: RouteRef) -> bool:
+        """Whether the route's pods should be listed now (at most every ``census_interval``)."""
+        rid, now = (route.namespace, route.name), time.monotonic()
+        if now - self.census_at.get(rid, float("-inf")) < self.config.census_interval:
+            return False
+        self.census_at[rid] = now
+        return True
+
+    async def take_census(self, route: RouteRef, records: list[pods.PodRecord]) -> None:
+        """List the route's pods; remember indexed ones that are gone although kopf missed it."""
+        started = datetime.datetime.now(datetime.UTC)
+        listed = await census.listed_uids(route.namespace, route.spec.stateful_set, self.config.kubeconfig)
+        gone = census.gone_uids(records, listed, started, self.config.census_clock_margin)
+        if gone - self.gone:
+            log.warning(
+                "event=stale_index namespace=%s route=%s pods=%s action=treated_as_deleted",
+                route.namespace, route.name, ",".join(sorted(r.name for r in records if r.uid in gone)),
+            )  # fmt: skip
+        # Forget uids no longer indexed: kopf saw them go after all.
+        self.gone = (self.gone & {r.uid for r in records}) | gone
 
     async def open(self) -> Reconciler:
         """Connect to Redis (once)."""
@@ -88,8 +114,12 @@ def _route(namespace: str, name: str, uid: str, spec: Any) -> RouteRef:
         raise kopf.PermanentError(f"invalid StatefulRoute spec: {exc}") from exc
 
 
-def _records(route_pods: kopf.Index[Any, Any], route: RouteRef) -> list[pods.PodRecord]:
+def _indexed(route_pods: kopf.Index[Any, Any], route: RouteRef) -> list[pods.PodRecord]:
     return list(route_pods.get((route.namespace, route.spec.stateful_set), []))
+
+
+def _records(route_pods: kopf.Index[Any, Any], route: RouteRef, ctx: OperatorContext) -> list[pods.PodRecord]:
+    return [r for r in _indexed(route_pods, route) if r.uid not in ctx.gone]
 
 
 async def _reconcile(
@@ -180,7 +210,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
         for route in routes.get((namespace, sts), []):
-            await _reconcile(memo.ctx, route, _records(route_pods, route), "pod_changed")
+            await _reconcile(memo.ctx, route, _records(route_pods, route, memo.ctx), "pod_changed")
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
@@ -196,7 +226,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         route = _route(namespace, name, uid, spec)
         await (await memo.ctx.open()).configure(route)
-        await _reconcile(memo.ctx, route, _records(route_pods, route), "route_changed")
+        await _reconcile(memo.ctx, route, _records(route_pods, route, memo.ctx), "route_changed")
 
     @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
@@ -221,7 +251,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        records = _records(route_pods, route)
+        if memo.ctx.census_due(route):
+            await memo.ctx.take_census(route, _indexed(route_pods, route))
+        records = _records(route_pods, route, memo.ctx)
         result = await _reconcile(memo.ctx, route, records, "route_tick")
         reconciler = await memo.ctx.open()
         built = status.build_status(

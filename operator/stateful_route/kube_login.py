@@ -5,16 +5,26 @@ from __future__ import annotations
 import kopf
 import kubernetes
 
-__all__ = ["connection_info"]
+__all__ = ["api_client", "connection_info"]
+
+
+def _configuration(kubeconfig: str | None) -> kubernetes.client.Configuration:
+    cfg = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=cfg)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    return cfg
+
+
+def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
+    """An official-client ApiClient logged in the same way (for calls outside kopf's handlers)."""
+    return kubernetes.client.ApiClient(_configuration(kubeconfig))
 
 
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
     """Credentials for kopf, read the way ``kubectl`` and the official client read them."""
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(config_file=kubeconfig)
-    cfg = kubernetes.client.Configuration.get_default_copy()
+    cfg = _configuration(kubeconfig)
     header = cfg.get_api_key_with_prefix("authorization") or ""
     scheme, _, token = header.partition(" ")
     return kopf.ConnectionInfo(

@@ -24,6 +24,7 @@ class PodRecord:
     terminating: bool
     routing: RoutingState
     bad_annotation: str | None = None  # the value that could not be read, if any
+    created: str = ""  # metadata.creationTimestamp (RFC 3339), "" if absent
 
 
 def owner(body: Mapping[str, Any]) -> str | None:
@@ -70,4 +71,5 @@ def record(body: Mapping[str, Any]) -> PodRecord | None:
         terminating=meta.get("deletionTimestamp") is not None,
         routing=routing,
         bad_annotation=bad,
+        created=str(meta.get("creationTimestamp") or ""),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import tempfile
 import threading
 import uuid
@@ -115,6 +116,7 @@ class Cluster:
                 "name": name,
                 "namespace": NS,
                 "uid": str(uuid.uuid4()),
+                "creationTimestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "labels": {STS_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index), "app": sts},
                 "ownerReferences": [
                     {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts, "uid": self.sts_uid,
@@ -188,6 +190,11 @@ class Cluster:
     async def peering(self, name: str) -> dict[str, Any]:
         """The KopfPeering object: ``status`` maps each live instance to its priority."""
         return dict(await self._call("GET", f"/apis/kopf.dev/v1/namespaces/{NS}/kopfpeerings/{name}"))
+
+    def lose_deletion(self, index: int) -> None:
+        """Remove a pod from the emulator's storage without telling any watcher, as a watch
+        that missed the deletion (a replica paused by peering meanwhile) would leave it."""
+        del self.api.objects["v1/pods", NS, f"{STS}-{index}"]
 
     async def events(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
