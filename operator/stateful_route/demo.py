@@ -22,7 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from stateful_route import ClientDriver, NoAvailablePod, RouteSnapshot, RouteTable, ServerDriver
 from stateful_route.operator_metrics import OperatorMetrics
-from stateful_route.sim import NS, ROUTE, STS, Cluster, emulated_cluster, operator
+from stateful_route.sim import NS, ROUTE, STS, Cluster, emulated_cluster, operator_thread
 
 __all__ = ["DemoOptions", "Summary", "run_demo"]
 
@@ -149,13 +149,13 @@ class Traffic:
                 await server.remove_linked_pod_with_id(uid, pod)
 
     async def report_loads(self) -> None:
-        """What each pod does every second: report how many sessions it served (÷10)."""
+        """What each pod does every second: report its load (sessions served, ÷100)."""
         while not self.stop.is_set():
             await asyncio.sleep(1)
             counts, self.sessions = self.sessions, Counter()
             for index, server in list(self.servers.items()):
                 with contextlib.suppress(Exception):
-                    await server.set_load_state(counts.get(index, 0) // 10)
+                    await server.set_load_state(counts.get(index, 0) // 100)
 
 
 def imbalance(snapshot: RouteSnapshot) -> float:
@@ -256,7 +256,11 @@ async def run_demo(
         cluster = await stack.enter_async_context(emulated_cluster())
         table = RouteTable(redis, prefix=prefix)
         await stack.enter_async_context(
-            operator(cluster, url, prefix, metrics=metrics, reconcile_interval=0.5, status_interval=1.0)
+            # In its own thread, like a pod of its own: kopf would otherwise take over Ctrl-C and
+            # cancel the gateways' tasks when it stops.
+            operator_thread(
+                cluster, url, prefix, metrics=metrics, reconcile_interval=0.5, status_interval=1.0
+            )
         )
         await cluster.start(options.pods, unroutableGraceSeconds=GRACE, rebind="Eager")
         await _until(lambda: _has_pods(table, options.pods), within=10)

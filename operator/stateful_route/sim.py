@@ -270,12 +270,20 @@ async def emulated_cluster(folder: Path | None = None) -> AsyncIterator[Cluster]
 
 @contextlib.asynccontextmanager
 async def operator_thread(
-    cluster: Cluster, redis_url: str, prefix: str, *, peering: str, priority: int, **options: Any
+    cluster: Cluster,
+    redis_url: str,
+    prefix: str,
+    *,
+    peering: str | None = None,
+    priority: int | None = None,
+    metrics: OperatorMetrics | None = None,
+    **options: Any,
 ) -> AsyncIterator[threading.Thread]:
     """The real operator in a thread with its own event loop, as one replica of a Deployment.
 
-    Two kopf operators cannot share an event loop: on stopping, kopf cancels every task it finds
-    in the loop, the other operator's included. Threads keep them apart, like separate pods.
+    Two kopf operators cannot share an event loop, nor can kopf share one with other work it
+    did not start: on stopping, it cancels every task it finds in its loop, and in the main
+    thread it takes over Ctrl-C. A thread keeps it apart, like a separate pod.
     """
     config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
     stop, ready = threading.Event(), threading.Event()
@@ -283,7 +291,9 @@ async def operator_thread(
     def replica() -> None:
         # kopf accepts threading.Event flags; our signature names the asyncio kind it uses in-loop.
         flags: Any = {"stop_flag": stop, "ready_flag": ready}
-        asyncio.run(run(config, namespaces=[NS], peering=peering, priority=priority, **flags))
+        asyncio.run(
+            run(config, namespaces=[NS], peering=peering, priority=priority, metrics=metrics, **flags)
+        )
 
     thread = threading.Thread(target=replica, name=f"operator-{priority}", daemon=True)
     thread.start()

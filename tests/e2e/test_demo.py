@@ -1,11 +1,18 @@
-"""`stateful-route demo` runs to completion on a short story and its summary holds up."""
+"""`stateful-route demo` runs to completion on a short story, its summary holds up, and Ctrl-C
+stops it cleanly."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from typer.testing import CliRunner
 
+import redis
 from stateful_route.cli import app
 
 
@@ -29,3 +36,25 @@ def test_the_demo_runs_its_story_and_every_invariant_holds(redis_url):
     assert all(summary["invariants"].values())
     assert len(summary["story"]) == 6
     assert 0 < summary["p50_ms"] <= summary["p99_ms"]
+
+
+def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(redis_url):
+    script = Path(sys.executable).parent / "stateful-route"  # the installed console script
+    command = [str(script), "demo", "--redis-url", redis_url, "--duration", "60", "--json"]
+    # A child of a non-interactive shell may inherit SIGINT ignored; give it the default, like a terminal.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    time.sleep(6)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 130, err.decode()[-2000:]
+    summary = json.loads(out)
+    assert summary["interrupted"] is True
+    assert summary["users_placed"] > 0
+    assert all(summary["invariants"].values())
+    with redis.Redis.from_url(redis_url) as client:
+        assert list(client.scan_iter(match="demo-*")) == []  # its keys are gone
