@@ -71,7 +71,15 @@ class OperatorContext:
     async def take_census(self, route: RouteRef, records: list[pods.PodRecord]) -> None:
         """List the route's pods; remember indexed ones that are gone although kopf missed it."""
         started = datetime.datetime.now(datetime.UTC)
-        listed = await census.listed_uids(route.namespace, route.spec.stateful_set, self.config.kubeconfig)
+        try:
+            listed = await census.listed_uids(
+                route.namespace, route.spec.stateful_set, self.config.kubeconfig
+            )
+        except Exception as exc:  # the census is a safety net: its failure must not stop reconciling
+            log.warning(
+                "event=census_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc)
+            )
+            return
         gone = census.gone_uids(records, listed, started, self.config.census_clock_margin)
         if gone - self.gone:
             log.warning(

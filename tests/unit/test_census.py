@@ -1,0 +1,40 @@
+"""The census proves a pod deleted only when the list is sure of it; its failure stops nothing."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from stateful_route import census
+from stateful_route.handlers import OperatorConfig, OperatorContext
+from stateful_route.models import RoutingState
+from stateful_route.pods import PodRecord
+from stateful_route.routes import RouteRef, RouteSpec
+
+NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
+
+
+def record(uid: str, created: str) -> PodRecord:
+    return PodRecord(f"game-{uid}", uid, 0, True, False, RoutingState.READY, created=created)
+
+
+def test_only_absent_pods_created_well_before_the_list_are_gone():
+    records = [
+        record("listed", "2026-11-28T11:00:00Z"),
+        record("old-absent", "2026-11-28T11:00:00Z"),
+        record("young-absent", "2026-11-28T11:59:30Z"),  # may have been created during the list
+        record("no-timestamp", ""),
+    ]
+    assert census.gone_uids(records, {"listed"}, NOW, margin=60) == {"old-absent", "no-timestamp"}
+
+
+async def test_a_failing_census_is_logged_and_changes_nothing(mocker, caplog):
+    ctx = OperatorContext(OperatorConfig(redis_url="redis://127.0.0.1:6379/0"))
+    ctx.gone = {"earlier"}
+    # The Kubernetes API failing is what cannot be made real here (kmock cannot fail a list).
+    mocker.patch.object(census, "listed_uids", side_effect=RuntimeError("503 from the API server"))
+    route = RouteRef("games", "room", "uid-1", RouteSpec.parse("room", {"statefulSetName": "game"}))
+    with caplog.at_level(logging.WARNING):
+        await ctx.take_census(route, [record("earlier", "")])
+    assert ctx.gone == {"earlier"}
+    assert "event=census_failed namespace=games route=room" in caplog.text
