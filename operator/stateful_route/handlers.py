@@ -241,11 +241,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        reconciler = await memo.ctx.open()
-        pods_before = sorted((await reconciler.table.snapshot(namespace, route.spec.service)).pods)
-        removed = await reconciler.remove(route)
-        memo.ctx.metrics.forget(namespace, route.spec.service, pods_before)
-        log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removed)
+        removal = await (await memo.ctx.open()).remove(route)
+        memo.ctx.metrics.forget(namespace, route.spec.service, removal.pods)
+        log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removal.links)
 
     @kopf.timer(*ROUTES, interval=config.reconcile_interval, backoff=1, id="route_tick", registry=registry)
     async def route_tick(

@@ -22,7 +22,7 @@ from stateful_route.routes import Rebind, RouteRef
 from stateful_route.store import LinkStore
 from stateful_route.table import RouteTable
 
-__all__ = ["Reconciler", "Result"]
+__all__ = ["Reconciler", "Removal", "Result"]
 
 RouteId = tuple[str, str]
 
@@ -35,6 +35,14 @@ class Result:
     snapshot: RouteSnapshot  # after evictions
     evictions: list[Eviction]
     wrote: bool = False  # whether the table changed
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What forgetting a route did: the pods its table had, and the links removed."""
+
+    pods: list[int]
+    links: int
 
 
 class Reconciler:
@@ -97,15 +105,16 @@ class Reconciler:
             after = await self.table.snapshot(ns, service) if evictions else fenced
             return Result(plan, after, useful, wrote)
 
-    async def remove(self, route: RouteRef) -> int:
+    async def remove(self, route: RouteRef) -> Removal:
         """Forget a deleted route: its table, and its links unless the route keeps them."""
         rid = (route.namespace, route.name)
         ns, service = route.namespace, route.spec.service
         removed = 0
         async with self._locks[rid]:
+            pods = sorted((await self.table.snapshot(ns, service)).pods)
             if not route.spec.keep_links_on_delete:
                 k = self.table.keyring.route(ns, service)
-                for index in (await self.table.snapshot(ns, service)).pods:
+                for index in pods:
                     removed += (
                         await evict(self.store, k, index, reason="route deleted", rebind_ttl=None)
                     ).removed
@@ -113,4 +122,4 @@ class Reconciler:
         self._locks.pop(rid, None)
         self._not_ready_since.pop(rid, None)
         self.last_eviction.pop(rid, None)
-        return removed
+        return Removal(pods, removed)
