@@ -74,6 +74,11 @@ class Admin:
             raise NotFound(f"no route table for {ns}/{service} under prefix {self.prefix!r}")
         return snapshot
 
+    async def _existing_pod(self, ns: str, service: str, pod: int) -> None:
+        validation.pod_index(pod, "pod")
+        if pod not in (await self.snapshot(ns, service)).pods:
+            raise NotFound(f"pod {pod} is not in the route table of {ns}/{service}")
+
     async def lookup(self, ns: str, service: str, uid: str) -> dict[str, Any]:
         """The user's stored link (read only)."""
         link = await self.store.read(self.store.keyring.route(ns, service), validation.uid(uid))
@@ -96,9 +101,7 @@ class Admin:
 
     async def set_routing(self, ns: str, service: str, pod: int, state: RoutingState) -> dict[str, Any]:
         """Report a routing state for the pod, as the pod itself would (drain / undrain)."""
-        validation.pod_index(pod, "pod")
-        if pod not in (await self.snapshot(ns, service)).pods:
-            raise NotFound(f"pod {pod} is not in the route table of {ns}/{service}")
+        await self._existing_pod(ns, service, pod)
         server = ServerDriver(
             self.redis, namespace=ns, service=service, pod_index=pod, prefix=self.prefix, timeout=self.timeout
         )
@@ -107,9 +110,7 @@ class Admin:
 
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""
-        validation.pod_index(pod, "pod")
-        if pod not in (await self.snapshot(ns, service)).pods:
-            raise NotFound(f"pod {pod} is not in the route table of {ns}/{service}")
+        await self._existing_pod(ns, service, pod)
         k = self.store.keyring.route(ns, service)
         done = await evict_pod(
             self.store, k, pod, reason="evicted from the command line", rebind_ttl=300 if rebind else None
