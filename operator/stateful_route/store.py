@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar
 
 from redis.asyncio import RedisCluster
-from redis.asyncio.client import Pipeline
 
 from stateful_route import changes, keys, scripts, validation
 from stateful_route.connection import AnyRedis
@@ -90,27 +89,13 @@ class LinkStore:
         return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
 
     async def place_many(self, k: keys.RouteKeys, uids: Sequence[str], ttl: float) -> list[int | None]:
-        """``place`` for many users, BATCH per script call, all in one round trip (pipelined on one
-        server; concurrent calls on a cluster, whose pipelines refuse scripts)."""
-        if not uids:
-            return []
-        calls: list[tuple[list[str], list[str | int]]] = [
-            (
-                [k.pods, k.reports, k.config],
-                [k.pod_links, k.links, _ms(ttl), *uids[start : start + BATCH]],
-            )
-            for start in range(0, len(uids), BATCH)
-        ]
-        deadline = self.timeout * (1 + len(uids) // BATCH)
-        if self._cluster:
-            replies = await self._guarded(
-                asyncio.gather(*(self._place_many(keys=ks, args=args) for ks, args in calls)), deadline
-            )
-        else:
-            pipe = cast(Pipeline, self._redis.pipeline(transaction=False))
-            for ks, args in calls:
-                await self._place_many(keys=ks, args=args, client=pipe)
-            replies = await self._guarded(pipe.execute(), deadline)
+        """``place`` for many users, BATCH per script call, all in one round trip."""
+
+        async def send(client: Any, batch: Sequence[str]) -> Any:
+            args: list[str | int] = [k.pod_links, k.links, _ms(ttl), *batch]
+            return await self._place_many(keys=[k.pods, k.reports, k.config], args=args, client=client)
+
+        replies = await self._in_one_trip(send, uids)
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
 
     async def read(self, k: keys.RouteKeys, uid: str) -> Link | None:
@@ -127,20 +112,32 @@ class LinkStore:
 
     async def read_many(self, k: keys.RouteKeys, uids: Sequence[str]) -> list[int | None]:
         """The pods of many users (None where unlinked): MGET of BATCH keys, one round trip."""
+
+        async def send(client: Any, batch: Sequence[str]) -> Any:
+            return await client.mget([k.link(uid) for uid in batch])
+
+        replies = await self._in_one_trip(send, uids)
+        return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
+
+    async def _in_one_trip(
+        self, send: Callable[[Any, Sequence[str]], Awaitable[Any]], uids: Sequence[str]
+    ) -> list[Any]:
+        """``send(client, batch)`` for every BATCH of uids, in one round trip; the replies in order.
+        On one server the calls are queued on a pipeline (awaiting a queued command returns the
+        pipeline); on a cluster, whose pipelines refuse scripts and MGET, they go concurrently,
+        each within its route's one slot. The deadline grows with the number of batches."""
         if not uids:
             return []
-        chunks = [
-            [k.link(uid) for uid in uids[start : start + BATCH]] for start in range(0, len(uids), BATCH)
-        ]
+        batches = [uids[start : start + BATCH] for start in range(0, len(uids), BATCH)]
         deadline = self.timeout * (1 + len(uids) // BATCH)
-        if self._cluster:  # one slot per route, so each MGET is legal; cluster pipelines refuse it
-            replies = await self._guarded(asyncio.gather(*(self._redis.mget(c) for c in chunks)), deadline)
-        else:
-            pipe = self._redis.pipeline(transaction=False)
-            for chunk in chunks:
-                pipe.mget(chunk)
-            replies = await self._guarded(pipe.execute(), deadline)
-        return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
+        if self._cluster:
+            return list(
+                await self._guarded(asyncio.gather(*(send(self._redis, b) for b in batches)), deadline)
+            )
+        pipe = self._redis.pipeline(transaction=False)
+        for batch in batches:
+            await send(pipe, batch)
+        return list(await self._guarded(pipe.execute(), deadline))
 
     async def link_if_absent(self, k: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
         """Store a temporary link only if the user has none; the pod linked after the call."""
