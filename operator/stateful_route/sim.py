@@ -12,7 +12,7 @@ import datetime
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,26 @@ def write_kubeconfig(folder: Path, server: str) -> Path:
     return path
 
 
+def _replica(
+    cluster: Cluster,
+    redis_url: str,
+    prefix: str,
+    peering: str | None,
+    priority: int | None,
+    metrics: OperatorMetrics | None,
+    options: dict[str, Any],
+) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
+    """The operator run for ``cluster``, waiting for its stop and ready flags."""
+    config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
+
+    def replica(stop: Any, ready: Any) -> Coroutine[Any, Any, None]:
+        # kopf takes asyncio or threading events; ``run`` is annotated with the asyncio kind.
+        return run(config, namespaces=[NS], peering=peering, priority=priority, metrics=metrics,
+                   stop_flag=stop, ready_flag=ready)  # fmt: skip
+
+    return replica
+
+
 @contextlib.asynccontextmanager
 async def operator(
     cluster: Cluster,
@@ -232,19 +252,9 @@ async def operator(
     **options: Any,
 ) -> AsyncIterator[asyncio.Task[None]]:
     """The real operator, in-process, logged in through the kubeconfig; stopped on exit."""
-    config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
+    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, options)
     stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(
-        run(
-            config,
-            namespaces=[NS],
-            peering=peering,
-            priority=priority,
-            stop_flag=stop,
-            ready_flag=ready,
-            metrics=metrics,
-        )
-    )
+    task = asyncio.create_task(replica(stop, ready))
     try:
         async with asyncio.timeout(10):
             await ready.wait()
@@ -285,17 +295,11 @@ async def operator_thread(
     did not start: on stopping, it cancels every task it finds in its loop, and in the main
     thread it takes over Ctrl-C. A thread keeps it apart, like a separate pod.
     """
-    config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
+    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, options)
     stop, ready = threading.Event(), threading.Event()
-
-    def replica() -> None:
-        # kopf accepts threading.Event flags; our signature names the asyncio kind it uses in-loop.
-        flags: Any = {"stop_flag": stop, "ready_flag": ready}
-        asyncio.run(
-            run(config, namespaces=[NS], peering=peering, priority=priority, metrics=metrics, **flags)
-        )
-
-    thread = threading.Thread(target=replica, name=f"operator-{priority}", daemon=True)
+    thread = threading.Thread(
+        target=lambda: asyncio.run(replica(stop, ready)), name=f"operator-{priority}", daemon=True
+    )
     thread.start()
     try:
         if not await asyncio.to_thread(ready.wait, 10):
