@@ -15,6 +15,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bench.measure import Result, concurrently, rate_async, rate_sync
 from bench.original import OriginalClient, report_loads
 from stateful_route import ClientDriver, PodState, RouteTable, RoutingState
+from stateful_route.connection import delete_prefix
 from stateful_route.eviction import evict
 from stateful_route.keys import Keyring
 from stateful_route.store import LinkStore
@@ -80,14 +81,7 @@ class Bench:
             await RouteTable(redis, prefix=prefix).put_pods(NS, SVC, [PodState(i) for i in range(pods)])
             yield redis, prefix
         finally:
-            doomed: list[bytes] = []
-            async for key in redis.scan_iter(match=f"{prefix}:*", count=10_000):
-                doomed.append(key)
-                if len(doomed) == 10_000:
-                    await redis.unlink(*doomed)
-                    doomed.clear()
-            if doomed:
-                await redis.unlink(*doomed)
+            await delete_prefix(redis, prefix)
             await redis.aclose()
 
 

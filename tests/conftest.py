@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 import redis as sync_redis
+from stateful_route.connection import delete_prefix
 from stateful_route.local_redis import PrivateRedis, Tls, answers, free_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
@@ -64,8 +65,7 @@ async def make_redis(redis_url: str, prefix: str) -> AsyncIterator[RedisFactory]
     yield make
     cleaner = aioredis.Redis.from_url(redis_url)
     try:
-        async for key in cleaner.scan_iter(match=f"{prefix}:*", count=1000):
-            await cleaner.unlink(key)
+        await delete_prefix(cleaner, prefix)
     finally:
         await cleaner.aclose()
         for client in made:

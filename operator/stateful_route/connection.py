@@ -15,7 +15,7 @@ from redis.asyncio import Redis, RedisCluster
 
 from stateful_route.errors import InvalidInput
 
-__all__ = ["AnyRedis", "connect", "is_cluster_url", "seed_url"]
+__all__ = ["AnyRedis", "connect", "delete_prefix", "is_cluster_url", "seed_url"]
 
 AnyRedis: TypeAlias = Redis | RedisCluster
 
@@ -48,3 +48,19 @@ def connect(url: str, **options: Any) -> AnyRedis:
     if cluster:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(plain, **options)
+
+
+async def delete_prefix(redis: AnyRedis, prefix: str, batch: int = 10_000) -> None:
+    """Unlink every key under ``<prefix>:`` (what a demo, bench or test wrote), ``batch`` keys per
+    command on one server; one at a time on a cluster, where the keys span slots."""
+    doomed: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{prefix}:*", count=batch):
+        if isinstance(redis, RedisCluster):
+            await redis.unlink(key)
+            continue
+        doomed.append(key)
+        if len(doomed) == batch:
+            await redis.unlink(*doomed)
+            doomed.clear()
+    if doomed:
+        await redis.unlink(*doomed)

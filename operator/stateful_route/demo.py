@@ -21,6 +21,7 @@ from typing import Any
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from stateful_route import ClientDriver, NoAvailablePod, RouteSnapshot, RouteTable, ServerDriver
+from stateful_route.connection import delete_prefix
 from stateful_route.operator_metrics import OperatorMetrics
 from stateful_route.sim import NS, ROUTE, STS, Cluster, emulated_cluster, operator_thread
 
@@ -252,7 +253,7 @@ async def run_demo(
     metrics = OperatorMetrics()
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(url, 20))
-        stack.push_async_callback(_remove_keys, redis, prefix)
+        stack.push_async_callback(delete_prefix, redis, prefix)
         cluster = await stack.enter_async_context(emulated_cluster())
         table = RouteTable(redis, prefix=prefix)
         await stack.enter_async_context(
@@ -336,8 +337,3 @@ async def _until(check: Callable[[], Awaitable[bool]], within: float) -> None:
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110  # polling Redis: there is no event to wait on
             await asyncio.sleep(0.1)
-
-
-async def _remove_keys(redis: Redis, prefix: str) -> None:
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=1000):
-        await redis.unlink(key)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stateful_route import ClientDriver, PodState, RouteTable, ServerDriver
-from stateful_route.connection import AnyRedis, connect, is_cluster_url
+from stateful_route.connection import AnyRedis, connect, delete_prefix, is_cluster_url
 from stateful_route.eviction import evict
 from stateful_route.keys import Keyring
 from stateful_route.store import LinkStore
@@ -61,8 +61,7 @@ async def scenario(redis: AnyRedis, prefix: str) -> dict[str, Any]:
 async def cluster_redis(redis_cluster_url: str, prefix: str):
     client = connect(redis_cluster_url)
     yield client
-    async for key in client.scan_iter(match=f"{prefix}:*"):  # every primary in turn
-        await client.unlink(key)
+    await delete_prefix(client, prefix)
     await client.aclose()
 
 

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stateful_route import ClientDriver, InvalidInput, NoAvailablePod, ServerDriver
+from stateful_route.connection import delete_prefix
 from stateful_route.keys import Keyring
 from tests.routes import keys_under, make_route
 
@@ -56,8 +57,7 @@ class World:
     def close(self) -> None:
         async def cleanup() -> None:
             await self.client.__aexit__(None, None, None)
-            async for key in self.redis.scan_iter(match=f"{self.prefix}:*"):
-                await self.redis.unlink(key)
+            await delete_prefix(self.redis, self.prefix)
             await self.redis.aclose()
 
         self.run(cleanup())
