@@ -13,7 +13,7 @@ from rich.table import Table
 from bench import figures
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
-from stateful_route import local_redis
+from stateful_route.testing import local_redis
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 console = Console(stderr=True)

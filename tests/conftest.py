@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
-import redis as sync_redis
-from stateful_route.connection import delete_prefix
-from stateful_route.local_redis import PrivateRedis, Tls, answers, free_port
+from stateful_route.store.connection import delete_prefix
+from stateful_route.testing.local_redis import PrivateRedis, Tls, answers, free_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 

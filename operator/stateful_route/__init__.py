@@ -1,16 +1,16 @@
 """stateful-route: sticky, load-aware routing of users to the pods of StatefulSets."""
 
-from stateful_route.client import ClientDriver
-from stateful_route.errors import (
+from stateful_route.core.errors import (
     InvalidInput,
     NoAvailablePod,
     StatefulRouteError,
     StoreError,
     StoreUnavailable,
 )
-from stateful_route.models import PodState, RouteSnapshot, RoutingState
-from stateful_route.server import ServerDriver
-from stateful_route.table import RouteTable
+from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
+from stateful_route.gateway.client import ClientDriver
+from stateful_route.pod.server import ServerDriver
+from stateful_route.store.table import RouteTable
 
 __all__ = [
     "ClientDriver",

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from stateful_route import PodState, RouteTable, RoutingState
-from stateful_route.cli import app
-from stateful_route.local_redis import free_port
+from stateful_route.cli.app import app
+from stateful_route.testing.local_redis import free_port
 from tests.routes import NS, SVC, keys_under, make_route
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import redis
 from typer.testing import CliRunner
 
-import redis
-from stateful_route.cli import app
-from stateful_route.local_redis import answers, free_port, redis_url
+from stateful_route.cli.app import app
+from stateful_route.testing.local_redis import answers, free_port, redis_url
 
 
 def test_a_private_server_is_started_when_nothing_answers_and_removed_after():

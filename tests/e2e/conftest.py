@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stateful_route.sim import Cluster, emulated_cluster
+from stateful_route.testing.sim import Cluster, emulated_cluster
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 
 from stateful_route import ClientDriver, NoAvailablePod, RouteTable
-from stateful_route.changes import parse
-from stateful_route.keys import changes_channel
-from stateful_route.sim import NS, ROUTE, Cluster, operator
+from stateful_route.store.changes import parse
+from stateful_route.store.keys import changes_channel
+from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 

@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import redis
 from typer.testing import CliRunner
 
-import redis
-from stateful_route.cli import app
+from stateful_route.cli.app import app
 
 
 def test_the_demo_runs_its_story_and_every_invariant_holds(redis_url):

@@ -9,7 +9,7 @@ import contextlib
 import re
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.sim import NS, ROUTE, operator_thread
+from stateful_route.testing.sim import NS, ROUTE, operator_thread
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 

@@ -8,8 +8,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.local_redis import free_port
-from stateful_route.sim import NS, ROUTE, operator
+from stateful_route.testing.local_redis import free_port
+from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 

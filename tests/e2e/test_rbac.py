@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.sim import NS, ROUTE, operator
+from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 from tests.routes import poll_until
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.keys import changes_channel
-from stateful_route.sim import NS, ROUTE, operator
+from stateful_route.store.keys import changes_channel
+from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 from tests.routes import poll_until
 

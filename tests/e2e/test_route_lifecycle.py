@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.sim import NS, ROUTE, Cluster, operator
+from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.routes import poll_until
 
 

@@ -6,7 +6,7 @@ import json
 import logging
 
 from stateful_route import RouteTable
-from stateful_route.sim import operator
+from stateful_route.testing.sim import operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 
 PASSWORD = "topsecret-123"

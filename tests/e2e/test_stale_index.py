@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from stateful_route import ClientDriver, RouteTable
-from stateful_route.sim import NS, ROUTE, operator
+from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 

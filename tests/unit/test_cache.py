@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stateful_route.cache import LinkCache
+from stateful_route.gateway.cache import LinkCache
 
 
 class FakeClock:

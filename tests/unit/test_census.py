@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime
 import logging
 
-from stateful_route import census
-from stateful_route.handlers import OperatorConfig, OperatorContext
-from stateful_route.models import RoutingState
-from stateful_route.pods import PodRecord
-from stateful_route.routes import RouteRef, RouteSpec
+from stateful_route.controller import census
+from stateful_route.controller.handlers import OperatorConfig, OperatorContext
+from stateful_route.controller.pods import PodRecord
+from stateful_route.controller.spec import RouteRef, RouteSpec
+from stateful_route.core.state import RoutingState
 
 NOW = datetime.datetime(2026, 11, 28, 12, 0, tzinfo=datetime.UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from stateful_route.logs import JsonFormatter, KeyValueFormatter, redact
+from stateful_route.core.logs import JsonFormatter, KeyValueFormatter, redact
 
 
 def record(message: str, *args: object) -> logging.LogRecord:

@@ -10,7 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from stateful_route.constants import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
+from stateful_route.core.constants import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
 
 ROOT = Path(__file__).parents[2]
 K8S_VERSION = "1.30.0"

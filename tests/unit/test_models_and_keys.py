@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from stateful_route import InvalidInput, PodState, RoutingState
-from stateful_route import validation as v
-from stateful_route.changes import evicted, parse, table_changed, unlinked
-from stateful_route.keys import Keyring
+from stateful_route.core import validation as v
+from stateful_route.store.changes import evicted, parse, table_changed, unlinked
+from stateful_route.store.keys import Keyring
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,119 @@
+"""What the admin commands do, against any Redis the operator uses (no Kubernetes needed).
+
+Each function returns plain data for the CLI to print as a table or JSON, and raises a typed
+error (``InvalidInput``, ``NotFound``, ``NoAvailablePod``, ``StoreUnavailable``) otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from stateful_route.core import validation
+from stateful_route.core.errors import StatefulRouteError
+from stateful_route.core.state import RouteSnapshot, RoutingState
+from stateful_route.gateway.client import ClientDriver
+from stateful_route.pod.server import ServerDriver
+from stateful_route.store import connection
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.eviction import evict as evict_pod
+from stateful_route.store.keys import Keyring
+from stateful_route.store.links import LinkStore
+from stateful_route.store.table import RouteTable
+
+__all__ = ["Admin", "NotFound", "connect"]
+
+
+class NotFound(StatefulRouteError):
+    """The route, pod or link asked about does not exist."""
+
+
+@contextlib.asynccontextmanager
+async def connect(url: str, prefix: str, deadline: float) -> AsyncIterator[Admin]:
+    """An Admin on a connection to ``url`` (closed on exit); every call waits ``deadline`` at most."""
+    redis = connection.connect(url, socket_connect_timeout=deadline, socket_timeout=deadline)
+    try:
+        yield Admin(redis, prefix=prefix, timeout=deadline)
+    finally:
+        await redis.aclose()
+
+
+def pod_rows(snapshot: RouteSnapshot) -> list[dict[str, Any]]:
+    """One row per pod of a route table, as the ``pods`` command prints it."""
+    routable = snapshot.routable
+    return [
+        {
+            "pod": index,
+            "ready": pod.ready,
+            "terminating": pod.terminating,
+            "routing": pod.routing.label,
+            "routable": index in routable,
+            "available": index in snapshot.available,
+            "links": snapshot.links.get(index, 0),
+            "load": pod.load,
+            "best": snapshot.best == index,
+        }
+        for index, pod in sorted(snapshot.pods.items())
+    ]
+
+
+class Admin:
+    """Inspect and steer routes from a terminal."""
+
+    def __init__(self, redis: AnyRedis, *, prefix: str, timeout: float) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.timeout = timeout
+        self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
+        self.store = LinkStore(redis, Keyring(prefix), timeout=timeout)
+
+    async def snapshot(self, ns: str, service: str) -> RouteSnapshot:
+        """The route table; NotFound if the route has no pods."""
+        snapshot = await self.table.snapshot(ns, service)
+        if not snapshot.pods:
+            raise NotFound(f"no route table for {ns}/{service} under prefix {self.prefix!r}")
+        return snapshot
+
+    async def _existing_pod(self, ns: str, service: str, pod: int) -> None:
+        validation.pod_index(pod, "pod")
+        if pod not in (await self.snapshot(ns, service)).pods:
+            raise NotFound(f"pod {pod} is not in the route table of {ns}/{service}")
+
+    async def lookup(self, ns: str, service: str, uid: str) -> dict[str, Any]:
+        """The user's stored link (read only)."""
+        link = await self.store.read(self.store.keyring.route(ns, service), validation.uid(uid))
+        if link is None:
+            raise NotFound(f"{uid!r} has no link in {ns}/{service}")
+        return {"pod": link.pod, "persistent": link.persistent, "ttl_seconds": link.ttl}
+
+    async def links(self, ns: str, uid: str) -> dict[str, int]:
+        """Every service of ``ns`` in which the user has a link."""
+        found = await self.store.links_of_user(validation.dns_label("namespace", ns), validation.uid(uid))
+        if not found:
+            raise NotFound(f"{uid!r} has no link in namespace {ns}")
+        return found
+
+    async def place(self, ns: str, service: str, uid: str) -> int:
+        """What a gateway would answer: keep, place or move the user's link (writes it)."""
+        await self.snapshot(ns, service)
+        async with ClientDriver(self.redis, namespace=ns, prefix=self.prefix, timeout=self.timeout) as client:
+            return await client.compute_linked_pod(ns, uid, service)
+
+    async def set_routing(self, ns: str, service: str, pod: int, state: RoutingState) -> dict[str, Any]:
+        """Report a routing state for the pod, as the pod itself would (drain / undrain)."""
+        await self._existing_pod(ns, service, pod)
+        server = ServerDriver(
+            self.redis, namespace=ns, service=service, pod_index=pod, prefix=self.prefix, timeout=self.timeout
+        )
+        await server.set_routing_state(state)
+        return next(row for row in pod_rows(await self.snapshot(ns, service)) if row["pod"] == pod)
+
+    async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
+        """Remove every link to the pod (compare-and-delete) and optionally place the users again."""
+        await self._existing_pod(ns, service, pod)
+        k = self.store.keyring.route(ns, service)
+        done = await evict_pod(
+            self.store, k, pod, reason="evicted from the command line", rebind_ttl=300 if rebind else None
+        )
+        return {"pod": done.pod, "removed": done.removed, "rebound": done.rebound, "at": done.at}

@@ -1,0 +1,369 @@
+"""The ``stateful-route`` command: the operator, the demo, and admin commands.
+
+Exit codes, the same for every command: 0 done; 1 not found (no such route, pod or link);
+2 bad input or usage; 3 Redis unavailable or failing; 4 no available pod; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRouteError
+from stateful_route.core.logs import LogFormat, redact
+from stateful_route.core.state import RoutingState
+from stateful_route.testing import local_redis
+
+__all__ = ["app", "main"]
+
+EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+
+app = typer.Typer(
+    help="Sticky, load-aware routing of users to StatefulSet pods.\n\n"
+    "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+RedisUrl = Annotated[
+    str,
+    typer.Option("--redis-url", envvar="REDIS_URL", help="Redis to use (redis://, rediss:// for TLS)."),
+]
+Prefix = Annotated[str, typer.Option(help="Key prefix shared by the operator and its clients.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Timeout = Annotated[float, typer.Option(min=0.01, help="Seconds to wait for Redis.")]
+Namespace = Annotated[str, typer.Argument(help="Kubernetes namespace of the route.")]
+Service = Annotated[str, typer.Argument(help="The route's service (spec.service, default its name).")]
+Uid = Annotated[str, typer.Argument(help="The user's id.")]
+Pod = Annotated[int, typer.Argument(help="The pod's ordinal (game-3 is 3).")]
+
+
+def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
+    if as_json:
+        print(json.dumps({"error": message, **extra}))
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, for scripts
+    return typer.Exit(code)
+
+
+def _admin(url: str, prefix: str, timeout: float, as_json: bool, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run one admin action; map typed errors to the documented exit codes."""
+    from stateful_route.cli.admin import NotFound, connect
+
+    async def go() -> T:
+        async with connect(url, prefix, timeout) as admin:
+            return await action(admin)
+
+    try:
+        return asyncio.run(go())
+    except InvalidInput as exc:
+        raise _fail(EXIT_INVALID, str(exc), as_json, field=exc.field) from exc
+    except NotFound as exc:
+        raise _fail(EXIT_NOT_FOUND, str(exc), as_json) from exc
+    except NoAvailablePod as exc:
+        raise _fail(EXIT_NO_POD, str(exc), as_json) from exc
+    except StatefulRouteError as exc:
+        raise _fail(EXIT_UNAVAILABLE, f"{redact(url)}: {exc}", as_json) from exc
+
+
+def _emit(data: Any, as_json: bool, table: Callable[[], Table | str]) -> None:
+    if as_json:
+        print(json.dumps(data))
+    else:
+        out.print(table())
+
+
+def _record_table(title: str, record: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("field")
+    table.add_column("value")
+    for name, value in record.items():
+        table.add_row(name, str(value))
+    return table
+
+
+@app.command()
+def pods(
+    namespace: Namespace,
+    service: Service,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Show a route table: each pod's state, links, load, and the best pod for new users.
+
+    Example: stateful-route pods games room --json
+    """
+    from stateful_route.cli.admin import pod_rows
+
+    rows = pod_rows(_admin(redis_url, prefix, timeout, as_json, lambda a: a.snapshot(namespace, service)))
+
+    def table() -> Table:
+        t = Table(title=f"{namespace}/{service}")
+        for column in ("pod", "state", "routable", "available", "links", "load", "best"):
+            t.add_column(column, justify="right" if column in ("links", "load") else "left")
+        for r in rows:
+            state = r["routing"] if r["ready"] and not r["terminating"] else "NotReady"
+            yes = {True: "yes", False: "no"}
+            t.add_row(str(r["pod"]), state, yes[r["routable"]], yes[r["available"]], f"{r['links']:,}",
+                      str(r["load"]), "★" if r["best"] else "")  # fmt: skip
+        return t
+
+    _emit(rows, as_json, table)
+
+
+@app.command()
+def lookup(
+    namespace: Namespace,
+    service: Service,
+    uid: Uid,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Show a user's stored link without changing anything (exit 1 if there is none).
+
+    Example: stateful-route lookup games room user-42
+    """
+    link = _admin(redis_url, prefix, timeout, as_json, lambda a: a.lookup(namespace, service, uid))
+    _emit(link, as_json, lambda: _record_table(f"{uid} in {namespace}/{service}", link))
+
+
+@app.command()
+def links(
+    namespace: Namespace,
+    uid: Uid,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Show every service of a namespace the user is linked to (exit 1 if none).
+
+    Example: stateful-route links games user-42 --json
+    """
+    found = _admin(redis_url, prefix, timeout, as_json, lambda a: a.links(namespace, uid))
+    _emit(found, as_json, lambda: _record_table(f"{uid} in {namespace}", found))
+
+
+@app.command()
+def place(
+    namespace: Namespace,
+    service: Service,
+    uid: Uid,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Do what a gateway does: keep the user's routable link, or place it on the best pod.
+
+    Writes a temporary link when the user had none (exit 4 if no pod is available).
+
+    Example: stateful-route place games room user-42
+    """
+    pod = _admin(redis_url, prefix, timeout, as_json, lambda a: a.place(namespace, service, uid))
+    _emit({"uid": uid, "pod": pod}, as_json, lambda: f"{uid} -> pod {pod}")
+
+
+def _routing(
+    namespace: str,
+    service: str,
+    pod: int,
+    state: RoutingState,
+    url: str,
+    prefix: str,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    row = _admin(url, prefix, timeout, as_json, lambda a: a.set_routing(namespace, service, pod, state))
+    _emit(row, as_json, lambda: f"pod {pod} of {namespace}/{service}: {row['routing']}")
+
+
+@app.command()
+def drain(
+    namespace: Namespace,
+    service: Service,
+    pod: Pod,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Stop placing new users on a pod (its users stay): reports DenyNewCall for it.
+
+    This is the pod's own report in Redis, so it works without Kubernetes; in a cluster the
+    durable way is the annotation: kubectl annotate pod game-3 stateful-route.dev/routing-state=DenyNewCall
+
+    Example: stateful-route drain games room 3
+    """
+    _routing(namespace, service, pod, RoutingState.DENY_NEW_CALL, redis_url, prefix, as_json, timeout)
+
+
+@app.command()
+def undrain(
+    namespace: Namespace,
+    service: Service,
+    pod: Pod,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 2.0,
+) -> None:
+    """Let a drained pod take new users again (an annotation, if set, still applies).
+
+    Example: stateful-route undrain games room 3
+    """
+    _routing(namespace, service, pod, RoutingState.READY, redis_url, prefix, as_json, timeout)
+
+
+@app.command()
+def evict(
+    namespace: Namespace,
+    service: Service,
+    pod: Pod,
+    rebind: Annotated[bool, typer.Option(help="Place the evicted users again at once.")] = False,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    as_json: Json = False,
+    timeout: Timeout = 10.0,
+) -> None:
+    """Remove every link to a pod; users are placed again at their next lookup (or now, --rebind).
+
+    Drain the pod first, or the best pod for some of them may be this one again.
+
+    Example: stateful-route drain games room 3 && stateful-route evict games room 3 --rebind
+    """
+    done = _admin(
+        redis_url, prefix, timeout, as_json, lambda a: a.evict(namespace, service, pod, rebind=rebind)
+    )
+    _emit(done, as_json, lambda: f"evicted {done['removed']} links from pod {pod}; rebound {done['rebound']}")
+
+
+@app.command()
+def operator(
+    namespace: Annotated[
+        list[str] | None, typer.Option("--namespace", "-n", help="Watch this namespace (repeatable).")
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Watch every namespace.")
+    ] = False,
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    prefix: Prefix = "sr",
+    kubeconfig: Annotated[
+        str | None, typer.Option(envvar="KUBECONFIG", help="Kubeconfig outside a cluster.")
+    ] = None,
+    liveness: Annotated[
+        str, typer.Option(help="Liveness endpoint served by kopf.")
+    ] = "http://0.0.0.0:8080/healthz",
+    peering: Annotated[
+        str | None, typer.Option(help="KopfPeering name for HA (one active instance); standalone if unset.")
+    ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(help="With --peering: the highest priority acts (random if unset, so replicas differ)."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
+    ] = 9090,
+    log_format: Annotated[str, typer.Option(help="Log lines as key=value (kv) or JSON (json).")] = "kv",
+) -> None:
+    """Run the operator: keep route tables, evict and rebind, mirror status into StatefulRoutes.
+
+    Example: stateful-route operator --namespace games --redis-url redis://redis:6379/0
+    """
+    from stateful_route.controller.handlers import OperatorConfig
+    from stateful_route.controller.runner import run
+    from stateful_route.core import logs
+
+    if namespace and all_namespaces:
+        raise typer.BadParameter("use --namespace or --all-namespaces, not both")
+    if not namespace and not all_namespaces:
+        raise typer.BadParameter("name --namespace NS (repeatable) or --all-namespaces")
+    if log_format not in ("kv", "json"):
+        raise typer.BadParameter("--log-format is kv or json")
+    fmt: LogFormat = "json" if log_format == "json" else "kv"
+    logs.configure(fmt)
+    config = OperatorConfig(
+        redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
+    )
+    with _interruptible():
+        asyncio.run(
+            run(
+                config,
+                namespaces=namespace or (),
+                peering=peering,
+                priority=priority,
+                liveness=liveness or None,
+            )
+        )
+
+
+@app.command()
+def demo(
+    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    duration: Annotated[float, typer.Option(min=5, help="Seconds the story lasts.")] = 45,
+    pods: Annotated[int, typer.Option(min=3, max=50, help="Pods of the simulated StatefulSet.")] = 6,
+    users: Annotated[int, typer.Option(min=1, help="Users online at once (they come and go).")] = 3000,
+    seed: Annotated[int, typer.Option(help="Seed of the story and the traffic.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """Watch stateful-route work, no cluster needed: an emulated Kubernetes API, the real operator,
+    gateways placing thousands of users, and a story (drain, delete, flap, scale up).
+
+    Uses REDIS_URL, else 127.0.0.1:6379, else starts a private redis-server; touches only its
+    own keys. Exits 0 when every invariant held, 1 otherwise.
+
+    Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
+    """
+    from stateful_route.core import logs
+    from stateful_route.demo.run import DemoOptions, run_demo
+    from stateful_route.demo.view import live_display, summary_table
+
+    logs.configure("kv", level=40)  # the display tells the story; only errors are logged
+    options = DemoOptions(duration=duration, pods=pods, users=users, seed=seed)
+
+    def display(live: Any) -> contextlib.AbstractContextManager[object]:
+        return contextlib.nullcontext() if as_json or not out.is_terminal else live_display(out, live)
+
+    try:
+        with local_redis.redis_url(redis_url) as url, _interruptible():
+            summary = asyncio.run(run_demo(url, options, display))
+    except local_redis.NoRedis as exc:
+        raise _fail(EXIT_INVALID, str(exc), as_json) from exc
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        if not out.is_terminal:
+            for line in summary.story:
+                out.print(line)
+        out.print(summary_table(summary))
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,75 @@
+"""What the operator reads from a pod: ordinal, readiness, termination, drain annotation (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stateful_route.core.constants import POD_INDEX_LABEL, ROUTING_ANNOTATION
+from stateful_route.core.errors import InvalidInput
+from stateful_route.core.state import RoutingState
+
+__all__ = ["PodRecord", "ordinal", "owner", "record"]
+
+
+@dataclass(frozen=True, slots=True)
+class PodRecord:
+    """One StatefulSet pod as the operator indexes it."""
+
+    name: str
+    uid: str
+    ordinal: int
+    ready: bool
+    terminating: bool
+    routing: RoutingState
+    bad_annotation: str | None = None  # the value that could not be read, if any
+    created: str = ""  # metadata.creationTimestamp (RFC 3339), "" if absent
+
+
+def owner(body: Mapping[str, Any]) -> str | None:
+    """The name of the StatefulSet that controls the pod, if one does."""
+    for ref in body.get("metadata", {}).get("ownerReferences", None) or ():
+        if ref.get("kind") == "StatefulSet" and ref.get("controller", True):
+            return str(ref.get("name"))
+    return None
+
+
+def ordinal(body: Mapping[str, Any]) -> int | None:
+    """The pod's ordinal: the pod-index label, else the digits after the name's last '-'."""
+    meta = body.get("metadata", {})
+    label = (meta.get("labels") or {}).get(POD_INDEX_LABEL)
+    text = label if label is not None else str(meta.get("name", "")).rpartition("-")[2]
+    return int(text) if text.isdigit() and text.isascii() else None
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def record(body: Mapping[str, Any]) -> PodRecord | None:
+    """The record of a StatefulSet pod, or None for a pod we do not route to."""
+    meta = body.get("metadata", {})
+    index = ordinal(body)
+    if index is None or owner(body) is None:
+        return None
+    raw = (meta.get("annotations") or {}).get(ROUTING_ANNOTATION)
+    routing, bad = RoutingState.READY, None
+    if raw is not None:
+        try:
+            routing = RoutingState.parse(raw)
+        except InvalidInput:
+            bad = str(raw)
+    return PodRecord(
+        name=str(meta.get("name")),
+        uid=str(meta.get("uid", "")),
+        ordinal=index,
+        ready=_ready(body.get("status") or {}),
+        terminating=meta.get("deletionTimestamp") is not None,
+        routing=routing,
+        bad_annotation=bad,
+        created=str(meta.get("creationTimestamp") or ""),
+    )

@@ -1,0 +1,125 @@
+"""Keeps one route's table equal to what Kubernetes shows, and evicts what stopped being routable.
+
+Safe to run again and again (after a restart, on every pod event, on a timer): each run reads
+the table, writes the planned one (a no-op when nothing changed) and evicts only pods that are
+unroutable and still hold links, or that Kubernetes no longer has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from stateful_route.controller import planning
+from stateful_route.controller.pods import PodRecord
+from stateful_route.controller.spec import Rebind, RouteRef
+from stateful_route.core.state import RouteSnapshot
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.eviction import Eviction, evict
+from stateful_route.store.links import LinkStore
+from stateful_route.store.table import RouteTable
+
+__all__ = ["Reconciler", "Removal", "Result"]
+
+RouteId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a reconciliation found and did."""
+
+    plan: planning.Plan
+    snapshot: RouteSnapshot  # after evictions
+    evictions: list[Eviction]
+    wrote: bool = False  # whether the table changed
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What forgetting a route did: the pods its table had, and the links removed."""
+
+    pods: list[int]
+    links: int
+
+
+class Reconciler:
+    """Reconciles routes; one at a time per route (a lock each), any number of routes at once."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        prefix: str = "sr",
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
+        self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
+        self._clock = clock
+        self._locks: collections.defaultdict[RouteId, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._not_ready_since: collections.defaultdict[RouteId, dict[str, float]] = collections.defaultdict(
+            dict
+        )
+        self.last_eviction: dict[RouteId, Eviction] = {}
+
+    async def configure(self, route: RouteRef) -> None:
+        """Write the route's policy where placement reads it."""
+        await self.table.configure(
+            route.namespace, route.spec.service, max_links_per_pod=route.spec.max_links_per_pod
+        )
+
+    async def reconcile(self, route: RouteRef, records: Iterable[PodRecord]) -> Result:
+        """Make the table match ``records`` (the route's pods) and evict what is unroutable."""
+        rid = (route.namespace, route.name)
+        ns, service, spec = route.namespace, route.spec.service, route.spec
+        async with self._locks[rid]:
+            before = await self.table.snapshot(ns, service)
+            if not before.pods:  # a new route, or a Redis that came back empty: policy first
+                await self.configure(route)
+            plan = planning.plan(
+                records,
+                before.pods,
+                grace=spec.grace,
+                not_ready_since=self._not_ready_since[rid],
+                now=self._clock(),
+            )
+            # Gone pods stay in the table, unroutable, until their links are evicted: a crash
+            # in between leaves them for the next run instead of orphaning their links.
+            wrote = await self.table.put_pods(ns, service, plan.with_gone_fenced())
+            fenced = await self.table.snapshot(ns, service)
+            k = self.table.keyring.route(ns, service)
+            rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
+            evictions = []
+            for index, pod in fenced.pods.items():
+                if index in plan.gone or (not pod.routable and fenced.links.get(index, 0) > 0):
+                    reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
+                    evictions.append(await evict(self.store, k, index, reason=reason, rebind_ttl=rebind_ttl))
+            if plan.gone:
+                wrote = await self.table.put_pods(ns, service, plan.pods.values()) or wrote
+            useful = [e for e in evictions if e.removed]
+            if useful:
+                self.last_eviction[rid] = useful[-1]
+            after = await self.table.snapshot(ns, service) if evictions else fenced
+            return Result(plan, after, useful, wrote)
+
+    async def remove(self, route: RouteRef) -> Removal:
+        """Forget a deleted route: its table, and its links unless the route keeps them."""
+        rid = (route.namespace, route.name)
+        ns, service = route.namespace, route.spec.service
+        removed = 0
+        async with self._locks[rid]:
+            pods = sorted((await self.table.snapshot(ns, service)).pods)
+            if not route.spec.keep_links_on_delete:
+                k = self.table.keyring.route(ns, service)
+                for index in pods:
+                    removed += (
+                        await evict(self.store, k, index, reason="route deleted", rebind_ttl=None)
+                    ).removed
+            await self.table.delete(ns, service)
+        self._locks.pop(rid, None)
+        self._not_ready_since.pop(rid, None)
+        self.last_eviction.pop(rid, None)
+        return Removal(pods, removed)

@@ -1,0 +1,77 @@
+"""A StatefulRoute's spec as plain data, with the CRD's defaults (pure; no I/O)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stateful_route.core import validation
+from stateful_route.core.constants import GROUP, KIND, VERSION
+
+__all__ = ["Rebind", "RouteRef", "RouteSpec"]
+
+
+class Rebind(enum.Enum):
+    """When evicted users are placed again: at their next lookup, or at once by the operator."""
+
+    LAZY = "Lazy"
+    EAGER = "Eager"
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """What a StatefulRoute asks for."""
+
+    stateful_set: str
+    service: str
+    link_ttl: int = 300
+    grace: int = 10
+    rebind: Rebind = Rebind.LAZY
+    max_links_per_pod: int = 0
+    keep_links_on_delete: bool = False
+
+    @classmethod
+    def parse(cls, name: str, spec: Mapping[str, Any]) -> RouteSpec:
+        """Read a spec (already checked by the CRD schema; re-checked so a bad one is named)."""
+        try:
+            rebind = Rebind(spec.get("rebind", "Lazy"))
+        except ValueError:
+            raise validation.invalid("spec.rebind", "must be Lazy or Eager") from None
+        return cls(
+            stateful_set=validation.dns_label("spec.statefulSetName", spec.get("statefulSetName")),
+            service=validation.dns_label("spec.service", spec.get("service", name)),
+            link_ttl=_positive("spec.linkTTLSeconds", spec.get("linkTTLSeconds", 300), 1),
+            grace=_positive("spec.unroutableGraceSeconds", spec.get("unroutableGraceSeconds", 10), 0),
+            rebind=rebind,
+            max_links_per_pod=_positive("spec.maxLinksPerPod", spec.get("maxLinksPerPod", 0), 0),
+            keep_links_on_delete=validation.flag(
+                "spec.keepLinksOnDelete", spec.get("keepLinksOnDelete", False)
+            ),
+        )
+
+
+def _positive(field: str, value: Any, minimum: int) -> int:
+    if type(value) is not int or value < minimum:
+        raise validation.invalid(field, f"must be an integer ≥ {minimum}, got {value!r:.40}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRef:
+    """A StatefulRoute object: where it is, what it asks for, and enough to post events on it."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: RouteSpec
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """A minimal object body naming the route (for Kubernetes events about it)."""
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
+        }

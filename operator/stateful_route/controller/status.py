@@ -1,0 +1,75 @@
+"""The StatefulRoute status mirror, built from the route table and the pods (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from stateful_route.controller.pods import PodRecord
+from stateful_route.controller.spec import RouteRef
+from stateful_route.core.state import RouteSnapshot
+from stateful_route.store.eviction import Eviction
+
+__all__ = ["build_status"]
+
+
+def build_status(
+    route: RouteRef,
+    records: Iterable[PodRecord],
+    snapshot: RouteSnapshot,
+    last_eviction: Eviction | None,
+) -> dict[str, Any]:
+    """``status`` for ``kubectl get sroute``: pods, counts, best pod, last eviction, Ready condition.
+
+    ``ready`` is what Kubernetes says; ``routable``/``available``/``routingState`` are what the
+    router uses (a NotReady pod within its grace stays routable, taking no new users).
+    """
+    by_index = {rec.ordinal: rec for rec in records if not rec.terminating} | {
+        rec.ordinal: rec for rec in records if rec.terminating and rec.ordinal not in snapshot.pods
+    }
+    pods = []
+    for index in sorted(set(snapshot.pods) | set(by_index)):
+        state = snapshot.pods.get(index)
+        rec = by_index.get(index)
+        pods.append(
+            {
+                "index": index,
+                "name": rec.name if rec else None,
+                "ready": rec.ready if rec else False,
+                "routable": bool(state and state.routable),
+                "available": index in snapshot.available,
+                "routingState": state.routing.label if state else None,
+                "load": state.load if state else 0,
+                "links": snapshot.links.get(index, 0),
+            }
+        )
+    routable = sum(1 for i in snapshot.pods if snapshot.pods[i].routable)
+    available = len(snapshot.available)
+    status: dict[str, Any] = {
+        "service": route.spec.service,
+        "pods": pods,
+        "totalPods": len(pods),
+        "routablePods": routable,
+        "availablePods": available,
+        "summary": f"{routable}/{len(pods)}",
+        "links": sum(snapshot.links.values()),
+        "bestPod": snapshot.best,
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True" if available else "False",
+                "reason": "PodsAvailable" if available else "NoAvailablePod",
+                "message": f"{available} of {len(pods)} pods take new users",
+            }
+        ],
+    }
+    if last_eviction is not None:
+        status["lastEviction"] = {
+            "pod": last_eviction.pod,
+            "reason": last_eviction.reason,
+            "links": last_eviction.removed,
+            "rebound": last_eviction.rebound,
+            "time": last_eviction.at,
+            "message": last_eviction.message,
+        }
+    return status

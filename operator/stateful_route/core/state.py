@@ -1,0 +1,95 @@
+"""Plain data of the route table: routing states and pod states. No I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from stateful_route.core import validation
+
+__all__ = ["PodState", "RouteSnapshot", "RoutingState"]
+
+
+class RoutingState(enum.IntEnum):
+    """What a pod accepts; a higher value is more restrictive, so combining is ``max``."""
+
+    READY = 0
+    DENY_NEW_CALL = 1
+    SHUTDOWN = 2
+
+    @property
+    def label(self) -> str:
+        """The spelling used in annotations, CR status and the CLI."""
+        return _LABELS[self]
+
+    @classmethod
+    def parse(cls, text: str) -> RoutingState:
+        """Read an annotation value (``Ready``, ``DenyNewCall``, ``Shutdown``; any case)."""
+        try:
+            return _BY_LABEL[text.strip().lower()]
+        except (KeyError, AttributeError):
+            raise validation.invalid(
+                "routing", f"must be one of {', '.join(_LABELS.values())}, got {text!r}"
+            ) from None
+
+
+_LABELS = {
+    RoutingState.READY: "Ready",
+    RoutingState.DENY_NEW_CALL: "DenyNewCall",
+    RoutingState.SHUTDOWN: "Shutdown",
+}
+_BY_LABEL = {label.lower(): state for state, label in _LABELS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class PodState:
+    """One pod of a route as the route table knows it.
+
+    ``ready``/``terminating`` come from Kubernetes, ``routing`` is the more restrictive of
+    the drain annotation and the pod's own report, ``load`` is what the pod reports.
+    """
+
+    index: int
+    ready: bool = True
+    terminating: bool = False
+    routing: RoutingState = RoutingState.READY
+    load: int = 0
+
+    def __post_init__(self) -> None:
+        validation.pod_index(self.index, "index")
+        validation.flag("ready", self.ready)
+        validation.flag("terminating", self.terminating)
+        if not isinstance(self.routing, RoutingState):
+            raise validation.invalid("routing", f"must be a RoutingState, got {self.routing!r:.40}")
+        validation.load(self.load)
+
+    @property
+    def alive(self) -> bool:
+        """The pod is up: ready and not terminating, whatever its routing state."""
+        return self.ready and not self.terminating
+
+    @property
+    def routable(self) -> bool:
+        """Existing users may keep going here: alive and not Shutdown."""
+        return self.alive and self.routing is not RoutingState.SHUTDOWN
+
+    @property
+    def available(self) -> bool:
+        """New users may be placed here: routable and Ready (capacity is checked in Redis)."""
+        return self.alive and self.routing is RoutingState.READY
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSnapshot:
+    """The route table of one service read at one instant, with live link counts per pod."""
+
+    pods: dict[int, PodState]
+    links: dict[int, int]
+    available: frozenset[int]  # new users may go here (capacity included)
+    best: int | None
+    version: int = 0  # the route's version when read: later snapshots have higher ones
+
+    @property
+    def routable(self) -> frozenset[int]:
+        """Pods existing users may keep using."""
+        return frozenset(i for i, pod in self.pods.items() if pod.routable)

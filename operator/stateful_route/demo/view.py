@@ -1,0 +1,86 @@
+"""How the demo looks in a terminal: a live table of pods and a running story, then a summary."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from rich.console import Console, Group
+from rich.live import Live as RichLive
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from stateful_route.demo.run import Live, Summary
+from stateful_route.testing.sim import STS
+
+__all__ = ["live_display", "summary_table"]
+
+STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim"}
+
+
+def _pods(live: Live) -> Table:
+    table = Table(title="StatefulRoute games/room", expand=False)
+    for column, justify in (("pod", "left"), ("state", "left"), ("links", "right"), ("load", "right"),
+                            ("best", "center")):  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    snapshot = live.snapshot
+    if snapshot is None:
+        return table
+    for index in sorted(set(snapshot.pods) | live.present):
+        pod = snapshot.pods.get(index)
+        if pod is None or (index not in live.present and not pod.alive):
+            state = "gone"
+        elif not pod.ready or pod.terminating:
+            state = "NotReady"
+        else:
+            state = pod.routing.label
+        table.add_row(
+            f"{STS}-{index}",
+            Text(state, style=STATE_STYLE.get(state, "")),
+            f"{snapshot.links.get(index, 0):,}",
+            str(pod.load if pod else 0),
+            "★" if snapshot.best == index else "",
+        )
+    return table
+
+
+def _render(live: Live) -> Group:
+    elapsed = time.monotonic() - live.started
+    story = "\n".join(live.lines[-12:]) or "starting…"
+    return Group(
+        _pods(live),
+        Panel(story, title=f"story — {elapsed:.0f}s of {live.duration:.0f}s", expand=False),
+    )
+
+
+@contextlib.contextmanager
+def live_display(console: Console, live: Live) -> Iterator[None]:
+    """Redraw the pod table and the story four times a second while inside."""
+    with RichLive(get_renderable=lambda: _render(live), console=console, refresh_per_second=4):
+        yield
+
+
+def summary_table(summary: Summary) -> Table:
+    """The end-of-demo summary, invariants included."""
+    table = Table(title="summary" + (" (interrupted)" if summary.interrupted else ""), show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("users placed", f"{summary.users_placed:,}"),
+        ("lookups", f"{summary.lookups:,}"),
+        ("evictions (links evicted)", f"{summary.evictions} ({summary.links_evicted:,})"),
+        ("rebinds", f"{summary.rebinds:,}"),
+        ("NoAvailablePod", f"{summary.no_available_pod:,}"),
+        ("worst imbalance (max/mean links)", f"{summary.worst_imbalance:.2f}"),
+        ("final imbalance", f"{summary.final_imbalance:.2f}"),
+        ("lookup p50 / p99", f"{summary.p50_ms:.2f} ms / {summary.p99_ms:.2f} ms"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    for name, held in summary.invariants.items():
+        table.add_row(name, Text("holds" if held else "BROKEN", style="green" if held else "bold red"))
+    for error in summary.errors[:5]:
+        table.add_row("error", Text(error, style="red"))
+    return table

@@ -1,0 +1,324 @@
+"""ClientDriver: what a gateway embeds to answer "which pod does this user use?"."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+from stateful_route.core import validation
+from stateful_route.core.errors import InvalidInput, NoAvailablePod
+from stateful_route.gateway.cache import CacheKey, LinkCache
+from stateful_route.gateway.metrics import ClientMetrics
+from stateful_route.gateway.mirror import RouteMirror, RouteView
+from stateful_route.store import changes, keys
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.links import LinkStore
+from stateful_route.store.table import RouteTable
+
+__all__ = ["ClientDriver"]
+
+
+class ClientDriver:
+    """Sticky, load-aware lookups of users' pods, with a local cache and a route mirror.
+
+    Use as ``async with ClientDriver(redis, namespace="games") as client: ...``.
+    ``namespace`` is the namespace (or namespaces) this client serves: its change channels are
+    followed, and any other namespace is refused with InvalidInput (an allow-list).
+
+    A lookup reads the local cache, then Redis. ``compute_linked_pod`` answers from the cache
+    only while the mirrored route view says the cached pod is routable; otherwise one Lua call
+    keeps, places or moves the link atomically. The mirror is never older than ``max_age``.
+    """
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        namespace: str | Iterable[str],
+        link_ttl: float = 300,
+        cache_ttl: float | None = None,
+        cache_size: int = 100_000,
+        prefix: str = "sr",
+        timeout: float = 1.0,
+        refresh_interval: float = 0.5,
+        max_age: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: ClientMetrics | None = None,
+    ) -> None:
+        names = [namespace] if isinstance(namespace, str) else list(namespace)
+        if not names:
+            raise InvalidInput("namespace", "name at least one namespace")
+        self.namespaces = frozenset(validation.dns_label("namespace", ns) for ns in names)
+        self.link_ttl = validation.seconds("link_ttl", link_ttl, minimum=1)
+        if cache_ttl is None:
+            # The cache must forget a link before Redis does; a minute earlier by default.
+            cache_ttl = self.link_ttl - 60 if self.link_ttl > 120 else self.link_ttl / 2
+        self.cache_ttl = validation.seconds("cache_ttl", cache_ttl, minimum=0.001)
+        if self.cache_ttl > self.link_ttl:
+            raise InvalidInput("cache_ttl", f"must not exceed link_ttl ({self.link_ttl}), got {cache_ttl}")
+        if type(cache_size) is not int or cache_size < 1:
+            raise InvalidInput("cache_size", f"must be a positive int, got {cache_size!r:.40}")
+        interval = validation.seconds("refresh_interval", refresh_interval, minimum=0.01)
+        max_age = validation.seconds("max_age", max_age, minimum=0.02)
+        if interval >= max_age:
+            raise InvalidInput("refresh_interval", f"must be shorter than max_age ({max_age})")
+
+        self._keyring = keys.Keyring(prefix)
+        self._table = RouteTable(redis, prefix=prefix, timeout=timeout)
+        self._store = LinkStore(
+            redis, self._keyring, timeout=timeout, observe=None if metrics is None else metrics.redis_call
+        )
+        self._clock = clock
+        self.cache = LinkCache(size=cache_size, ttl=self.cache_ttl, clock=clock)
+        self._entries = self.cache.entries  # the hit path reads these directly
+        self._mirror = RouteMirror(
+            redis,
+            self._table,
+            namespaces=self.namespaces,
+            clock=clock,
+            refresh_interval=interval,
+            max_age=max_age,
+            on_change=self._apply_change,
+            on_lost=self._forget_pods,
+            on_gap=self._forget_all,
+        )
+        self._views = self._mirror.views
+        self._registered: set[tuple[str, str]] = set()
+        # Bumped by every invalidation; a Redis answer that raced one is not cached.
+        self._epoch = 0
+        self._misses = 0
+        if metrics is not None:  # without metrics the lookup path has no hook at all
+            self.compute_linked_pod = self._counted(metrics)  # type: ignore[method-assign,assignment]
+
+    async def __aenter__(self) -> Self:
+        await self._mirror.start()
+        # Start answering once the change channel is followed (or after ``timeout`` if Redis is
+        # down: calls then raise StoreUnavailable until it is back).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._mirror.connected.wait(), self._store.timeout)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._mirror.stop()
+
+    @property
+    def subscribed(self) -> asyncio.Event:
+        """Set while the client follows its change channels; cleared during a gap."""
+        return self._mirror.connected
+
+    # -- links -------------------------------------------------------------------------
+
+    async def compute_linked_pod(self, ns: str, uid: str, service: str) -> int:
+        """The pod this user must use now: the cached link while its pod is routable, else the
+        stored link if routable, else a place on the best available pod (stored atomically).
+
+        Raises NoAvailablePod when the user has no routable link and no pod is available.
+        """
+        key = (ns, service, uid)
+        try:
+            pod, deadline = self._entries[key]
+            view = self._views[ns][service]
+        except (KeyError, TypeError):  # a miss, or an argument that validation will name
+            pass
+        else:
+            now = self._clock()
+            if deadline > now and view.valid_until > now and pod in view.routable:
+                return pod
+        return await self._compute(ns, uid, service, key)
+
+    def _counted(self, metrics: ClientMetrics) -> Callable[[str, str, str], Coroutine[Any, Any, int]]:
+        plain = self.compute_linked_pod
+
+        async def compute_linked_pod(ns: str, uid: str, service: str) -> int:
+            misses = self._misses
+            try:
+                return await plain(ns, uid, service)
+            finally:
+                # A hit never awaits, so no other task can have missed meanwhile.
+                if self._misses == misses:
+                    metrics.cache_hit()
+                else:
+                    metrics.cache_miss()
+
+        return compute_linked_pod
+
+    async def _compute(self, ns: str, uid: str, service: str, key: CacheKey) -> int:
+        self._misses += 1
+        k = self._route(ns, service)
+        validation.uid(uid)
+        epoch = self._epoch
+        await self._mirror.view(ns, service)
+        placed = await self._store.place(k, uid, self.link_ttl)
+        if placed is None:
+            self.cache.drop(key)
+            raise NoAvailablePod(ns, service)
+        if placed.outcome != "kept":
+            await self._register(k)
+        self._cache_put(epoch, key, placed.pod, placed.ttl)
+        return placed.pod
+
+    async def get_linked_pod(self, ns: str, uid: str, service: str) -> int | None:
+        """The user's link (local cache, then Redis), or None."""
+        pod = self._cached(ns, uid, service)
+        if pod is not None:
+            return pod
+        return await self.get_linked_pod_not_cache(ns, uid, service)
+
+    async def get_linked_pod_in_cache_or_if_persist(self, ns: str, uid: str, service: str) -> int | None:
+        """The cached link, else the stored link only if it is persistent, else None."""
+        pod = self._cached(ns, uid, service)
+        if pod is not None:
+            return pod
+        epoch = self._epoch
+        link = await self._store.read(self._route(ns, service), validation.uid(uid))
+        if link is None or not link.persistent:
+            return None
+        self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
+        return link.pod
+
+    async def get_linked_pod_not_cache(self, ns: str, uid: str, service: str) -> int | None:
+        """The stored link, read from Redis (the cache is refreshed with it), or None."""
+        epoch = self._epoch
+        link = await self._store.read(self._route(ns, service), validation.uid(uid))
+        key = (ns, service, uid)
+        if link is None:
+            self.cache.drop(key)
+            return None
+        self._cache_put(epoch, key, link.pod, link.ttl)
+        return link.pod
+
+    async def get_link_service(self, ns: str, uid: str) -> dict[str, int]:
+        """Every service of ``ns`` this user is linked to: ``{service: pod}``."""
+        self._namespace(ns)
+        return await self._store.links_of_user(ns, validation.uid(uid))
+
+    async def batch_get_linked_pod(self, ns: str, uids: Iterable[str], service: str) -> dict[int, list[str]]:
+        """Links of many users grouped ``{pod: [uid, ...]}`` (unlinked users are absent).
+
+        Costs one round trip however many users (MGET of 1,000 keys each, pipelined); any
+        Redis fault raises rather than dropping users.
+        """
+        k = self._route(ns, service)
+        if isinstance(uids, str):
+            raise InvalidInput("uids", "must be an iterable of uids, not a single str")
+        wanted = [validation.uid(uid) for uid in uids]
+        grouped: dict[int, list[str]] = {}
+        for uid, pod in zip(wanted, await self._store.read_many(k, wanted), strict=True):
+            if pod is not None:
+                grouped.setdefault(pod, []).append(uid)
+        return grouped
+
+    async def set_linked_pod_if_absent(self, ns: str, uid: str, service: str, pod: int) -> int:
+        """Store a temporary link to ``pod`` only if the user has none; the pod linked after the call."""
+        k = self._route(ns, service)
+        validation.uid(uid)
+        validation.pod_index(pod)
+        epoch = self._epoch
+        linked = await self._store.link_if_absent(k, uid, pod, self.link_ttl)
+        await self._register(k)
+        self._cache_put(epoch, (ns, service, uid), linked)
+        return linked
+
+    # -- the local cache alone -------------------------------------------------------------
+
+    def get_linked_in_cache(self, ns: str, uid: str, service: str) -> int | None:
+        """The cached link, or None (no I/O)."""
+        return self._cached(ns, uid, service)
+
+    def set_cache(self, ns: str, uid: str, service: str, pod: int) -> None:
+        """Cache a link for ``cache_ttl`` seconds (no I/O)."""
+        self._route(ns, service)
+        self.cache.put((ns, service, validation.uid(uid)), validation.pod_index(pod))
+
+    def cache_expired(self, ns: str, uid: str, service: str) -> None:
+        """Forget the cached link of a user (no I/O)."""
+        self._route(ns, service)
+        self.cache.drop((ns, service, validation.uid(uid)))
+
+    # -- the route view --------------------------------------------------------------------
+
+    async def route_view(self, ns: str, service: str) -> RouteView:
+        """The mirrored view of a route (read now if missing or older than ``max_age``)."""
+        self._route(ns, service)
+        return await self._mirror.view(ns, service)
+
+    async def is_pod_routable(self, ns: str, service: str, index: int) -> bool:
+        """Whether existing users may keep using pod ``index``."""
+        validation.pod_index(index, "index")
+        return index in (await self.route_view(ns, service)).routable
+
+    async def is_pod_available(self, ns: str, service: str, index: int) -> bool:
+        """Whether new users may be placed on pod ``index``."""
+        validation.pod_index(index, "index")
+        return index in (await self.route_view(ns, service)).snapshot.available
+
+    async def routable_pods(self, ns: str, service: str) -> list[int]:
+        """Indices of the routable pods, ascending."""
+        return sorted((await self.route_view(ns, service)).routable)
+
+    async def alive_pods(self, ns: str, service: str) -> list[int]:
+        """Indices of the pods that are up (ready, not terminating), whatever their routing state."""
+        pods = (await self.route_view(ns, service)).snapshot.pods
+        return sorted(i for i, pod in pods.items() if pod.alive)
+
+    async def best_pod(self, ns: str, service: str) -> int | None:
+        """The pod a new user would be placed on now, or None."""
+        return (await self.route_view(ns, service)).snapshot.best
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _namespace(self, ns: Any) -> str:
+        validation.dns_label("namespace", ns)
+        if ns not in self.namespaces:
+            raise InvalidInput(
+                "namespace", f"{ns!r} is not served by this client ({sorted(self.namespaces)})"
+            )
+        return str(ns)
+
+    def _route(self, ns: str, service: str) -> keys.RouteKeys:
+        self._namespace(ns)
+        return self._keyring.route(ns, service)
+
+    def _cached(self, ns: str, uid: str, service: str) -> int | None:
+        try:
+            pod = self.cache.get((ns, service, uid))
+        except TypeError:
+            pod = None
+        if pod is not None:
+            return pod
+        # Only a miss pays for validation: a hit proves the arguments were valid when cached.
+        self._route(ns, service)
+        validation.uid(uid)
+        return None
+
+    async def _register(self, k: keys.RouteKeys) -> None:
+        if (k.namespace, k.service) not in self._registered:
+            await self._store.register_service(k)
+            self._registered.add((k.namespace, k.service))
+
+    def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None = None) -> None:
+        # An invalidation that arrived while Redis answered may concern this very link.
+        if epoch == self._epoch:
+            self.cache.put(key, pod, remaining)
+
+    def _apply_change(self, ns: str, change: changes.Change) -> None:
+        if change.kind == "u":
+            self._epoch += 1
+            self.cache.drop((ns, change.service, change.subject))
+        elif change.kind == "e" and change.subject.isdigit():
+            self._forget_pods(ns, change.service, frozenset([int(change.subject)]))
+
+    def _forget_pods(self, ns: str, service: str, pods: frozenset[int]) -> None:
+        # Links cached to a pod that stopped being routable may have moved since.
+        self._epoch += 1
+        self.cache.drop_pods(ns, service, pods)
+
+    def _forget_all(self) -> None:
+        self._epoch += 1
+        self.cache.clear()

@@ -1,0 +1,197 @@
+"""The client's mirror of route tables: refreshed by the change channel at once, and polled.
+
+Two mechanisms keep a view fresh: every change to a table is published on the namespace's
+pub/sub channel and applied as soon as it arrives, and every view is re-read each
+``refresh_interval`` in case a message was lost. A view older than ``max_age`` is never used:
+it is re-read before answering, so a stalled mirror turns into StoreUnavailable, not stale answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio.client import PubSub
+
+from stateful_route.core import validation
+from stateful_route.core.errors import StoreError
+from stateful_route.core.state import RouteSnapshot
+from stateful_route.store import changes, keys
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.faults import guarded
+from stateful_route.store.table import RouteTable
+
+__all__ = ["RouteMirror", "RouteView"]
+
+log = logging.getLogger("stateful_route.gateway.mirror")
+
+RouteId = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteView:
+    """A snapshot of one route as the client sees it, and until when it may be trusted."""
+
+    snapshot: RouteSnapshot
+    routable: frozenset[int]
+    valid_until: float
+    version: int
+
+
+class RouteMirror:
+    """Keeps ``views`` — ``{namespace: {service: RouteView}}`` for every route this client has
+    used — fresh. Nested rather than keyed by a tuple: the client's hit path reads it on every
+    lookup, and two lookups by existing strings cost less than building a key."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        table: RouteTable,
+        *,
+        namespaces: Iterable[str],
+        clock: Callable[[], float],
+        refresh_interval: float,
+        max_age: float,
+        on_change: Callable[[str, changes.Change], None],
+        on_lost: Callable[[str, str, frozenset[int]], None],
+        on_gap: Callable[[], None],
+    ) -> None:
+        self._redis = redis
+        self._table = table
+        self._channels = {
+            keys.changes_channel(table.keyring.prefix, validation.dns_label("namespace", ns)): ns
+            for ns in namespaces
+        }
+        self._clock = clock
+        self._interval = refresh_interval
+        self._max_age = max_age
+        self._on_change = on_change
+        self._on_lost = on_lost
+        self._on_gap = on_gap
+        self._routes: set[RouteId] = set()
+        self._pubsub: PubSub | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._reconnected = False
+        self.views: dict[str, dict[str, RouteView]] = {ns: {} for ns in self._channels.values()}
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start following the change channels (in the background; faults are retried there)."""
+        self._task = asyncio.create_task(self._run(), name="stateful-route-mirror")
+
+    async def stop(self) -> None:
+        """Stop following and release the pub/sub connection."""
+        task, self._task = self._task, None
+        # A cancellation that lands while a timeout inside redis-py fires can be swallowed
+        # (Python 3.11), so cancel until the task is really done.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.1)
+        await self._close()
+
+    async def view(self, namespace: str, service: str) -> RouteView:
+        """A trustworthy view of a route: the mirrored one, or one read now."""
+        found = self.views[namespace].get(service)
+        if found is not None and found.valid_until > self._clock():
+            return found
+        return await self._refresh((namespace, service))
+
+    async def _refresh(self, route: RouteId) -> RouteView:
+        started = self._clock()
+        snapshot = await self._table.snapshot(*route)
+        self._routes.add(route)
+        return self._install(
+            route, RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version)
+        )
+
+    def _install(self, route: RouteId, view: RouteView) -> RouteView:
+        """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
+        and report pods that stopped being routable: links cached to them are suspect."""
+        views = self.views[route[0]]
+        current = views.get(route[1])
+        if current is not None and view.version < current.version:
+            return current
+        views[route[1]] = view
+        if current is not None and (lost := current.routable - view.routable):
+            self._on_lost(*route, lost)
+        return view
+
+    async def _refresh_all(self) -> None:
+        for route in list(self._routes):
+            await self._refresh(route)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._subscribe()
+                next_refresh = loop.time()
+                while True:
+                    wait = max(0.0, next_refresh - loop.time())
+                    assert self._pubsub is not None
+                    message = await guarded(
+                        self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait),
+                        wait + self._table.timeout,
+                    )
+                    if message is not None:
+                        await self._apply(message)
+                    if self._take_reconnected():  # messages may have been lost meanwhile
+                        self._on_gap()
+                        next_refresh = loop.time()
+                    if loop.time() >= next_refresh:
+                        await self._refresh_all()
+                        next_refresh = loop.time() + self._interval
+            except StoreError as exc:
+                log.warning("event=mirror_fault error=%r action=resync", str(exc))
+                self.connected.clear()
+                for views in self.views.values():
+                    views.clear()
+                self._on_gap()
+                await self._close()
+                await asyncio.sleep(self._interval)
+
+    async def _subscribe(self) -> None:
+        self._pubsub = self._redis.pubsub()
+        await guarded(self._pubsub.subscribe(*self._channels), self._table.timeout)
+        # redis-py reconnects a pub/sub connection by itself; hear of it, since messages sent
+        # meanwhile are lost.
+        connection: Any = self._pubsub.connection
+        if connection is not None:
+            connection.register_connect_callback(self._on_reconnect)
+        # Anything cached before this subscription may have missed messages.
+        self._on_gap()
+        self.connected.set()
+
+    async def _on_reconnect(self, _connection: Any) -> None:
+        self._reconnected = True
+
+    def _take_reconnected(self) -> bool:
+        reconnected, self._reconnected = self._reconnected, False
+        return reconnected
+
+    async def _apply(self, message: dict[str, Any]) -> None:
+        channel = message.get("channel")
+        namespace = self._channels.get(channel.decode() if isinstance(channel, bytes) else str(channel))
+        change = changes.parse(message.get("data", b""))
+        if namespace is None or change is None:
+            return
+        self._on_change(namespace, change)
+        route = (namespace, change.service)
+        if change.kind == "u" or route not in self._routes:
+            return
+        view = self.views[namespace].get(change.service)
+        if view is not None and change.routable is not None and change.version is not None:
+            # Routability rides on the message: applied now and in publication order, before
+            # the rest of the snapshot (availability, counts) is re-read.
+            self._install(route, RouteView(view.snapshot, change.routable, view.valid_until, change.version))
+        await self._refresh(route)
+
+    async def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), self._table.timeout)  # type: ignore[no-untyped-call]

@@ -1,0 +1,103 @@
+"""ServerDriver: what a pod embeds to report its load and routing state and to confirm links."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from stateful_route.core import validation
+from stateful_route.core.state import RoutingState
+from stateful_route.store import changes, keys, scripts
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.faults import guarded
+from stateful_route.store.links import LinkStore
+
+__all__ = ["ServerDriver"]
+
+
+class ServerDriver:
+    """The pod side: one pod (``pod_index``) of one route (``namespace``, ``service``)."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        *,
+        namespace: str,
+        service: str,
+        pod_index: int,
+        prefix: str = "sr",
+        timeout: float = 1.0,
+    ) -> None:
+        self.pod_index = validation.pod_index(pod_index, "pod_index")
+        keyring = keys.Keyring(prefix)
+        self._keys = keyring.route(namespace, service)
+        self._store = LinkStore(redis, keyring, timeout=timeout)
+        self._report = redis.register_script(scripts.SERVER_REPORT)
+        self._registered = False
+
+    async def __aenter__(self) -> Self:
+        await self._register()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def set_load_state(self, load: int) -> None:
+        """Report this pod's load (added to its link count when choosing the best pod)."""
+        await self._send(routing="", load=str(validation.load(load)))
+
+    async def set_routing_state(self, state: RoutingState) -> None:
+        """Report Ready / DenyNewCall (no new users) / Shutdown (evict); an annotation may be stricter."""
+        if not isinstance(state, RoutingState):
+            raise validation.invalid("state", f"must be a RoutingState, got {state!r:.40}")
+        await self._send(routing=str(int(state)), load="")
+
+    async def set_linked_pod(self, uid: str) -> int | None:
+        """Make the user's link point here, persistently; returns the previous pod or None."""
+        await self._register()
+        _, previous = await self._store.link_persistent(
+            self._keys, validation.uid(uid), self.pod_index, only_if_free=False
+        )
+        return previous
+
+    async def try_set_linked_pod(self, uid: str) -> tuple[bool, int]:
+        """Link the user here persistently unless another pod holds a persistent link:
+        ``(True, this pod)`` or ``(False, the holder)``."""
+        await self._register()
+        stored, holder = await self._store.link_persistent(
+            self._keys, validation.uid(uid), self.pod_index, only_if_free=True
+        )
+        if stored:
+            return True, self.pod_index
+        assert holder is not None  # the script names the holder whenever it refuses
+        return False, holder
+
+    async def remove_linked_pod(self, uid: str, keep_seconds: float = 0) -> bool:
+        """Remove the user's link (wherever it points), optionally keeping a temporary one for
+        ``keep_seconds`` so a reconnecting user returns to the same pod. True if a link existed."""
+        keep = validation.seconds("keep_seconds", keep_seconds)
+        return await self._store.unlink(self._keys, validation.uid(uid), expected=None, keep=keep) is not None
+
+    async def remove_linked_pod_with_id(self, uid: str, pod: int, keep_seconds: float = 0) -> bool:
+        """Compare-and-delete: remove the link only if it points to ``pod``. True if removed."""
+        validation.uid(uid)
+        validation.pod_index(pod)
+        keep = validation.seconds("keep_seconds", keep_seconds)
+        return await self._store.unlink(self._keys, uid, expected=pod, keep=keep) is not None
+
+    async def _send(self, *, routing: str, load: str) -> None:
+        k = self._keys
+        await guarded(
+            self._report(
+                keys=[k.pods, k.reports, k.version],
+                args=[self.pod_index, routing, load, k.channel, changes.table_changed(k.service)],
+            ),
+            self._store.timeout,
+        )
+
+    async def _register(self) -> None:
+        if not self._registered:
+            await self._store.register_service(self._keys)
+            self._registered = True

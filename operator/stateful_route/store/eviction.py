@@ -1,0 +1,53 @@
+"""Evicting a pod's users: compare-and-delete in bounded batches, then (Eager) placing them again."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from stateful_route.store import keys
+from stateful_route.store.links import BATCH, LinkStore
+
+__all__ = ["Eviction", "evict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Eviction:
+    """What one eviction did."""
+
+    pod: int
+    reason: str
+    removed: int
+    rebound: int
+    at: str  # RFC 3339, UTC
+
+    @property
+    def message(self) -> str:
+        """The text of the Kubernetes event posted on the route."""
+        text = f"evicted {self.removed} links from pod {self.pod}: {self.reason}"
+        return f"{text}; rebound {self.rebound}" if self.rebound else text
+
+
+async def evict(
+    store: LinkStore,
+    k: keys.RouteKeys,
+    pod: int,
+    *,
+    reason: str,
+    rebind_ttl: float | None,
+    batch: int = BATCH,
+) -> Eviction:
+    """Remove every link to ``pod`` (only links that still point there), tell the clients, and when
+    ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement."""
+    removed = rebound = 0
+    while True:
+        left, uids = await store.evict_batch(k, pod, batch)
+        removed += len(uids)
+        if rebind_ttl is not None and uids:
+            placed = await store.place_many(k, uids, rebind_ttl)
+            rebound += sum(p is not None for p in placed)
+        if left == 0:
+            break
+    await store.announce_eviction(k, pod)
+    at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return Eviction(pod, reason, removed, rebound, at)

@@ -1,0 +1,92 @@
+"""Redis key and channel names: one hash tag per (namespace, service), so every script is slot-local.
+
+Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
+expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
+a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``pods`` the route table,
+``srv`` the pods' own reports, ``cfg`` the route's policy. Namespaces and services are DNS-1123
+labels and the uid comes last, so no two inputs build the same key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+
+from stateful_route.core import validation
+
+__all__ = ["Keyring", "RouteKeys", "changes_channel", "services_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteKeys:
+    """Every key of one route (namespace, service); all share the hash tag ``{ns/svc}``."""
+
+    namespace: str
+    service: str
+    base: str
+    links: str  # prefix of link keys: links + uid
+    pod_links: str  # prefix of per-pod sets: pod_links + str(pod)
+    pods: str
+    reports: str
+    config: str
+    version: str
+    channel: str
+
+    @classmethod
+    def build(cls, prefix: str, namespace: str, service: str) -> RouteKeys:
+        """Keys of a route; arguments must already be validated."""
+        base = f"{prefix}:{{{namespace}/{service}}}:"
+        return cls(
+            namespace=namespace,
+            service=service,
+            base=base,
+            links=base + "l:",
+            pod_links=base + "p:",
+            pods=base + "pods",
+            reports=base + "srv",
+            config=base + "cfg",
+            version=base + "ver",
+            channel=changes_channel(prefix, namespace),
+        )
+
+    def link(self, uid: str) -> str:
+        """The key holding ``uid``'s link in this route."""
+        return self.links + uid
+
+    def pod(self, index: int) -> str:
+        """The sorted set of users linked to pod ``index``."""
+        return self.pod_links + str(index)
+
+
+def services_key(prefix: str, namespace: str) -> str:
+    """The set of services that have a route in ``namespace`` (for ``get_link_service``)."""
+    return f"{prefix}:ns:{namespace}:services"
+
+
+def changes_channel(prefix: str, namespace: str) -> str:
+    """The pub/sub channel on which route-table changes and evictions of a namespace are announced."""
+    return f"{prefix}:changes:{namespace}"
+
+
+class Keyring:
+    """Validates (namespace, service) once and memoises its keys (bounded, LRU)."""
+
+    def __init__(self, prefix: str, size: int = 4096) -> None:
+        self.prefix = validation.prefix(prefix)
+        self._routes: LRUCache[tuple[str, str], RouteKeys] = LRUCache(size)
+
+    def route(self, namespace: str, service: str) -> RouteKeys:
+        """Keys of a route; raises InvalidInput naming a bad namespace or service."""
+        try:
+            return self._routes[(namespace, service)]
+        except (KeyError, TypeError):
+            pass
+        validation.dns_label("namespace", namespace)
+        validation.dns_label("service", service)
+        found = self._routes[(namespace, service)] = RouteKeys.build(self.prefix, namespace, service)
+        return found
+
+    def services(self, namespace: str) -> str:
+        """The set of services with a route in ``namespace``."""
+        return services_key(self.prefix, validation.dns_label("namespace", namespace))

@@ -1,0 +1,240 @@
+"""The link store: every read and write of users' links goes through here, one call each."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from redis.asyncio import RedisCluster
+
+from stateful_route.core import validation
+from stateful_route.core.errors import StoreError
+from stateful_route.store import changes, keys, scripts
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.faults import guarded
+
+__all__ = ["BATCH", "Link", "LinkStore", "Placement", "decode_link"]
+
+# Users per MGET / per script call: big enough to amortise a round trip, small enough that
+# one call never blocks Redis for long.
+BATCH = 1000
+
+
+class Link(NamedTuple):
+    """A stored link: the pod, whether the pod confirmed it, and its remaining TTL (None: none)."""
+
+    pod: int
+    persistent: bool
+    ttl: float | None
+
+
+class Placement(NamedTuple):
+    """The outcome of ``place``: the pod, the link's remaining TTL in seconds, what happened."""
+
+    pod: int
+    ttl: float | None
+    outcome: str  # "kept" | "placed" | "rebound"
+
+
+_OUTCOMES = ("kept", "placed", "rebound")
+
+
+def decode_link(raw: bytes | str) -> tuple[int, bool]:
+    """``b"3"`` → (3, temporary); ``b"3p"`` → (3, persistent)."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    persistent = text.endswith("p")
+    digits = text[:-1] if persistent else text
+    if not digits.isdigit():
+        raise StoreError(f"corrupt link value {text!r:.40}")
+    return int(digits), persistent
+
+
+def _ttl(ms: int) -> float | None:
+    return None if ms < 0 else ms / 1000
+
+
+class LinkStore:
+    """Reads and writes links of users to pods in Redis; every change is one Lua call."""
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        keyring: keys.Keyring,
+        *,
+        timeout: float = 1.0,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._cluster = isinstance(redis, RedisCluster)
+        self._guarded = guarded if observe is None else _timed(observe)
+        self.keyring = keyring
+        self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
+        self._place = redis.register_script(scripts.PLACE)
+        self._place_many = redis.register_script(scripts.PLACE_MANY)
+        self._if_absent = redis.register_script(scripts.IF_ABSENT)
+        self._persist = redis.register_script(scripts.SET_PERSISTENT)
+        self._remove = redis.register_script(scripts.REMOVE)
+        self._evict = redis.register_script(scripts.EVICT)
+
+    async def place(self, k: keys.RouteKeys, uid: str, ttl: float) -> Placement | None:
+        """Keep the user's routable link, or move/place it on the best pod; None if none is available."""
+        reply = await self._guarded(
+            self._place(keys=[k.link(uid), k.pods, k.reports, k.config], args=[k.pod_links, uid, _ms(ttl)]),
+            self.timeout,
+        )
+        if reply is None:
+            return None
+        pod, ttl_ms, outcome = reply
+        return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
+
+    async def place_many(self, k: keys.RouteKeys, uids: Sequence[str], ttl: float) -> list[int | None]:
+        """``place`` for many users, BATCH per script call, all in one round trip."""
+
+        async def send(client: Any, batch: Sequence[str]) -> Any:
+            args: list[str | int] = [k.pod_links, k.links, _ms(ttl), *batch]
+            return await self._place_many(keys=[k.pods, k.reports, k.config], args=args, client=client)
+
+        replies = await self._in_one_trip(send, uids)
+        return [None if pod is None else int(pod) for reply in replies for pod in reply]
+
+    async def read(self, k: keys.RouteKeys, uid: str) -> Link | None:
+        """The user's link with its remaining TTL, or None."""
+        pipe = self._redis.pipeline(transaction=False)
+        key = k.link(uid)
+        pipe.get(key)
+        pipe.pttl(key)
+        raw, ttl_ms = await self._guarded(pipe.execute(), self.timeout)
+        if raw is None:
+            return None
+        pod, persistent = decode_link(raw)
+        return Link(pod, persistent, _ttl(int(ttl_ms)))
+
+    async def read_many(self, k: keys.RouteKeys, uids: Sequence[str]) -> list[int | None]:
+        """The pods of many users (None where unlinked): MGET of BATCH keys, one round trip."""
+
+        async def send(client: Any, batch: Sequence[str]) -> Any:
+            return await client.mget([k.link(uid) for uid in batch])
+
+        replies = await self._in_one_trip(send, uids)
+        return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
+
+    async def _in_one_trip(
+        self, send: Callable[[Any, Sequence[str]], Awaitable[Any]], uids: Sequence[str]
+    ) -> list[Any]:
+        """``send(client, batch)`` for every BATCH of uids, in one round trip; the replies in order.
+        On one server the calls are queued on a pipeline (awaiting a queued command returns the
+        pipeline); on a cluster, whose pipelines refuse scripts and MGET, they go concurrently,
+        each within its route's one slot. The deadline grows with the number of batches."""
+        if not uids:
+            return []
+        batches = [uids[start : start + BATCH] for start in range(0, len(uids), BATCH)]
+        deadline = self.timeout * (1 + len(uids) // BATCH)
+        if self._cluster:
+            return list(
+                await self._guarded(asyncio.gather(*(send(self._redis, b) for b in batches)), deadline)
+            )
+        pipe = self._redis.pipeline(transaction=False)
+        for batch in batches:
+            await send(pipe, batch)
+        return list(await self._guarded(pipe.execute(), deadline))
+
+    async def link_if_absent(self, k: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
+        """Store a temporary link only if the user has none; the pod linked after the call."""
+        reply = await self._guarded(
+            self._if_absent(keys=[k.link(uid)], args=[k.pod_links, uid, pod, _ms(ttl)]), self.timeout
+        )
+        return int(reply)
+
+    async def link_persistent(
+        self, k: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
+    ) -> tuple[bool, int | None]:
+        """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder)."""
+        stored, other = await self._guarded(
+            self._persist(
+                keys=[k.link(uid)],
+                args=[
+                    k.pod_links,
+                    uid,
+                    pod,
+                    "1" if only_if_free else "0",
+                    k.channel,
+                    changes.unlinked(k.service, uid),
+                ],
+            ),
+            self.timeout,
+        )
+        return bool(stored), None if other is None else int(other)
+
+    async def unlink(self, k: keys.RouteKeys, uid: str, *, expected: int | None, keep: float) -> int | None:
+        """Remove the link (only if it points to ``expected``, when given), keeping a temporary one
+        for ``keep`` seconds; announces it. Returns the pod it pointed to, or None if untouched."""
+        reply = await self._guarded(
+            self._remove(
+                keys=[k.link(uid)],
+                args=[
+                    k.pod_links,
+                    uid,
+                    "" if expected is None else expected,
+                    _ms(keep) if keep > 0 else 0,
+                    k.channel,
+                    changes.unlinked(k.service, uid),
+                ],
+            ),
+            self.timeout,
+        )
+        return None if reply is None else int(reply)
+
+    async def evict_batch(self, k: keys.RouteKeys, pod: int, batch: int = BATCH) -> tuple[int, list[str]]:
+        """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
+        left, removed = await self._guarded(
+            self._evict(keys=[k.pod(pod)], args=[pod, k.links, batch]), self.timeout
+        )
+        return int(left), [_text(uid) for uid in removed]
+
+    async def announce_eviction(self, k: keys.RouteKeys, pod: int) -> None:
+        """Tell clients every link to ``pod`` is gone (they drop cached links and refetch the table)."""
+        await self._guarded(self._redis.publish(k.channel, changes.evicted(k.service, pod)), self.timeout)
+
+    async def links_of_user(self, namespace: str, uid: str) -> dict[str, int]:
+        """Every service of ``namespace`` in which the user has a link: {service: pod}."""
+        services = sorted(
+            _text(s)
+            for s in await self._guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
+        )
+        if not services:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for service in services:
+            pipe.get(self.keyring.route(namespace, service).link(uid))
+        replies = await self._guarded(pipe.execute(), self.timeout)
+        return {s: decode_link(raw)[0] for s, raw in zip(services, replies, strict=True) if raw is not None}
+
+    async def register_service(self, k: keys.RouteKeys) -> None:
+        """Record that ``k.service`` has links in its namespace (idempotent)."""
+        await self._guarded(self._redis.sadd(self.keyring.services(k.namespace), k.service), self.timeout)
+
+
+T = TypeVar("T")
+
+
+def _timed(observe: Callable[[float], None]) -> Callable[[Awaitable[T], float], Awaitable[T]]:
+    """``guarded`` that reports how long each call took, faults included."""
+
+    async def timed(call: Awaitable[T], seconds: float) -> T:
+        started = time.perf_counter()
+        try:
+            return await guarded(call, seconds)
+        finally:
+            observe(time.perf_counter() - started)
+
+    return timed
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,130 @@
+"""The route table in Redis: which pods a service has and what state each is in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from stateful_route.core import validation
+from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
+from stateful_route.store import changes, keys, scripts
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.faults import guarded
+
+__all__ = ["RouteTable", "encode_pod"]
+
+
+def encode_pod(pod: PodState) -> str:
+    """The route table's encoding of a pod: ``ready,terminating,routing,load``."""
+    return f"{int(pod.ready)},{int(pod.terminating)},{int(pod.routing)},{pod.load}"
+
+
+class RouteTable:
+    """Reads and writes route tables; every write is one Lua call that also announces it.
+
+    Writers (the operator, tests, deployments without Kubernetes) use only this class.
+    """
+
+    def __init__(self, redis: AnyRedis, *, prefix: str = "sr", timeout: float = 1.0) -> None:
+        self._redis = redis
+        self.keyring = keys.Keyring(prefix)
+        self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
+        self._write = redis.register_script(scripts.WRITE_TABLE)
+        self._snapshot = redis.register_script(scripts.SNAPSHOT)
+        self._registered: set[tuple[str, str]] = set()
+
+    async def ping(self) -> bool:
+        """Whether Redis answers (for liveness probes)."""
+        return bool(await guarded(self._redis.ping(), self.timeout))
+
+    async def put_pods(self, namespace: str, service: str, pods: Iterable[PodState]) -> bool:
+        """Replace the whole table of a service; returns whether anything changed."""
+        k = self.keyring.route(namespace, service)
+        fields = _fields(pods)
+        return await self._run(k, "replace", fields)
+
+    async def update_pod(self, namespace: str, service: str, pod: PodState) -> bool:
+        """Insert or update one pod; returns whether anything changed."""
+        k = self.keyring.route(namespace, service)
+        return await self._run(k, "upsert", _fields([pod]))
+
+    async def remove_pod(self, namespace: str, service: str, index: int) -> bool:
+        """Remove one pod (and its own reports); returns whether it was there."""
+        k = self.keyring.route(namespace, service)
+        validation.pod_index(index)
+        return await self._run(k, "remove", [str(index)])
+
+    async def configure(self, namespace: str, service: str, *, max_links_per_pod: int = 0) -> None:
+        """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available (0 = no cap)."""
+        k = self.keyring.route(namespace, service)
+        validation.load(max_links_per_pod)
+        await guarded(self._redis.hset(k.config, "cap", max_links_per_pod), self.timeout)
+
+    async def delete(self, namespace: str, service: str) -> None:
+        """Remove the table, reports and policy of a route (links are the store's business)."""
+        k = self.keyring.route(namespace, service)
+        await self._run(k, "delete", [])
+        await guarded(self._redis.srem(self.keyring.services(namespace), service), self.timeout)
+        self._registered.discard((namespace, service))
+
+    async def pods(self, namespace: str, service: str) -> dict[int, PodState]:
+        """The effective state of every pod (table combined with the pods' own reports)."""
+        return (await self.snapshot(namespace, service)).pods
+
+    async def snapshot(self, namespace: str, service: str) -> RouteSnapshot:
+        """Pods, live link counts, available pods and the best pod, read in one atomic call."""
+        k = self.keyring.route(namespace, service)
+        reply = await guarded(
+            self._snapshot(keys=[k.pods, k.reports, k.config, k.version], args=[k.pod_links]), self.timeout
+        )
+        return _decode_snapshot(reply)
+
+    async def services(self, namespace: str) -> list[str]:
+        """Services that have a route table in ``namespace``."""
+        found = await guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
+        return sorted(s.decode() if isinstance(s, bytes) else s for s in found)
+
+    async def _run(self, k: keys.RouteKeys, mode: str, fields: list[str]) -> bool:
+        if mode != "delete" and (k.namespace, k.service) not in self._registered:
+            # The namespace's service set lives in another slot, so it is written on its own,
+            # once per table instance (SADD is idempotent).
+            await guarded(
+                self._redis.sadd(self.keyring.services(k.namespace), k.service),
+                self.timeout,
+            )
+            self._registered.add((k.namespace, k.service))
+        changed = await guarded(
+            self._write(
+                keys=[k.pods, k.reports, k.config, k.version],
+                args=[mode, k.channel, changes.table_changed(k.service), *fields],
+            ),
+            self.timeout,
+        )
+        return bool(changed)
+
+
+def _fields(pods: Iterable[PodState]) -> list[str]:
+    fields: list[str] = []
+    seen: set[int] = set()
+    for pod in pods:
+        if not isinstance(pod, PodState):
+            raise validation.invalid("pods", f"must hold PodState items, got {type(pod).__name__}")
+        if pod.index in seen:
+            raise validation.invalid("pods", f"pod index {pod.index} appears twice")
+        seen.add(pod.index)
+        fields += [str(pod.index), encode_pod(pod)]
+    return fields
+
+
+def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
+    best, version = int(reply[0]), int(reply[1])
+    pods: dict[int, PodState] = {}
+    links: dict[int, int] = {}
+    available: set[int] = set()
+    for i in range(2, len(reply), 7):
+        index, ready, terminating, routing, load, count, is_available = (int(v) for v in reply[i : i + 7])
+        pods[index] = PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
+        links[index] = count
+        if is_available:
+            available.add(index)
+    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best, version)

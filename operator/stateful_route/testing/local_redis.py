@@ -1,0 +1,129 @@
+"""Finding a Redis for the command line: REDIS_URL, the local default, or a private server."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import redis
+
+from stateful_route.store.connection import seed_url
+
+__all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "Tls", "answers", "free_port", "redis_url"]
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class NoRedis(RuntimeError):
+    """Nothing answers and no redis-server can be started."""
+
+
+def answers(url: str) -> bool:
+    """Whether a Redis server (a cluster's seed node) answers PING at ``url`` within half a second."""
+    try:
+        with redis.Redis.from_url(seed_url(url), socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+            return bool(client.ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Tls:
+    """Files for a TLS-only server: its certificate and key, and the CA clients verify it with."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+class PrivateRedis:
+    """A redis-server child on a free loopback port that keeps nothing beyond its temp folder;
+    optionally requiring a password, or serving TLS only."""
+
+    def __init__(self, *extra: str, password: str | None = None, tls: Tls | None = None) -> None:
+        self.port = free_port()
+        self.password = password
+        self.tls = tls
+        self.extra = extra
+        self.folder = tempfile.TemporaryDirectory(prefix="stateful-route-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Where it listens, with the password and CA a client needs."""
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        if self.tls is None:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={quote(self.tls.ca)}"
+
+    def _listen(self) -> list[str]:
+        args = ["--port", str(self.port)]
+        if self.tls is not None:
+            args = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls.cert,
+                    "--tls-key-file", self.tls.key, "--tls-ca-cert-file", self.tls.ca,
+                    "--tls-auth-clients", "no"]  # fmt: skip
+        if self.password is not None:
+            args += ["--requirepass", self.password]
+        return args
+
+    def start(self) -> PrivateRedis:
+        """Start (or restart) it and wait until it answers; raises NoRedis if it does not."""
+        if shutil.which("redis-server") is None:
+            raise NoRedis("redis-server is not on PATH")
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", *self._listen(), "--save", "",
+             "--appendonly", "no", "--dir", self.folder.name, *self.extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise NoRedis(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Stop it; its folder stays until ``cleanup``."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def cleanup(self) -> None:
+        """Stop it and remove its folder."""
+        self.stop()
+        self.folder.cleanup()
+
+
+@contextlib.contextmanager
+def redis_url(url: str, *, allow_private: bool = True) -> Iterator[str]:
+    """Yield ``url`` if it answers; else start a private redis-server (removed on exit) when
+    allowed and possible; else raise NoRedis saying in one line how to get one."""
+    if answers(url):
+        yield url
+        return
+    if not allow_private or shutil.which("redis-server") is None:
+        raise NoRedis(
+            f"no Redis answers at {url}; set REDIS_URL, or install redis-server "
+            "(e.g. `apt-get install redis-server`) and it will be started for you"
+        )
+    server = PrivateRedis().start()
+    try:
+        yield server.url
+    finally:
+        server.cleanup()

@@ -1,0 +1,89 @@
+"""The same behaviours on a 3-master Redis Cluster as on one server: no CROSSSLOT, same results."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from stateful_route import ClientDriver, PodState, RouteTable, ServerDriver
+from stateful_route.store.connection import AnyRedis, connect, delete_prefix, is_cluster_url
+from stateful_route.store.eviction import evict
+from stateful_route.store.keys import Keyring
+from stateful_route.store.links import LinkStore
+from tests.routes import NS, poll_until
+
+ROOM, LOBBY = "room", "lobby"
+
+
+async def scenario(redis: AnyRedis, prefix: str) -> dict[str, Any]:
+    """Every core behaviour once; returns what each step answered."""
+    table = RouteTable(redis, prefix=prefix)
+    await table.put_pods(NS, ROOM, [PodState(i) for i in range(4)])
+    await table.put_pods(NS, LOBBY, [PodState(i) for i in range(2)])
+    seen: dict[str, Any] = {}
+    users = [f"user-{i}" for i in range(400)]
+    async with (
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+        ClientDriver(redis, namespace=NS, prefix=prefix) as other,
+    ):
+        seen["placed"] = [await client.compute_linked_pod(NS, uid, ROOM) for uid in users]
+        seen["other agrees"] = [await other.compute_linked_pod(NS, uid, ROOM) for uid in users]
+        seen["lobby"] = [await client.compute_linked_pod(NS, uid, LOBBY) for uid in users[:10]]
+        seen["services"] = await client.get_link_service(NS, "user-1")
+        seen["batch"] = await client.batch_get_linked_pod(NS, users, ROOM)
+        seen["if absent"] = [
+            await client.set_linked_pod_if_absent(NS, "newcomer", ROOM, 3),
+            await other.set_linked_pod_if_absent(NS, "newcomer", ROOM, 1),
+        ]
+        server = ServerDriver(redis, namespace=NS, service=ROOM, pod_index=2, prefix=prefix)
+        seen["persist"] = await server.set_linked_pod("user-2")
+        seen["remove wrong pod"] = await server.remove_linked_pod_with_id("user-3", 0)
+        seen["stored"] = await client.get_linked_pod_not_cache(NS, "user-2", ROOM)
+
+        await table.update_pod(NS, ROOM, PodState(0, terminating=True))
+        store = LinkStore(redis, Keyring(prefix))
+        done = await evict(store, Keyring(prefix).route(NS, ROOM), 0, reason="test", rebind_ttl=300)
+        seen["evicted"] = (done.removed, done.rebound)
+
+        async def followed() -> bool:  # the change channel reaches the client's view
+            return await client.routable_pods(NS, ROOM) == [1, 2, 3]
+
+        await poll_until(followed, within=1.5)
+        seen["after eviction"] = await other.batch_get_linked_pod(NS, users, ROOM)
+        seen["links"] = (await table.snapshot(NS, ROOM)).links
+        seen["subscribed"] = client.subscribed.is_set()
+    return seen
+
+
+@pytest.fixture
+async def cluster_redis(redis_cluster_url: str, prefix: str):
+    client = connect(redis_cluster_url)
+    yield client
+    await delete_prefix(client, prefix)
+    await client.aclose()
+
+
+async def test_a_cluster_gives_the_same_answers_as_one_server(
+    cluster_redis, redis, prefix, redis_cluster_url
+):
+    assert is_cluster_url(redis_cluster_url)
+    on_cluster, on_one = await asyncio.gather(scenario(cluster_redis, prefix), scenario(redis, prefix))
+    assert on_cluster == on_one
+    assert on_one["placed"] == on_one["other agrees"]
+    assert sorted(on_one["placed"].count(p) for p in range(4)) == [100, 100, 100, 100]
+    assert on_one["services"] == {ROOM: on_one["placed"][1], LOBBY: on_one["lobby"][1]}
+    assert on_one["if absent"] == [3, 3]
+    assert on_one["evicted"] == (100, 100)
+    links = on_one["links"]
+    assert (links[0], sum(links.values())) == (0, 401)  # 400 users and the newcomer
+    assert max(links.values()) - min(links[p] for p in (1, 2, 3)) <= 2
+    assert on_one["subscribed"] is True
+
+
+async def test_keys_of_one_route_live_in_one_slot_of_the_cluster(cluster_redis, prefix):
+    await scenario(cluster_redis, prefix)
+    found = [key async for key in cluster_redis.scan_iter(match=f"{prefix}:{{{NS}/{ROOM}}}*")]
+    assert len(found) > 400  # links, per-pod sets, the table
+    assert len({await cluster_redis.cluster_keyslot(key) for key in found}) == 1
