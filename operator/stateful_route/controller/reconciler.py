@@ -109,16 +109,14 @@ class Reconciler:
         """Forget a deleted route: its table, and its links unless the route keeps them."""
         rid = (route.namespace, route.name)
         ns, service = route.namespace, route.spec.service
-        removed = 0
         async with self._locks[rid]:
             pods = sorted((await self.table.snapshot(ns, service)).pods)
-            if not route.spec.keep_links_on_delete:
-                k = self.table.keyring.route(ns, service)
-                for index in pods:
-                    removed += (
-                        await evict(self.store, k, index, reason="route deleted", rebind_ttl=None)
-                    ).removed
+            # The table goes first (announced, so clients stop placing users here), then every
+            # key under the route's prefix: links to pods no longer in the table included.
             await self.table.delete(ns, service)
+            removed = await self.store.delete_route(
+                self.table.keyring.route(ns, service), keep_links=route.spec.keep_links_on_delete
+            )
         self._locks.pop(rid, None)
         self._not_ready_since.pop(rid, None)
         self.last_eviction.pop(rid, None)

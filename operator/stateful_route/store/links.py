@@ -211,6 +211,42 @@ class LinkStore:
         replies = await self._guarded(pipe.execute(), self.timeout)
         return {s: decode_link(raw)[0] for s, raw in zip(services, replies, strict=True) if raw is not None}
 
+    async def delete_route(self, k: keys.RouteKeys, *, keep_links: bool = False) -> int:
+        """Delete every key of the route, found by its hash-tagged prefix: table, reports, policy,
+        version and, unless ``keep_links``, every link and per-pod set, whatever pod they name
+        (links to pods no longer in the table included). Returns the number of links deleted.
+
+        The keys share one hash slot, so on a cluster only the node serving it is scanned and
+        each UNLINK stays in that slot. Delete the table first (``RouteTable.delete`` announces
+        it), so clients stop placing users here before their links go.
+        """
+        scan: dict[str, Any] = {"match": _glob_escape(k.base) + "*", "count": BATCH}
+        if isinstance(self._redis, RedisCluster):
+            scan["target_nodes"] = self._redis.get_node_from_key(k.base)
+        kept = (k.links, k.pod_links)
+
+        async def sweep() -> int:
+            links = 0
+            doomed: list[str] = []
+            async for raw in self._redis.scan_iter(**scan):
+                key = _text(raw)
+                if keep_links and key.startswith(kept):
+                    continue
+                links += key.startswith(k.links)
+                doomed.append(key)
+                if len(doomed) == BATCH:
+                    await self._redis.unlink(*doomed)
+                    doomed.clear()
+            if doomed:
+                await self._redis.unlink(*doomed)
+            return links
+
+        # A scan visits the whole node, so it gets far longer than one call.
+        links = await self._guarded(sweep(), self.timeout * 60)
+        if not keep_links:
+            await self._guarded(self._redis.srem(self.keyring.services(k.namespace), k.service), self.timeout)
+        return links
+
     async def register_service(self, k: keys.RouteKeys) -> None:
         """Record that ``k.service`` has links in its namespace (idempotent)."""
         await self._guarded(self._redis.sadd(self.keyring.services(k.namespace), k.service), self.timeout)
@@ -234,6 +270,11 @@ def _timed(observe: Callable[[float], None]) -> Callable[[Awaitable[T], float], 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally by a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _text(value: Any) -> str:
