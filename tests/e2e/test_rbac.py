@@ -11,7 +11,7 @@ from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 from tests.routes import poll_until
 
-RBAC = Path(__file__).parents[2] / "manifests" / "rbac.yaml"
+RBAC = Path(__file__).parents[2] / "manifests" / "base" / "rbac.yaml"
 
 
 def granted() -> set[tuple[str, str, str]]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,110 @@ def documents(path: Path) -> list[dict[str, Any]]:
 
 def all_documents() -> list[dict[str, Any]]:
     return [doc for path in YAMLS for doc in documents(path) if "Kustomization" not in doc.get("kind", "")]
+
+
+KUSTOMIZATIONS = sorted(
+    p.parent for p in [*ROOT.glob("manifests/**/kustomization.yaml"), *ROOT.glob("crds/kustomization.yaml")]
+)
+KUBECTL = shutil.which("kubectl")
+OPERATOR_SA = {
+    "kind": "ServiceAccount",
+    "name": "stateful-route-operator",
+    "namespace": "stateful-route-system",
+}
+
+
+@functools.cache
+def render(directory: Path) -> list[dict[str, Any]]:
+    """What `kubectl apply -k DIR` would send: the real kustomize, so a layout it refuses fails here."""
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: kustomizations cannot be rendered with the real kustomize")
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
+@functools.cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> openAPIV3Schema of every CRD any kustomization installs."""
+    return {
+        (f"{doc['spec']['group']}/{version['name']}", doc["spec"]["names"]["kind"]): version["schema"][
+            "openAPIV3Schema"
+        ]
+        for directory in KUSTOMIZATIONS
+        for doc in render(directory)
+        if doc["kind"] == "CustomResourceDefinition"
+        for version in doc["spec"]["versions"]
+    }
+
+
+def test_the_manifest_layout_has_base_ha_and_example_side_by_side():
+    names = {str(d.relative_to(ROOT)) for d in KUSTOMIZATIONS}
+    assert {"crds", "manifests/base", "manifests/ha", "manifests/example"} <= names
+    assert not (ROOT / "manifests" / "kustomization.yaml").exists()
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda d: str(d.relative_to(ROOT)))
+def test_every_kustomization_renders_and_every_rendered_object_is_valid(directory):
+    docs = render(directory)
+    assert docs
+    schemas = crd_schemas()
+    for doc in docs:
+        custom = schemas.get((doc["apiVersion"], doc["kind"]))
+        if custom is not None:
+            jsonschema.validate(doc, custom)
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def operator_deployment(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    return deployment
+
+
+def test_the_base_runs_one_operator_without_peering():
+    deployment = operator_deployment(render(ROOT / "manifests" / "base"))
+    assert deployment["spec"].get("replicas", 1) == 1
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "--peering" not in container["args"]
+
+
+def test_the_ha_render_runs_two_peering_replicas_allowed_to_peer():
+    docs = render(ROOT / "manifests" / "ha")
+    deployment = operator_deployment(docs)
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[0] == "operator"
+    assert args[args.index("--peering") + 1] == "stateful-route"
+    # The patch replaced the args list: what the base set must still be there.
+    assert "--all-namespaces" in args
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["serviceAccountName"] == OPERATOR_SA["name"]
+    assert deployment["metadata"]["namespace"] == OPERATOR_SA["namespace"]
+    (peering,) = [d for d in docs if d["kind"] == "ClusterKopfPeering"]
+    assert peering["metadata"]["name"] == "stateful-route"
+    assert any(
+        d["kind"] == "CustomResourceDefinition" and d["metadata"]["name"] == "clusterkopfpeerings.kopf.dev"
+        for d in docs
+    )
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    bound = {
+        d["roleRef"]["name"]
+        for d in docs
+        if d["kind"] == "ClusterRoleBinding" and OPERATOR_SA in d["subjects"]
+    }
+    peering_verbs = {
+        verb
+        for name in bound
+        for rule in roles[name]["rules"]
+        if "kopf.dev" in rule["apiGroups"] and "clusterkopfpeerings" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert {"get", "list", "watch", "patch"} <= peering_verbs
 
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: str(p.relative_to(ROOT)))

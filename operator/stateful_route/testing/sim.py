@@ -97,7 +97,7 @@ class Cluster:
             return payload
 
     def setup(self) -> None:
-        """The namespace and the CRD, as `kubectl apply -k manifests/` would create them (stored
+        """The namespace and the CRD, as `kubectl apply -k manifests/base/` would create them (stored
         directly: kmock 0.8 cannot parse POSTs of cluster-scoped core objects)."""
         self.api.objects["v1/namespaces", None, NS] = {"metadata": {"name": NS}}
         if not CRD.exists():
