@@ -194,10 +194,10 @@ async def original_first_placements(bench: Bench, workers: int) -> Result:
 async def _link(redis: Redis, prefix: str, uids: list[str]) -> list[int]:
     """Link ``uids`` to the route's pods with the balanced placement, pipelined; their pods."""
     store = LinkStore(redis, Keyring(prefix), timeout=60)
-    k = Keyring(prefix).route(NS, SVC)
+    route_keys = Keyring(prefix).route(NS, SVC)
     pods: list[int] = []
     for start in range(0, len(uids), 50_000):
-        for pod in await store.place_many(k, uids[start : start + 50_000], 300):
+        for pod in await store.place_many(route_keys, uids[start : start + 50_000], 300):
             assert pod is not None  # every pod of a bench route is available
             pods.append(pod)
     return pods
@@ -213,8 +213,8 @@ async def batches(bench: Bench, users: int) -> tuple[Result, Result, Result]:
             wanted = uids[:batch]
             ours = await _per_batch(lambda: client.batch_get_linked_pod(NS, wanted, SVC), batch)
             assert sum(map(len, (await client.batch_get_linked_pod(NS, wanted, SVC)).values())) == batch
-        k = Keyring(prefix).route(NS, SVC)
-        link_keys = [k.link(uid) for uid in wanted]
+        route_keys = Keyring(prefix).route(NS, SVC)
+        link_keys = [route_keys.link(uid) for uid in wanted]
 
         async def mget() -> None:
             pipe = redis.pipeline(transaction=False)
@@ -297,10 +297,10 @@ async def eviction(bench: Bench) -> tuple[float, float]:
             )
             await _link(redis, prefix, _uids(n, "ev"))
             store = LinkStore(redis, Keyring(prefix), timeout=60)
-            k = Keyring(prefix).route(NS, SVC)
+            route_keys = Keyring(prefix).route(NS, SVC)
             await table.put_pods(NS, SVC, [PodState(0, terminating=True), *map(PodState, range(1, PODS))])
             start = time.perf_counter()
-            done = await evict(store, k, 0, reason="bench", rebind_ttl=rebind)
+            done = await evict(store, route_keys, 0, reason="bench", rebind_ttl=rebind)
             took.append(time.perf_counter() - start)
             assert done.removed == n
             assert done.rebound == (0 if rebind is None else n)

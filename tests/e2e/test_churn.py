@@ -183,8 +183,8 @@ async def churn(cluster: Cluster, rng: random.Random, seconds: float) -> Counter
 
 
 async def counts_agree(redis: aioredis.Redis, table: RouteTable) -> tuple[bool, list[int]]:
-    k = table.keyring.route(NS, ROUTE)
-    flat = await redis.eval(COUNT_LINKS, 0, k.links, k.pod_links, PODS - 1)
+    route_keys = table.keyring.route(NS, ROUTE)
+    flat = await redis.eval(COUNT_LINKS, 0, route_keys.links, route_keys.pod_links, PODS - 1)
     pairs = list(zip(flat[::2], flat[1::2], strict=True))
     return all(a == b for a, b in pairs), [a for a, _ in pairs]
 

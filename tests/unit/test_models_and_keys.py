@@ -9,7 +9,7 @@ from redis.crc import key_slot
 
 from stateful_route import InvalidInput, PodState, RoutingState
 from stateful_route.core import validation as v
-from stateful_route.store.changes import evicted, parse, table_changed, unlinked
+from stateful_route.store.changes import ChangeKind, evicted, parse, table_changed, unlinked
 from stateful_route.store.keys import Keyring
 
 
@@ -47,9 +47,9 @@ uids = st.text(min_size=1, max_size=60).filter(valid_uid)
 
 @given(ns=labels, svc=labels, uid=uids)
 def test_all_keys_of_a_route_share_one_slot(ns, svc, uid):
-    k = Keyring("sr").route(ns, svc)
-    slot = key_slot(k.pods.encode())
-    for key in (k.link(uid), k.pod(3), k.reports, k.config):
+    route_keys = Keyring("sr").route(ns, svc)
+    slot = key_slot(route_keys.pods.encode())
+    for key in (route_keys.link(uid), route_keys.pod(3), route_keys.reports, route_keys.config):
         assert key_slot(key.encode()) == slot
 
 
@@ -67,6 +67,9 @@ def test_change_messages_round_trip(svc, uid, pod):
     assert parse(table_changed(svc, [pod, 0])).routable == {pod, 0}
     assert parse(table_changed(svc, [1], at=1764300000.123)).at == 1764300000.123
     assert parse(table_changed(svc, [])).routable == frozenset()
-    assert (parse(unlinked(svc, uid)).kind, parse(unlinked(svc, uid)).subject) == ("u", uid)
-    assert parse(evicted(svc, pod)).subject == str(pod)
+    assert parse(table_changed(svc)).kind is ChangeKind.TABLE
+    assert (parse(unlinked(svc, uid)).kind, parse(unlinked(svc, uid)).subject) == (ChangeKind.UNLINKED, uid)
+    assert (parse(evicted(svc, pod)).kind, parse(evicted(svc, pod)).subject) == (ChangeKind.EVICTED, str(pod))
     assert parse(b"nonsense") is None
+    assert parse(b"x|room|1") is None
+    assert parse(b"t|") is None

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from stateful_route.core import validation
+from stateful_route.core.constants import DEFAULT_LINK_TTL
 from stateful_route.core.errors import StatefulRouteError
 from stateful_route.core.state import RouteSnapshot, RoutingState
 from stateful_route.gateway.client import ClientDriver
@@ -18,7 +19,6 @@ from stateful_route.pod.server import ServerDriver
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import evict as evict_pod
-from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore
 from stateful_route.store.table import RouteTable
 
@@ -66,7 +66,7 @@ class Admin:
         self.prefix = prefix
         self.timeout = timeout
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
-        self.store = LinkStore(redis, Keyring(prefix), timeout=timeout)
+        self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
 
     async def snapshot(self, ns: str, service: str) -> RouteSnapshot:
         """The route table; NotFound if the route has no pods."""
@@ -112,8 +112,12 @@ class Admin:
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""
         await self._existing_pod(ns, service, pod)
-        k = self.store.keyring.route(ns, service)
+        route_keys = self.store.keyring.route(ns, service)
         done = await evict_pod(
-            self.store, k, pod, reason="evicted from the command line", rebind_ttl=300 if rebind else None
+            self.store,
+            route_keys,
+            pod,
+            reason="evicted from the command line",
+            rebind_ttl=DEFAULT_LINK_TTL if rebind else None,
         )
         return {"pod": done.pod, "removed": done.removed, "rebound": done.rebound, "at": done.at}

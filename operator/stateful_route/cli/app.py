@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -50,6 +53,43 @@ Uid = Annotated[str, typer.Argument(help="The user's id.")]
 Pod = Annotated[int, typer.Argument(help="The pod's ordinal (game-3 is 3).")]
 
 
+@dataclass(frozen=True)
+class Target:
+    """The options every admin command shares: which Redis, which prefix, JSON or a table, how long."""
+
+    redis_url: str
+    prefix: str
+    as_json: bool
+    timeout: float
+
+
+def admin_command(*, timeout: float = 2.0) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Register an admin command taking its own arguments and a ``target: Target``, which the
+    user gives as --redis-url, --prefix, --json and --timeout (default ``timeout`` seconds)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    shared = [
+        inspect.Parameter("redis_url", keyword, default=local_redis.DEFAULT_URL, annotation=RedisUrl),
+        inspect.Parameter("prefix", keyword, default="sr", annotation=Prefix),
+        inspect.Parameter("as_json", keyword, default=False, annotation=Json),
+        inspect.Parameter("timeout", keyword, default=timeout, annotation=Timeout),
+    ]
+
+    def register(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "target"]
+
+        @functools.wraps(command)
+        def with_target(**options: Any) -> None:
+            target = Target(**{p.name: options.pop(p.name) for p in shared})
+            command(**options, target=target)
+
+        # Typer reads the parameters from the signature: the command's own, then the shared ones.
+        with_target.__signature__ = inspect.Signature([*own, *shared])  # type: ignore[attr-defined]
+        app.command()(with_target)
+        return command
+
+    return register
+
+
 def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": message, **extra}))
@@ -57,14 +97,15 @@ def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _admin(url: str, prefix: str, timeout: float, as_json: bool, action: Callable[[Any], Awaitable[T]]) -> T:
+def _admin(target: Target, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run one admin action; map typed errors to the documented exit codes."""
     from stateful_route.cli.admin import NotFound, connect
 
     async def go() -> T:
-        async with connect(url, prefix, timeout) as admin:
+        async with connect(target.redis_url, target.prefix, target.timeout) as admin:
             return await action(admin)
 
+    as_json = target.as_json
     try:
         return asyncio.run(go())
     except InvalidInput as exc:
@@ -74,11 +115,11 @@ def _admin(url: str, prefix: str, timeout: float, as_json: bool, action: Callabl
     except NoAvailablePod as exc:
         raise _fail(EXIT_NO_POD, str(exc), as_json) from exc
     except StatefulRouteError as exc:
-        raise _fail(EXIT_UNAVAILABLE, f"{redact(url)}: {exc}", as_json) from exc
+        raise _fail(EXIT_UNAVAILABLE, f"{redact(target.redis_url)}: {exc}", as_json) from exc
 
 
-def _emit(data: Any, as_json: bool, table: Callable[[], Table | str]) -> None:
-    if as_json:
+def _emit(data: Any, target: Target, table: Callable[[], Table | str]) -> None:
+    if target.as_json:
         print(json.dumps(data))
     else:
         out.print(table())
@@ -93,14 +134,11 @@ def _record_table(title: str, record: dict[str, Any]) -> Table:
     return table
 
 
-@app.command()
+@admin_command()
 def pods(
     namespace: Namespace,
     service: Service,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Show a route table: each pod's state, links, load, and the best pod for new users.
 
@@ -108,7 +146,7 @@ def pods(
     """
     from stateful_route.cli.admin import pod_rows
 
-    rows = pod_rows(_admin(redis_url, prefix, timeout, as_json, lambda a: a.snapshot(namespace, service)))
+    rows = pod_rows(_admin(target, lambda a: a.snapshot(namespace, service)))
 
     def table() -> Table:
         t = Table(title=f"{namespace}/{service}")
@@ -121,53 +159,44 @@ def pods(
                       str(r["load"]), "★" if r["best"] else "")  # fmt: skip
         return t
 
-    _emit(rows, as_json, table)
+    _emit(rows, target, table)
 
 
-@app.command()
+@admin_command()
 def lookup(
     namespace: Namespace,
     service: Service,
     uid: Uid,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Show a user's stored link without changing anything (exit 1 if there is none).
 
     Example: stateful-route lookup games room user-42
     """
-    link = _admin(redis_url, prefix, timeout, as_json, lambda a: a.lookup(namespace, service, uid))
-    _emit(link, as_json, lambda: _record_table(f"{uid} in {namespace}/{service}", link))
+    link = _admin(target, lambda a: a.lookup(namespace, service, uid))
+    _emit(link, target, lambda: _record_table(f"{uid} in {namespace}/{service}", link))
 
 
-@app.command()
+@admin_command()
 def links(
     namespace: Namespace,
     uid: Uid,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Show every service of a namespace the user is linked to (exit 1 if none).
 
     Example: stateful-route links games user-42 --json
     """
-    found = _admin(redis_url, prefix, timeout, as_json, lambda a: a.links(namespace, uid))
-    _emit(found, as_json, lambda: _record_table(f"{uid} in {namespace}", found))
+    found = _admin(target, lambda a: a.links(namespace, uid))
+    _emit(found, target, lambda: _record_table(f"{uid} in {namespace}", found))
 
 
-@app.command()
+@admin_command()
 def place(
     namespace: Namespace,
     service: Service,
     uid: Uid,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Do what a gateway does: keep the user's routable link, or place it on the best pod.
 
@@ -175,33 +204,21 @@ def place(
 
     Example: stateful-route place games room user-42
     """
-    pod = _admin(redis_url, prefix, timeout, as_json, lambda a: a.place(namespace, service, uid))
-    _emit({"uid": uid, "pod": pod}, as_json, lambda: f"{uid} -> pod {pod}")
+    pod = _admin(target, lambda a: a.place(namespace, service, uid))
+    _emit({"uid": uid, "pod": pod}, target, lambda: f"{uid} -> pod {pod}")
 
 
-def _routing(
-    namespace: str,
-    service: str,
-    pod: int,
-    state: RoutingState,
-    url: str,
-    prefix: str,
-    as_json: bool,
-    timeout: float,
-) -> None:
-    row = _admin(url, prefix, timeout, as_json, lambda a: a.set_routing(namespace, service, pod, state))
-    _emit(row, as_json, lambda: f"pod {pod} of {namespace}/{service}: {row['routing']}")
+def _routing(namespace: str, service: str, pod: int, state: RoutingState, target: Target) -> None:
+    row = _admin(target, lambda a: a.set_routing(namespace, service, pod, state))
+    _emit(row, target, lambda: f"pod {pod} of {namespace}/{service}: {row['routing']}")
 
 
-@app.command()
+@admin_command()
 def drain(
     namespace: Namespace,
     service: Service,
     pod: Pod,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Stop placing new users on a pod (its users stay): reports DenyNewCall for it.
 
@@ -210,36 +227,30 @@ def drain(
 
     Example: stateful-route drain games room 3
     """
-    _routing(namespace, service, pod, RoutingState.DENY_NEW_CALL, redis_url, prefix, as_json, timeout)
+    _routing(namespace, service, pod, RoutingState.DENY_NEW_CALL, target)
 
 
-@app.command()
+@admin_command()
 def undrain(
     namespace: Namespace,
     service: Service,
     pod: Pod,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 2.0,
+    target: Target,
 ) -> None:
     """Let a drained pod take new users again (an annotation, if set, still applies).
 
     Example: stateful-route undrain games room 3
     """
-    _routing(namespace, service, pod, RoutingState.READY, redis_url, prefix, as_json, timeout)
+    _routing(namespace, service, pod, RoutingState.READY, target)
 
 
-@app.command()
+@admin_command(timeout=10.0)
 def evict(
     namespace: Namespace,
     service: Service,
     pod: Pod,
+    target: Target,
     rebind: Annotated[bool, typer.Option(help="Place the evicted users again at once.")] = False,
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
-    prefix: Prefix = "sr",
-    as_json: Json = False,
-    timeout: Timeout = 10.0,
 ) -> None:
     """Remove every link to a pod; users are placed again at their next lookup (or now, --rebind).
 
@@ -247,10 +258,8 @@ def evict(
 
     Example: stateful-route drain games room 3 && stateful-route evict games room 3 --rebind
     """
-    done = _admin(
-        redis_url, prefix, timeout, as_json, lambda a: a.evict(namespace, service, pod, rebind=rebind)
-    )
-    _emit(done, as_json, lambda: f"evicted {done['removed']} links from pod {pod}; rebound {done['rebound']}")
+    done = _admin(target, lambda a: a.evict(namespace, service, pod, rebind=rebind))
+    _emit(done, target, lambda: f"evicted {done['removed']} links from pod {pod}; rebound {done['rebound']}")
 
 
 @app.command()

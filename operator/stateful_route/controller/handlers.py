@@ -19,7 +19,7 @@ import kopf
 from stateful_route.controller import census, login, pods, status
 from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.controller.reconciler import Reconciler, Result
-from stateful_route.controller.spec import RouteRef, RouteSpec
+from stateful_route.controller.spec import RouteName, RouteRef, RouteSpec
 from stateful_route.core.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
 from stateful_route.core.errors import InvalidInput, StatefulRouteError
 from stateful_route.store import connection
@@ -55,18 +55,18 @@ class OperatorContext:
     config: OperatorConfig
     redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
-    status_written: dict[tuple[str, str], tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    status_written: dict[RouteName, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     warned: dict[str, str] = field(default_factory=dict)
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
-    census_at: dict[tuple[str, str], float] = field(default_factory=dict)
+    census_at: dict[RouteName, float] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)  # uids the census proved deleted
 
     def census_due(self, route: RouteRef) -> bool:
         """Whether the route's pods should be listed now (at most every ``census_interval``)."""
-        rid, now = (route.namespace, route.name), time.monotonic()
-        if now - self.census_at.get(rid, float("-inf")) < self.config.census_interval:
+        now = time.monotonic()
+        if now - self.census_at.get(route.key, float("-inf")) < self.config.census_interval:
             return False
-        self.census_at[rid] = now
+        self.census_at[route.key] = now
         return True
 
     async def take_census(self, route: RouteRef, records: list[pods.PodRecord]) -> None:
@@ -107,12 +107,11 @@ class OperatorContext:
 
     def status_due(self, route: RouteRef, new: dict[str, Any]) -> bool:
         """Whether the status changed and the last write is old enough (throttling under churn)."""
-        rid = (route.namespace, route.name)
-        last = self.status_written.get(rid)
+        last = self.status_written.get(route.key)
         now = time.monotonic()
         if last is not None and (last[1] == new or now - last[0] < self.config.status_interval):
             return False
-        self.status_written[rid] = (now, new)
+        self.status_written[route.key] = (now, new)
         return True
 
 
@@ -263,8 +262,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         records = _records(route_pods, route, memo.ctx)
         result = await _reconcile(memo.ctx, route, records, "route_tick")
         reconciler = await memo.ctx.open()
-        built = status.build_status(
-            route, records, result.snapshot, reconciler.last_eviction.get((namespace, name))
-        )
+        built = status.build_status(route, records, result.snapshot, reconciler.last_eviction.get(route.key))
         if memo.ctx.status_due(route, built):
             patch.status.update(built)

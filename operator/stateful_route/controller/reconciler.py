@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from stateful_route.controller import planning
 from stateful_route.controller.pods import PodRecord
-from stateful_route.controller.spec import Rebind, RouteRef
+from stateful_route.controller.spec import Rebind, RouteName, RouteRef
 from stateful_route.core.state import RouteSnapshot
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import Eviction, evict
@@ -23,8 +23,6 @@ from stateful_route.store.links import LinkStore
 from stateful_route.store.table import RouteTable
 
 __all__ = ["Reconciler", "Removal", "Result"]
-
-RouteId = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +57,11 @@ class Reconciler:
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
         self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
         self._clock = clock
-        self._locks: collections.defaultdict[RouteId, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
-        self._not_ready_since: collections.defaultdict[RouteId, dict[str, float]] = collections.defaultdict(
+        self._locks: collections.defaultdict[RouteName, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._not_ready_since: collections.defaultdict[RouteName, dict[str, float]] = collections.defaultdict(
             dict
         )
-        self.last_eviction: dict[RouteId, Eviction] = {}
+        self.last_eviction: dict[RouteName, Eviction] = {}
 
     async def configure(self, route: RouteRef) -> None:
         """Write the route's policy where placement reads it."""
@@ -73,9 +71,9 @@ class Reconciler:
 
     async def reconcile(self, route: RouteRef, records: Iterable[PodRecord]) -> Result:
         """Make the table match ``records`` (the route's pods) and evict what is unroutable."""
-        rid = (route.namespace, route.name)
+        name = route.key
         ns, service, spec = route.namespace, route.spec.service, route.spec
-        async with self._locks[rid]:
+        async with self._locks[name]:
             before = await self.table.snapshot(ns, service)
             if not before.pods:  # a new route, or a Redis that came back empty: policy first
                 await self.configure(route)
@@ -83,33 +81,35 @@ class Reconciler:
                 records,
                 before.pods,
                 grace=spec.grace,
-                not_ready_since=self._not_ready_since[rid],
+                not_ready_since=self._not_ready_since[name],
                 now=self._clock(),
             )
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
             wrote = await self.table.put_pods(ns, service, plan.with_gone_fenced())
             fenced = await self.table.snapshot(ns, service)
-            k = self.table.keyring.route(ns, service)
+            route_keys = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
             evictions = []
             for index, pod in fenced.pods.items():
                 if index in plan.gone or (not pod.routable and fenced.links.get(index, 0) > 0):
                     reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
-                    evictions.append(await evict(self.store, k, index, reason=reason, rebind_ttl=rebind_ttl))
+                    evictions.append(
+                        await evict(self.store, route_keys, index, reason=reason, rebind_ttl=rebind_ttl)
+                    )
             if plan.gone:
                 wrote = await self.table.put_pods(ns, service, plan.pods.values()) or wrote
             useful = [e for e in evictions if e.removed]
             if useful:
-                self.last_eviction[rid] = useful[-1]
+                self.last_eviction[name] = useful[-1]
             after = await self.table.snapshot(ns, service) if evictions else fenced
             return Result(plan, after, useful, wrote)
 
     async def remove(self, route: RouteRef) -> Removal:
         """Forget a deleted route: its table, and its links unless the route keeps them."""
-        rid = (route.namespace, route.name)
+        name = route.key
         ns, service = route.namespace, route.spec.service
-        async with self._locks[rid]:
+        async with self._locks[name]:
             pods = sorted((await self.table.snapshot(ns, service)).pods)
             # The table goes first (announced, so clients stop placing users here), then every
             # key under the route's prefix: links to pods no longer in the table included.
@@ -117,7 +117,7 @@ class Reconciler:
             removed = await self.store.delete_route(
                 self.table.keyring.route(ns, service), keep_links=route.spec.keep_links_on_delete
             )
-        self._locks.pop(rid, None)
-        self._not_ready_since.pop(rid, None)
-        self.last_eviction.pop(rid, None)
+        self._locks.pop(name, None)
+        self._not_ready_since.pop(name, None)
+        self.last_eviction.pop(name, None)
         return Removal(pods, removed)

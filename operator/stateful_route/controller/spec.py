@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from stateful_route.core import validation
-from stateful_route.core.constants import GROUP, KIND, VERSION
+from stateful_route.core.constants import DEFAULT_LINK_TTL, GROUP, KIND, VERSION
 
-__all__ = ["Rebind", "RouteRef", "RouteSpec"]
+__all__ = ["Rebind", "RouteName", "RouteRef", "RouteSpec"]
+
+# (namespace, metadata.name) of a StatefulRoute object: what the operator keys its bookkeeping
+# by. Its route table is named by (namespace, spec.service) instead: core.state.ServiceId.
+RouteName = tuple[str, str]
 
 
 class Rebind(enum.Enum):
@@ -26,7 +30,7 @@ class RouteSpec:
 
     stateful_set: str
     service: str
-    link_ttl: int = 300
+    link_ttl: int = DEFAULT_LINK_TTL
     grace: int = 10
     rebind: Rebind = Rebind.LAZY
     max_links_per_pod: int = 0
@@ -42,20 +46,16 @@ class RouteSpec:
         return cls(
             stateful_set=validation.dns_label("spec.statefulSetName", spec.get("statefulSetName")),
             service=validation.dns_label("spec.service", spec.get("service", name)),
-            link_ttl=_positive("spec.linkTTLSeconds", spec.get("linkTTLSeconds", 300), 1),
-            grace=_positive("spec.unroutableGraceSeconds", spec.get("unroutableGraceSeconds", 10), 0),
+            link_ttl=validation.integer(
+                "spec.linkTTLSeconds", spec.get("linkTTLSeconds", DEFAULT_LINK_TTL), minimum=1
+            ),
+            grace=validation.integer("spec.unroutableGraceSeconds", spec.get("unroutableGraceSeconds", 10)),
             rebind=rebind,
-            max_links_per_pod=_positive("spec.maxLinksPerPod", spec.get("maxLinksPerPod", 0), 0),
+            max_links_per_pod=validation.integer("spec.maxLinksPerPod", spec.get("maxLinksPerPod", 0)),
             keep_links_on_delete=validation.flag(
                 "spec.keepLinksOnDelete", spec.get("keepLinksOnDelete", False)
             ),
         )
-
-
-def _positive(field: str, value: Any, minimum: int) -> int:
-    if type(value) is not int or value < minimum:
-        raise validation.invalid(field, f"must be an integer ≥ {minimum}, got {value!r:.40}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,11 @@ class RouteRef:
     name: str
     uid: str
     spec: RouteSpec
+
+    @property
+    def key(self) -> RouteName:
+        """(namespace, name): this object's identity."""
+        return (self.namespace, self.name)
 
     @property
     def body(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_LINK_TTL",
     "GROUP",
     "KIND",
     "PLURAL",
@@ -18,6 +19,9 @@ VERSION = "v1alpha1"
 PLURAL = "statefulroutes"
 KIND = "StatefulRoute"
 SHORT_NAME = "sroute"
+
+# Seconds a link lives until a pod confirms it: ClientDriver's and the CRD's default.
+DEFAULT_LINK_TTL = 300
 
 # `kubectl annotate pod game-3 stateful-route.dev/routing-state=DenyNewCall` drains a pod.
 ROUTING_ANNOTATION = f"{GROUP}/routing-state"

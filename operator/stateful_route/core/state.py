@@ -7,7 +7,11 @@ from dataclasses import dataclass
 
 from stateful_route.core import validation
 
-__all__ = ["PodState", "RouteSnapshot", "RoutingState"]
+__all__ = ["PodState", "RouteSnapshot", "RoutingState", "ServiceId"]
+
+# (namespace, service): what clients route by, and the name of one route table in Redis. Not to
+# be confused with a StatefulRoute object's (namespace, name): see controller.spec.RouteName.
+ServiceId = tuple[str, str]
 
 
 class RoutingState(enum.IntEnum):

@@ -12,6 +12,7 @@ __all__ = [
     "MAX_UID_BYTES",
     "dns_label",
     "flag",
+    "integer",
     "invalid",
     "load",
     "pod_index",
@@ -22,7 +23,7 @@ __all__ = [
 
 MAX_UID_BYTES = 256
 MAX_POD_INDEX = 1_000_000
-MAX_LOAD = 2**31 - 1
+MAX_INT = 2**31 - 1  # what Lua and Redis hashes hold exactly
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
@@ -54,22 +55,23 @@ def uid(value: Any) -> str:
     return value
 
 
-def _bounded_int(field: str, value: Any, upper: int) -> int:
+def integer(field: str, value: Any, *, minimum: int = 0, maximum: int = MAX_INT) -> int:
+    """An int between ``minimum`` and ``maximum``."""
     if type(value) is not int:  # bool is an int subclass, and is rejected here on purpose
         raise invalid(field, f"must be an int, got {type(value).__name__}")
-    if not 0 <= value <= upper:
-        raise invalid(field, f"must be between 0 and {upper}, got {value}")
+    if not minimum <= value <= maximum:
+        raise invalid(field, f"must be between {minimum} and {maximum}, got {value}")
     return value
 
 
 def pod_index(value: Any, field: str = "pod") -> int:
     """A pod ordinal: an int ≥ 0."""
-    return _bounded_int(field, value, MAX_POD_INDEX)
+    return integer(field, value, maximum=MAX_POD_INDEX)
 
 
-def load(value: Any) -> int:
-    """A load figure reported by a pod: an int ≥ 0."""
-    return _bounded_int("load", value, MAX_LOAD)
+def load(value: Any, field: str = "load") -> int:
+    """A load figure reported by a pod, or a link count: an int ≥ 0."""
+    return integer(field, value)
 
 
 def flag(field: str, value: Any) -> bool:

@@ -71,7 +71,7 @@ class Summary:
 
 
 @dataclass
-class Live:
+class DisplayState:
     """What the display shows while the demo runs (updated in place)."""
 
     snapshot: RouteSnapshot | None = None
@@ -169,7 +169,7 @@ def imbalance(snapshot: RouteSnapshot) -> float:
 class Story:
     """The script: each step at a fraction of the duration, told on the live display."""
 
-    def __init__(self, cluster: Cluster, live: Live, pods: int, rng: random.Random) -> None:
+    def __init__(self, cluster: Cluster, live: DisplayState, pods: int, rng: random.Random) -> None:
         self.cluster = cluster
         self.live = live
         self.pods = pods
@@ -218,7 +218,12 @@ class Story:
 
 
 async def _watch(
-    table: RouteTable, cluster: Cluster, live: Live, summary: Summary, stop: asyncio.Event, story: Story
+    table: RouteTable,
+    cluster: Cluster,
+    live: DisplayState,
+    summary: Summary,
+    stop: asyncio.Event,
+    story: Story,
 ) -> None:
     """Refresh the displayed table, and tell each eviction the operator posted."""
     seen: set[str] = set()
@@ -244,12 +249,14 @@ async def _redis(url: str, connections: int) -> AsyncIterator[Redis]:
 
 
 async def run_demo(
-    url: str, options: DemoOptions, on_start: Callable[[Live], contextlib.AbstractContextManager[object]]
+    url: str,
+    options: DemoOptions,
+    on_start: Callable[[DisplayState], contextlib.AbstractContextManager[object]],
 ) -> Summary:
     """Play the demo against the Redis at ``url``; ``on_start`` wraps the run with a display."""
     rng = random.Random(options.seed)
     prefix = f"demo-{secrets.token_hex(4)}"  # every key the demo writes lives under it
-    live = Live(present=set(range(options.pods)), duration=options.duration)
+    live = DisplayState(present=set(range(options.pods)), duration=options.duration)
     metrics = OperatorMetrics()
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(url, 20))

@@ -7,12 +7,12 @@ import time
 from collections.abc import Iterator
 
 from rich.console import Console, Group
-from rich.live import Live as RichLive
+from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from stateful_route.demo.run import Live, Summary
+from stateful_route.demo.run import DisplayState, Summary
 from stateful_route.testing.sim import STS
 
 __all__ = ["live_display", "summary_table"]
@@ -20,7 +20,7 @@ __all__ = ["live_display", "summary_table"]
 STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim"}
 
 
-def _pods(live: Live) -> Table:
+def _pods(live: DisplayState) -> Table:
     table = Table(title="StatefulRoute games/room", expand=False)
     for column, justify in (("pod", "left"), ("state", "left"), ("links", "right"), ("load", "right"),
                             ("best", "center")):  # fmt: skip
@@ -46,7 +46,7 @@ def _pods(live: Live) -> Table:
     return table
 
 
-def _render(live: Live) -> Group:
+def _render(live: DisplayState) -> Group:
     elapsed = time.monotonic() - live.started
     story = "\n".join(live.lines[-12:]) or "starting…"
     return Group(
@@ -56,9 +56,9 @@ def _render(live: Live) -> Group:
 
 
 @contextlib.contextmanager
-def live_display(console: Console, live: Live) -> Iterator[None]:
+def live_display(console: Console, live: DisplayState) -> Iterator[None]:
     """Redraw the pod table and the story four times a second while inside."""
-    with RichLive(get_renderable=lambda: _render(live), console=console, refresh_per_second=4):
+    with Live(get_renderable=lambda: _render(live), console=console, refresh_per_second=4):
         yield
 
 

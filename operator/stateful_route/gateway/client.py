@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from stateful_route.core import validation
+from stateful_route.core.constants import DEFAULT_LINK_TTL
 from stateful_route.core.errors import InvalidInput, NoAvailablePod
 from stateful_route.gateway.cache import CacheKey, LinkCache
 from stateful_route.gateway.metrics import ClientMetrics
@@ -39,7 +40,7 @@ class ClientDriver:
         redis: AnyRedis,
         *,
         namespace: str | Iterable[str],
-        link_ttl: float = 300,
+        link_ttl: float = DEFAULT_LINK_TTL,
         cache_ttl: float | None = None,
         cache_size: int = 100_000,
         prefix: str = "sr",
@@ -67,8 +68,8 @@ class ClientDriver:
         if interval >= max_age:
             raise InvalidInput("refresh_interval", f"must be shorter than max_age ({max_age})")
 
-        self._keyring = keys.Keyring(prefix)
         self._table = RouteTable(redis, prefix=prefix, timeout=timeout)
+        self._keyring = self._table.keyring
         self._store = LinkStore(
             redis, self._keyring, timeout=timeout, observe=None if metrics is None else metrics.redis_call
         )
@@ -87,7 +88,6 @@ class ClientDriver:
             on_gap=self._forget_all,
         )
         self._views = self._mirror.views
-        self._registered: set[tuple[str, str]] = set()
         # Bumped by every invalidation; a Redis answer that raced one is not cached.
         self._epoch = 0
         self._misses = 0
@@ -150,16 +150,16 @@ class ClientDriver:
 
     async def _compute(self, ns: str, uid: str, service: str, key: CacheKey) -> int:
         self._misses += 1
-        k = self._route(ns, service)
+        route_keys = self._route(ns, service)
         validation.uid(uid)
         epoch = self._epoch
         await self._mirror.view(ns, service)
-        placed = await self._store.place(k, uid, self.link_ttl)
+        placed = await self._store.place(route_keys, uid, self.link_ttl)
         if placed is None:
             self.cache.drop(key)
             raise NoAvailablePod(ns, service)
         if placed.outcome != "kept":
-            await self._register(k)
+            await self._store.services.add(route_keys)
         self._cache_put(epoch, key, placed.pod, placed.ttl)
         return placed.pod
 
@@ -204,24 +204,24 @@ class ClientDriver:
         Costs one round trip however many users (MGET of 1,000 keys each, pipelined); any
         Redis fault raises rather than dropping users.
         """
-        k = self._route(ns, service)
+        route_keys = self._route(ns, service)
         if isinstance(uids, str):
             raise InvalidInput("uids", "must be an iterable of uids, not a single str")
         wanted = [validation.uid(uid) for uid in uids]
         grouped: dict[int, list[str]] = {}
-        for uid, pod in zip(wanted, await self._store.read_many(k, wanted), strict=True):
+        for uid, pod in zip(wanted, await self._store.read_many(route_keys, wanted), strict=True):
             if pod is not None:
                 grouped.setdefault(pod, []).append(uid)
         return grouped
 
     async def set_linked_pod_if_absent(self, ns: str, uid: str, service: str, pod: int) -> int:
         """Store a temporary link to ``pod`` only if the user has none; the pod linked after the call."""
-        k = self._route(ns, service)
+        route_keys = self._route(ns, service)
         validation.uid(uid)
         validation.pod_index(pod)
         epoch = self._epoch
-        linked = await self._store.link_if_absent(k, uid, pod, self.link_ttl)
-        await self._register(k)
+        linked = await self._store.link_if_absent(route_keys, uid, pod, self.link_ttl)
+        await self._store.services.add(route_keys)
         self._cache_put(epoch, (ns, service, uid), linked)
         return linked
 
@@ -297,21 +297,16 @@ class ClientDriver:
         validation.uid(uid)
         return None
 
-    async def _register(self, k: keys.RouteKeys) -> None:
-        if (k.namespace, k.service) not in self._registered:
-            await self._store.register_service(k)
-            self._registered.add((k.namespace, k.service))
-
     def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None = None) -> None:
         # An invalidation that arrived while Redis answered may concern this very link.
         if epoch == self._epoch:
             self.cache.put(key, pod, remaining)
 
     def _apply_change(self, ns: str, change: changes.Change) -> None:
-        if change.kind == "u":
+        if change.kind is changes.ChangeKind.UNLINKED:
             self._epoch += 1
             self.cache.drop((ns, change.service, change.subject))
-        elif change.kind == "e" and change.subject.isdigit():
+        elif change.kind is changes.ChangeKind.EVICTED and change.subject.isdigit():
             self._forget_pods(ns, change.service, frozenset([int(change.subject)]))
 
     def _forget_pods(self, ns: str, service: str, pods: frozenset[int]) -> None:

@@ -19,17 +19,16 @@ from redis.asyncio.client import PubSub
 
 from stateful_route.core import validation
 from stateful_route.core.errors import StoreError
-from stateful_route.core.state import RouteSnapshot
+from stateful_route.core.state import RouteSnapshot, ServiceId
 from stateful_route.store import changes, keys
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
+from stateful_route.store.replies import text
 from stateful_route.store.table import RouteTable
 
 __all__ = ["RouteMirror", "RouteView"]
 
 log = logging.getLogger("stateful_route.gateway.mirror")
-
-RouteId = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,7 @@ class RouteMirror:
         self._on_change = on_change
         self._on_lost = on_lost
         self._on_gap = on_gap
-        self._routes: set[RouteId] = set()
+        self._followed: set[ServiceId] = set()
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._reconnected = False
@@ -100,29 +99,29 @@ class RouteMirror:
             return found
         return await self._refresh((namespace, service))
 
-    async def _refresh(self, route: RouteId) -> RouteView:
+    async def _refresh(self, service_id: ServiceId) -> RouteView:
         started = self._clock()
-        snapshot = await self._table.snapshot(*route)
-        self._routes.add(route)
+        snapshot = await self._table.snapshot(*service_id)
+        self._followed.add(service_id)
         return self._install(
-            route, RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version)
+            service_id, RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version)
         )
 
-    def _install(self, route: RouteId, view: RouteView) -> RouteView:
+    def _install(self, service_id: ServiceId, view: RouteView) -> RouteView:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
         and report pods that stopped being routable: links cached to them are suspect."""
-        views = self.views[route[0]]
-        current = views.get(route[1])
+        views = self.views[service_id[0]]
+        current = views.get(service_id[1])
         if current is not None and view.version < current.version:
             return current
-        views[route[1]] = view
+        views[service_id[1]] = view
         if current is not None and (lost := current.routable - view.routable):
-            self._on_lost(*route, lost)
+            self._on_lost(*service_id, lost)
         return view
 
     async def _refresh_all(self) -> None:
-        for route in list(self._routes):
-            await self._refresh(route)
+        for service_id in list(self._followed):
+            await self._refresh(service_id)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,21 +173,22 @@ class RouteMirror:
         return reconnected
 
     async def _apply(self, message: dict[str, Any]) -> None:
-        channel = message.get("channel")
-        namespace = self._channels.get(channel.decode() if isinstance(channel, bytes) else str(channel))
+        namespace = self._channels.get(text(message.get("channel", "")))
         change = changes.parse(message.get("data", b""))
         if namespace is None or change is None:
             return
         self._on_change(namespace, change)
-        route = (namespace, change.service)
-        if change.kind == "u" or route not in self._routes:
+        service_id = (namespace, change.service)
+        if change.kind is changes.ChangeKind.UNLINKED or service_id not in self._followed:
             return
         view = self.views[namespace].get(change.service)
         if view is not None and change.routable is not None and change.version is not None:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.
-            self._install(route, RouteView(view.snapshot, change.routable, view.valid_until, change.version))
-        await self._refresh(route)
+            self._install(
+                service_id, RouteView(view.snapshot, change.routable, view.valid_until, change.version)
+            )
+        await self._refresh(service_id)
 
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -33,7 +33,6 @@ class ServerDriver:
         self._keys = keyring.route(namespace, service)
         self._store = LinkStore(redis, keyring, timeout=timeout)
         self._report = redis.register_script(scripts.SERVER_REPORT)
-        self._registered = False
 
     async def __aenter__(self) -> Self:
         await self._register()
@@ -88,16 +87,20 @@ class ServerDriver:
         return await self._store.unlink(self._keys, uid, expected=pod, keep=keep) is not None
 
     async def _send(self, *, routing: str, load: str) -> None:
-        k = self._keys
+        route_keys = self._keys
         await guarded(
             self._report(
-                keys=[k.pods, k.reports, k.version],
-                args=[self.pod_index, routing, load, k.channel, changes.table_changed(k.service)],
+                keys=[route_keys.pods, route_keys.reports, route_keys.version],
+                args=[
+                    self.pod_index,
+                    routing,
+                    load,
+                    route_keys.channel,
+                    changes.table_changed(route_keys.service),
+                ],
             ),
             self._store.timeout,
         )
 
     async def _register(self) -> None:
-        if not self._registered:
-            await self._store.register_service(self._keys)
-            self._registered = True
+        await self._store.services.add(self._keys)

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Change", "evicted", "parse", "table_changed", "unlinked"]
+from stateful_route.store.replies import text
+
+__all__ = ["Change", "ChangeKind", "evicted", "parse", "table_changed", "unlinked"]
+
+
+class ChangeKind(enum.StrEnum):
+    """What a message announces; the value is its first field on the wire (Lua writes it too)."""
+
+    TABLE = "t"  # the route table changed
+    UNLINKED = "u"  # one user's link was removed or moved
+    EVICTED = "e"  # every link to one pod was removed
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A decoded message: ``kind`` is 't' (route table), 'u' (one link removed), 'e' (pod evicted)."""
+    """A decoded message."""
 
-    kind: str
+    kind: ChangeKind
     service: str
-    subject: str = ""  # the uid for 'u', the pod index for 'e'
-    routable: frozenset[int] | None = None  # for 't': the routable pods right after the change
-    at: float | None = None  # for 't': when it happened (Redis clock, seconds since the epoch)
-    version: int | None = None  # for 't': the route's version after the change
+    subject: str = ""  # the uid for UNLINKED, the pod index for EVICTED
+    routable: frozenset[int] | None = None  # for TABLE: the routable pods right after the change
+    at: float | None = None  # for TABLE: when it happened (Redis clock, seconds since the epoch)
+    version: int | None = None  # for TABLE: the route's version after the change
 
 
 def table_changed(
@@ -26,29 +37,34 @@ def table_changed(
     """The route table of ``service`` changed. Lua scripts append ``|<routable>|<ms>|<version>``
     themselves (this builds the prefix they are given, or a whole message for tests)."""
     if routable is None:
-        return f"t|{service}"
+        return f"{ChangeKind.TABLE}|{service}"
     stamp = "" if at is None else str(int(at * 1000))
-    return f"t|{service}|{','.join(str(i) for i in sorted(routable))}|{stamp}|{version or ''}"
+    return (
+        f"{ChangeKind.TABLE}|{service}|{','.join(str(i) for i in sorted(routable))}|{stamp}|{version or ''}"
+    )
 
 
 def unlinked(service: str, uid: str) -> str:
     """A user's link was removed or moved: drop it from caches."""
-    return f"u|{service}|{uid}"
+    return f"{ChangeKind.UNLINKED}|{service}|{uid}"
 
 
 def evicted(service: str, pod: int) -> str:
     """Every link to ``pod`` was removed: drop cached links to it and refetch the table."""
-    return f"e|{service}|{pod}"
+    return f"{ChangeKind.EVICTED}|{service}|{pod}"
 
 
 def parse(data: bytes | str) -> Change | None:
     """Decode a message; None for anything this version does not understand."""
-    text = data.decode() if isinstance(data, bytes) else data
-    kind, _, rest = text.partition("|")
+    tag, _, rest = text(data).partition("|")
     service, bar, subject = rest.partition("|")
-    if kind not in ("t", "u", "e") or not service:
+    try:
+        kind = ChangeKind(tag)
+    except ValueError:
         return None
-    if kind != "t":
+    if not service:
+        return None
+    if kind is not ChangeKind.TABLE:
         return Change(kind, service, subject)
     if not bar:
         return Change(kind, service)

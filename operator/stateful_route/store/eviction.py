@@ -30,7 +30,7 @@ class Eviction:
 
 async def evict(
     store: LinkStore,
-    k: keys.RouteKeys,
+    route_keys: keys.RouteKeys,
     pod: int,
     *,
     reason: str,
@@ -41,13 +41,13 @@ async def evict(
     ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement."""
     removed = rebound = 0
     while True:
-        left, uids = await store.evict_batch(k, pod, batch)
+        left, uids = await store.evict_batch(route_keys, pod, batch)
         removed += len(uids)
         if rebind_ttl is not None and uids:
-            placed = await store.place_many(k, uids, rebind_ttl)
+            placed = await store.place_many(route_keys, uids, rebind_ttl)
             rebound += sum(p is not None for p in placed)
         if left == 0:
             break
-    await store.announce_eviction(k, pod)
+    await store.announce_eviction(route_keys, pod)
     at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return Eviction(pod, reason, removed, rebound, at)

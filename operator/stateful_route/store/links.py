@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from redis.asyncio import RedisCluster
 
@@ -14,8 +14,10 @@ from stateful_route.core.errors import StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
+from stateful_route.store.replies import text
+from stateful_route.store.services import ServiceSet
 
-__all__ = ["BATCH", "Link", "LinkStore", "Placement", "decode_link"]
+__all__ = ["BATCH", "Link", "LinkStore", "Outcome", "Placement", "decode_link"]
 
 # Users per MGET / per script call: big enough to amortise a round trip, small enough that
 # one call never blocks Redis for long.
@@ -30,24 +32,27 @@ class Link(NamedTuple):
     ttl: float | None
 
 
+# What ``place`` did: kept the user's routable link, placed a user who had none, or moved
+# (rebound) a link off an unroutable pod. The script answers with the index in _OUTCOMES.
+Outcome = Literal["kept", "placed", "rebound"]
+_OUTCOMES: tuple[Outcome, ...] = ("kept", "placed", "rebound")
+
+
 class Placement(NamedTuple):
-    """The outcome of ``place``: the pod, the link's remaining TTL in seconds, what happened."""
+    """The result of ``place``: the pod, the link's remaining TTL in seconds, what happened."""
 
     pod: int
     ttl: float | None
-    outcome: str  # "kept" | "placed" | "rebound"
-
-
-_OUTCOMES = ("kept", "placed", "rebound")
+    outcome: Outcome
 
 
 def decode_link(raw: bytes | str) -> tuple[int, bool]:
     """``b"3"`` → (3, temporary); ``b"3p"`` → (3, persistent)."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    persistent = text.endswith("p")
-    digits = text[:-1] if persistent else text
+    value = text(raw)
+    persistent = value.endswith("p")
+    digits = value[:-1] if persistent else value
     if not digits.isdigit():
-        raise StoreError(f"corrupt link value {text!r:.40}")
+        raise StoreError(f"corrupt link value {value!r:.40}")
     return int(digits), persistent
 
 
@@ -77,11 +82,15 @@ class LinkStore:
         self._persist = redis.register_script(scripts.SET_PERSISTENT)
         self._remove = redis.register_script(scripts.REMOVE)
         self._evict = redis.register_script(scripts.EVICT)
+        self.services = ServiceSet(redis, keyring, self.timeout, self._guarded)
 
-    async def place(self, k: keys.RouteKeys, uid: str, ttl: float) -> Placement | None:
+    async def place(self, route_keys: keys.RouteKeys, uid: str, ttl: float) -> Placement | None:
         """Keep the user's routable link, or move/place it on the best pod; None if none is available."""
         reply = await self._guarded(
-            self._place(keys=[k.link(uid), k.pods, k.reports, k.config], args=[k.pod_links, uid, _ms(ttl)]),
+            self._place(
+                keys=[route_keys.link(uid), route_keys.pods, route_keys.reports, route_keys.config],
+                args=[route_keys.pod_links, uid, _ms(ttl)],
+            ),
             self.timeout,
         )
         if reply is None:
@@ -89,20 +98,24 @@ class LinkStore:
         pod, ttl_ms, outcome = reply
         return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
 
-    async def place_many(self, k: keys.RouteKeys, uids: Sequence[str], ttl: float) -> list[int | None]:
+    async def place_many(
+        self, route_keys: keys.RouteKeys, uids: Sequence[str], ttl: float
+    ) -> list[int | None]:
         """``place`` for many users, BATCH per script call, all in one round trip."""
 
         async def send(client: Any, batch: Sequence[str]) -> Any:
-            args: list[str | int] = [k.pod_links, k.links, _ms(ttl), *batch]
-            return await self._place_many(keys=[k.pods, k.reports, k.config], args=args, client=client)
+            args: list[str | int] = [route_keys.pod_links, route_keys.links, _ms(ttl), *batch]
+            return await self._place_many(
+                keys=[route_keys.pods, route_keys.reports, route_keys.config], args=args, client=client
+            )
 
         replies = await self._in_one_trip(send, uids)
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
 
-    async def read(self, k: keys.RouteKeys, uid: str) -> Link | None:
+    async def read(self, route_keys: keys.RouteKeys, uid: str) -> Link | None:
         """The user's link with its remaining TTL, or None."""
         pipe = self._redis.pipeline(transaction=False)
-        key = k.link(uid)
+        key = route_keys.link(uid)
         pipe.get(key)
         pipe.pttl(key)
         raw, ttl_ms = await self._guarded(pipe.execute(), self.timeout)
@@ -111,11 +124,11 @@ class LinkStore:
         pod, persistent = decode_link(raw)
         return Link(pod, persistent, _ttl(int(ttl_ms)))
 
-    async def read_many(self, k: keys.RouteKeys, uids: Sequence[str]) -> list[int | None]:
+    async def read_many(self, route_keys: keys.RouteKeys, uids: Sequence[str]) -> list[int | None]:
         """The pods of many users (None where unlinked): MGET of BATCH keys, one round trip."""
 
         async def send(client: Any, batch: Sequence[str]) -> Any:
-            return await client.mget([k.link(uid) for uid in batch])
+            return await client.mget([route_keys.link(uid) for uid in batch])
 
         replies = await self._in_one_trip(send, uids)
         return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
@@ -140,69 +153,73 @@ class LinkStore:
             await send(pipe, batch)
         return list(await self._guarded(pipe.execute(), deadline))
 
-    async def link_if_absent(self, k: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
+    async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
         """Store a temporary link only if the user has none; the pod linked after the call."""
         reply = await self._guarded(
-            self._if_absent(keys=[k.link(uid)], args=[k.pod_links, uid, pod, _ms(ttl)]), self.timeout
+            self._if_absent(keys=[route_keys.link(uid)], args=[route_keys.pod_links, uid, pod, _ms(ttl)]),
+            self.timeout,
         )
         return int(reply)
 
     async def link_persistent(
-        self, k: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
+        self, route_keys: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
     ) -> tuple[bool, int | None]:
         """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder)."""
         stored, other = await self._guarded(
             self._persist(
-                keys=[k.link(uid)],
+                keys=[route_keys.link(uid)],
                 args=[
-                    k.pod_links,
+                    route_keys.pod_links,
                     uid,
                     pod,
                     "1" if only_if_free else "0",
-                    k.channel,
-                    changes.unlinked(k.service, uid),
+                    route_keys.channel,
+                    changes.unlinked(route_keys.service, uid),
                 ],
             ),
             self.timeout,
         )
         return bool(stored), None if other is None else int(other)
 
-    async def unlink(self, k: keys.RouteKeys, uid: str, *, expected: int | None, keep: float) -> int | None:
+    async def unlink(
+        self, route_keys: keys.RouteKeys, uid: str, *, expected: int | None, keep: float
+    ) -> int | None:
         """Remove the link (only if it points to ``expected``, when given), keeping a temporary one
         for ``keep`` seconds; announces it. Returns the pod it pointed to, or None if untouched."""
         reply = await self._guarded(
             self._remove(
-                keys=[k.link(uid)],
+                keys=[route_keys.link(uid)],
                 args=[
-                    k.pod_links,
+                    route_keys.pod_links,
                     uid,
                     "" if expected is None else expected,
                     _ms(keep) if keep > 0 else 0,
-                    k.channel,
-                    changes.unlinked(k.service, uid),
+                    route_keys.channel,
+                    changes.unlinked(route_keys.service, uid),
                 ],
             ),
             self.timeout,
         )
         return None if reply is None else int(reply)
 
-    async def evict_batch(self, k: keys.RouteKeys, pod: int, batch: int = BATCH) -> tuple[int, list[str]]:
+    async def evict_batch(
+        self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH
+    ) -> tuple[int, list[str]]:
         """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
         left, removed = await self._guarded(
-            self._evict(keys=[k.pod(pod)], args=[pod, k.links, batch]), self.timeout
+            self._evict(keys=[route_keys.pod(pod)], args=[pod, route_keys.links, batch]), self.timeout
         )
-        return int(left), [_text(uid) for uid in removed]
+        return int(left), [text(uid) for uid in removed]
 
-    async def announce_eviction(self, k: keys.RouteKeys, pod: int) -> None:
+    async def announce_eviction(self, route_keys: keys.RouteKeys, pod: int) -> None:
         """Tell clients every link to ``pod`` is gone (they drop cached links and refetch the table)."""
-        await self._guarded(self._redis.publish(k.channel, changes.evicted(k.service, pod)), self.timeout)
+        await self._guarded(
+            self._redis.publish(route_keys.channel, changes.evicted(route_keys.service, pod)), self.timeout
+        )
 
     async def links_of_user(self, namespace: str, uid: str) -> dict[str, int]:
         """Every service of ``namespace`` in which the user has a link: {service: pod}."""
-        services = sorted(
-            _text(s)
-            for s in await self._guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
-        )
+        services = await self.services.members(namespace)
         if not services:
             return {}
         pipe = self._redis.pipeline(transaction=False)
@@ -211,7 +228,7 @@ class LinkStore:
         replies = await self._guarded(pipe.execute(), self.timeout)
         return {s: decode_link(raw)[0] for s, raw in zip(services, replies, strict=True) if raw is not None}
 
-    async def delete_route(self, k: keys.RouteKeys, *, keep_links: bool = False) -> int:
+    async def delete_route(self, route_keys: keys.RouteKeys, *, keep_links: bool = False) -> int:
         """Delete every key of the route, found by its hash-tagged prefix: table, reports, policy,
         version and, unless ``keep_links``, every link and per-pod set, whatever pod they name
         (links to pods no longer in the table included). Returns the number of links deleted.
@@ -220,19 +237,19 @@ class LinkStore:
         each UNLINK stays in that slot. Delete the table first (``RouteTable.delete`` announces
         it), so clients stop placing users here before their links go.
         """
-        scan: dict[str, Any] = {"match": _glob_escape(k.base) + "*", "count": BATCH}
+        scan: dict[str, Any] = {"match": _glob_escape(route_keys.base) + "*", "count": BATCH}
         if isinstance(self._redis, RedisCluster):
-            scan["target_nodes"] = self._redis.get_node_from_key(k.base)
-        kept = (k.links, k.pod_links)
+            scan["target_nodes"] = self._redis.get_node_from_key(route_keys.base)
+        kept = (route_keys.links, route_keys.pod_links)
 
         async def sweep() -> int:
             links = 0
             doomed: list[str] = []
             async for raw in self._redis.scan_iter(**scan):
-                key = _text(raw)
+                key = text(raw)
                 if keep_links and key.startswith(kept):
                     continue
-                links += key.startswith(k.links)
+                links += key.startswith(route_keys.links)
                 doomed.append(key)
                 if len(doomed) == BATCH:
                     await self._redis.unlink(*doomed)
@@ -244,12 +261,8 @@ class LinkStore:
         # A scan visits the whole node, so it gets far longer than one call.
         links = await self._guarded(sweep(), self.timeout * 60)
         if not keep_links:
-            await self._guarded(self._redis.srem(self.keyring.services(k.namespace), k.service), self.timeout)
+            await self.services.discard(route_keys.namespace, route_keys.service)
         return links
-
-    async def register_service(self, k: keys.RouteKeys) -> None:
-        """Record that ``k.service`` has links in its namespace (idempotent)."""
-        await self._guarded(self._redis.sadd(self.keyring.services(k.namespace), k.service), self.timeout)
 
 
 T = TypeVar("T")
@@ -272,10 +285,6 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally by a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _glob_escape(literal: str) -> str:
+    """``literal`` matched literally by a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in literal)

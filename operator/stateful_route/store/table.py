@@ -10,6 +10,7 @@ from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
+from stateful_route.store.services import ServiceSet
 
 __all__ = ["RouteTable", "encode_pod"]
 
@@ -31,7 +32,7 @@ class RouteTable:
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
         self._write = redis.register_script(scripts.WRITE_TABLE)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
-        self._registered: set[tuple[str, str]] = set()
+        self._services = ServiceSet(redis, self.keyring, self.timeout)
 
     async def ping(self) -> bool:
         """Whether Redis answers (for liveness probes)."""
@@ -39,33 +40,32 @@ class RouteTable:
 
     async def put_pods(self, namespace: str, service: str, pods: Iterable[PodState]) -> bool:
         """Replace the whole table of a service; returns whether anything changed."""
-        k = self.keyring.route(namespace, service)
+        route_keys = self.keyring.route(namespace, service)
         fields = _fields(pods)
-        return await self._run(k, "replace", fields)
+        return await self._run(route_keys, "replace", fields)
 
     async def update_pod(self, namespace: str, service: str, pod: PodState) -> bool:
         """Insert or update one pod; returns whether anything changed."""
-        k = self.keyring.route(namespace, service)
-        return await self._run(k, "upsert", _fields([pod]))
+        route_keys = self.keyring.route(namespace, service)
+        return await self._run(route_keys, "upsert", _fields([pod]))
 
     async def remove_pod(self, namespace: str, service: str, index: int) -> bool:
         """Remove one pod (and its own reports); returns whether it was there."""
-        k = self.keyring.route(namespace, service)
+        route_keys = self.keyring.route(namespace, service)
         validation.pod_index(index)
-        return await self._run(k, "remove", [str(index)])
+        return await self._run(route_keys, "remove", [str(index)])
 
     async def configure(self, namespace: str, service: str, *, max_links_per_pod: int = 0) -> None:
         """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available (0 = no cap)."""
-        k = self.keyring.route(namespace, service)
-        validation.load(max_links_per_pod)
-        await guarded(self._redis.hset(k.config, "cap", max_links_per_pod), self.timeout)
+        route_keys = self.keyring.route(namespace, service)
+        validation.load(max_links_per_pod, "max_links_per_pod")
+        await guarded(self._redis.hset(route_keys.config, "cap", max_links_per_pod), self.timeout)
 
     async def delete(self, namespace: str, service: str) -> None:
         """Remove the table, reports and policy of a route (links are the store's business)."""
-        k = self.keyring.route(namespace, service)
-        await self._run(k, "delete", [])
-        await guarded(self._redis.srem(self.keyring.services(namespace), service), self.timeout)
-        self._registered.discard((namespace, service))
+        route_keys = self.keyring.route(namespace, service)
+        await self._run(route_keys, "delete", [])
+        await self._services.discard(namespace, service)
 
     async def pods(self, namespace: str, service: str) -> dict[int, PodState]:
         """The effective state of every pod (table combined with the pods' own reports)."""
@@ -73,30 +73,27 @@ class RouteTable:
 
     async def snapshot(self, namespace: str, service: str) -> RouteSnapshot:
         """Pods, live link counts, available pods and the best pod, read in one atomic call."""
-        k = self.keyring.route(namespace, service)
+        route_keys = self.keyring.route(namespace, service)
         reply = await guarded(
-            self._snapshot(keys=[k.pods, k.reports, k.config, k.version], args=[k.pod_links]), self.timeout
+            self._snapshot(
+                keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.version],
+                args=[route_keys.pod_links],
+            ),
+            self.timeout,
         )
         return _decode_snapshot(reply)
 
     async def services(self, namespace: str) -> list[str]:
         """Services that have a route table in ``namespace``."""
-        found = await guarded(self._redis.smembers(self.keyring.services(namespace)), self.timeout)
-        return sorted(s.decode() if isinstance(s, bytes) else s for s in found)
+        return await self._services.members(namespace)
 
-    async def _run(self, k: keys.RouteKeys, mode: str, fields: list[str]) -> bool:
-        if mode != "delete" and (k.namespace, k.service) not in self._registered:
-            # The namespace's service set lives in another slot, so it is written on its own,
-            # once per table instance (SADD is idempotent).
-            await guarded(
-                self._redis.sadd(self.keyring.services(k.namespace), k.service),
-                self.timeout,
-            )
-            self._registered.add((k.namespace, k.service))
+    async def _run(self, route_keys: keys.RouteKeys, mode: str, fields: list[str]) -> bool:
+        if mode != "delete":
+            await self._services.add(route_keys)
         changed = await guarded(
             self._write(
-                keys=[k.pods, k.reports, k.config, k.version],
-                args=[mode, k.channel, changes.table_changed(k.service), *fields],
+                keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.version],
+                args=[mode, route_keys.channel, changes.table_changed(route_keys.service), *fields],
             ),
             self.timeout,
         )

@@ -1,0 +1,55 @@
+"""The set of services with links or a route table in a namespace (for ``get_link_service``)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from stateful_route.core.state import ServiceId
+from stateful_route.store.connection import AnyRedis
+from stateful_route.store.faults import guarded
+from stateful_route.store.keys import Keyring, RouteKeys
+from stateful_route.store.replies import text
+
+__all__ = ["ServiceSet"]
+
+
+class ServiceSet:
+    """Adds, removes and lists the services of a namespace (``<prefix>:ns:<ns>:services``).
+
+    The set lives in another hash slot than any route, so it is written on its own, outside the
+    scripts; each instance adds a service once (SADD is idempotent, the memo saves round trips).
+    """
+
+    def __init__(
+        self,
+        redis: AnyRedis,
+        keyring: Keyring,
+        timeout: float,
+        guard: Callable[[Awaitable[Any], float], Awaitable[Any]] = guarded,
+    ) -> None:
+        self._redis = redis
+        self._keyring = keyring
+        self._timeout = timeout
+        self._guard = guard
+        self._added: set[ServiceId] = set()
+
+    async def add(self, route_keys: RouteKeys) -> None:
+        """Record that ``route_keys.service`` is used in its namespace (once per instance)."""
+        service: ServiceId = (route_keys.namespace, route_keys.service)
+        if service not in self._added:
+            await self._guard(
+                self._redis.sadd(self._keyring.services(route_keys.namespace), route_keys.service),
+                self._timeout,
+            )
+            self._added.add(service)
+
+    async def discard(self, namespace: str, service: str) -> None:
+        """Forget a service (its route was deleted)."""
+        await self._guard(self._redis.srem(self._keyring.services(namespace), service), self._timeout)
+        self._added.discard((namespace, service))
+
+    async def members(self, namespace: str) -> list[str]:
+        """The services of ``namespace``, sorted."""
+        found = await self._guard(self._redis.smembers(self._keyring.services(namespace)), self._timeout)
+        return sorted(text(s) for s in found)
