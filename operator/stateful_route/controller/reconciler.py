@@ -64,9 +64,12 @@ class Reconciler:
         self.last_eviction: dict[RouteName, Eviction] = {}
 
     async def configure(self, route: RouteRef) -> None:
-        """Write the route's policy where placement reads it."""
+        """Write the route's policy where placement reads it (every placement obeys its link TTL)."""
         await self.table.configure(
-            route.namespace, route.spec.service, max_links_per_pod=route.spec.max_links_per_pod
+            route.namespace,
+            route.spec.service,
+            max_links_per_pod=route.spec.max_links_per_pod,
+            link_ttl=route.spec.link_ttl,
         )
 
     async def reconcile(self, route: RouteRef, records: Iterable[PodRecord]) -> Result:

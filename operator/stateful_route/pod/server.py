@@ -90,13 +90,20 @@ class ServerDriver:
         route_keys = self._keys
         await guarded(
             self._report(
-                keys=[route_keys.pods, route_keys.reports, route_keys.version],
+                keys=[
+                    route_keys.pods,
+                    route_keys.reports,
+                    route_keys.version,
+                    route_keys.config,
+                    route_keys.available,
+                ],
                 args=[
                     self.pod_index,
                     routing,
                     load,
                     route_keys.channel,
                     changes.table_changed(route_keys.service),
+                    route_keys.pod_links,
                 ],
             ),
             self._store.timeout,

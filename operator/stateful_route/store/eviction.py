@@ -38,13 +38,15 @@ async def evict(
     batch: int = BATCH,
 ) -> Eviction:
     """Remove every link to ``pod`` (only links that still point there), tell the clients, and when
-    ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement."""
+    ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement,
+    never on ``pod`` itself (it may still be available, e.g. ``stateful-route evict --rebind``).
+    ``rebind_ttl`` is the rebound links' lifetime when the route's policy sets none."""
     removed = rebound = 0
     while True:
         left, uids = await store.evict_batch(route_keys, pod, batch)
         removed += len(uids)
         if rebind_ttl is not None and uids:
-            placed = await store.place_many(route_keys, uids, rebind_ttl)
+            placed = await store.place_many(route_keys, uids, rebind_ttl, exclude=pod)
             rebound += sum(p is not None for p in placed)
         if left == 0:
             break

@@ -2,9 +2,11 @@
 
 Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
 expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
-a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``pods`` the route table,
-``srv`` the pods' own reports, ``cfg`` the route's policy. Namespaces and services are DNS-1123
-labels and the uid comes last, so no two inputs build the same key.
+a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
+(sorted set scored by links + load, the head is the best pod), ``pods`` the route table, ``srv``
+the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``), ``ver`` the table's version.
+Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
+same key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class RouteKeys:
     base: str
     links: str  # prefix of link keys: links + uid
     pod_links: str  # prefix of per-pod sets: pod_links + str(pod)
+    available: str  # available pods scored by links + load
     pods: str
     reports: str
     config: str
@@ -43,6 +46,7 @@ class RouteKeys:
             base=base,
             links=base + "l:",
             pod_links=base + "p:",
+            available=base + "avail",
             pods=base + "pods",
             reports=base + "srv",
             config=base + "cfg",

@@ -84,12 +84,20 @@ class LinkStore:
         self._evict = redis.register_script(scripts.EVICT)
         self.services = ServiceSet(redis, keyring, self.timeout, self._guarded)
 
-    async def place(self, route_keys: keys.RouteKeys, uid: str, ttl: float) -> Placement | None:
-        """Keep the user's routable link, or move/place it on the best pod; None if none is available."""
+    async def place(
+        self, route_keys: keys.RouteKeys, uid: str, ttl: float, *, exclude: int | None = None
+    ) -> Placement | None:
+        """Keep the user's routable link, or move/place it on the best available pod; None if none is.
+
+        ``ttl`` is the temporary link's lifetime when the route's policy sets none. ``exclude`` is
+        a pod the user must leave: a link to it is moved (compare-and-swap, like a link to an
+        unroutable pod) and it is never chosen, even when it is the best pod (eviction with
+        rebind, hand-offs). Costs O(log pods) in Redis.
+        """
         reply = await self._guarded(
             self._place(
-                keys=[route_keys.link(uid), route_keys.pods, route_keys.reports, route_keys.config],
-                args=[route_keys.pod_links, uid, _ms(ttl)],
+                keys=[route_keys.link(uid), *_route(route_keys)],
+                args=[route_keys.pod_links, uid, _ms(ttl), _excluded(exclude)],
             ),
             self.timeout,
         )
@@ -99,15 +107,20 @@ class LinkStore:
         return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
 
     async def place_many(
-        self, route_keys: keys.RouteKeys, uids: Sequence[str], ttl: float
+        self, route_keys: keys.RouteKeys, uids: Sequence[str], ttl: float, *, exclude: int | None = None
     ) -> list[int | None]:
-        """``place`` for many users, BATCH per script call, all in one round trip."""
+        """``place`` for many users (same ``ttl`` and ``exclude``), BATCH per script call, all in
+        one round trip; the pod of each user, or None where no pod is available."""
 
         async def send(client: Any, batch: Sequence[str]) -> Any:
-            args: list[str | int] = [route_keys.pod_links, route_keys.links, _ms(ttl), *batch]
-            return await self._place_many(
-                keys=[route_keys.pods, route_keys.reports, route_keys.config], args=args, client=client
-            )
+            args: list[str | int] = [
+                route_keys.pod_links,
+                route_keys.links,
+                _ms(ttl),
+                _excluded(exclude),
+                *batch,
+            ]
+            return await self._place_many(keys=_route(route_keys), args=args, client=client)
 
         replies = await self._in_one_trip(send, uids)
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
@@ -154,9 +167,13 @@ class LinkStore:
         return list(await self._guarded(pipe.execute(), deadline))
 
     async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
-        """Store a temporary link only if the user has none; the pod linked after the call."""
+        """Store a temporary link only if the user has none; the pod linked after the call.
+        ``ttl`` applies when the route's policy sets none."""
         reply = await self._guarded(
-            self._if_absent(keys=[route_keys.link(uid)], args=[route_keys.pod_links, uid, pod, _ms(ttl)]),
+            self._if_absent(
+                keys=[route_keys.link(uid), *_route(route_keys)],
+                args=[route_keys.pod_links, uid, pod, _ms(ttl)],
+            ),
             self.timeout,
         )
         return int(reply)
@@ -167,7 +184,7 @@ class LinkStore:
         """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder)."""
         stored, other = await self._guarded(
             self._persist(
-                keys=[route_keys.link(uid)],
+                keys=[route_keys.link(uid), *_route(route_keys)],
                 args=[
                     route_keys.pod_links,
                     uid,
@@ -188,7 +205,7 @@ class LinkStore:
         for ``keep`` seconds; announces it. Returns the pod it pointed to, or None if untouched."""
         reply = await self._guarded(
             self._remove(
-                keys=[route_keys.link(uid)],
+                keys=[route_keys.link(uid), *_route(route_keys)],
                 args=[
                     route_keys.pod_links,
                     uid,
@@ -207,7 +224,11 @@ class LinkStore:
     ) -> tuple[int, list[str]]:
         """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
         left, removed = await self._guarded(
-            self._evict(keys=[route_keys.pod(pod)], args=[pod, route_keys.links, batch]), self.timeout
+            self._evict(
+                keys=[route_keys.pod(pod), *_route(route_keys)],
+                args=[pod, route_keys.links, batch, route_keys.pod_links],
+            ),
+            self.timeout,
         )
         return int(left), [text(uid) for uid in removed]
 
@@ -279,6 +300,15 @@ def _timed(observe: Callable[[float], None]) -> Callable[[Awaitable[T], float], 
             observe(time.perf_counter() - started)
 
     return timed
+
+
+def _route(route_keys: keys.RouteKeys) -> list[str]:
+    """The keys a script needs to read pods and re-score them: table, reports, policy, available set."""
+    return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.available]
+
+
+def _excluded(pod: int | None) -> str:
+    return "" if pod is None else str(validation.pod_index(pod, "exclude"))
 
 
 def _ms(seconds: float) -> int:

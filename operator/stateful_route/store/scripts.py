@@ -4,11 +4,20 @@ Every script names one declared key (Redis Cluster routes on it) and touches onl
 same route, built from prefixes that carry the route's hash tag, so all of a script's keys share
 one slot. Pod states are encoded ``"<ready>,<terminating>,<routing>,<load>"`` in the route table
 and ``"<routing>,<load>"`` in the pods' own reports; links as described in ``keys``.
+
+Placement reads the best pod from the head of the route's *available set* (a sorted set of the
+available pods scored by links + load) instead of scanning every pod, so its cost is O(log pods).
+Every script that changes a pod's links, load, routing state or availability keeps that set
+true (``rescore``). Temporary links expire without telling anyone, so a pod's score may still
+count links that expired since it was last re-scored: the chosen pod is pruned before it is used,
+and every table write (the operator's tick, every ``reconcile_interval``) re-scores every pod
+from exact counts.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CONFIGURE",
     "EVICT",
     "IF_ABSENT",
     "PLACE",
@@ -49,10 +58,28 @@ local function parse_pod(idx, raw, report)
   return p
 end
 
-local function pod_routable(pods_key, reports_key, idx)
-  local raw = redis.call('HGET', pods_key, idx)
-  if not raw then return false end
-  return parse_pod(idx, raw, redis.call('HGET', reports_key, idx)).routable
+-- The keys a script needs to read pods and keep the available set true.
+local function route(pods, reports, config, available, pod_links)
+  return {pods = pods, reports = reports, config = config, available = available,
+          pod_links = pod_links}
+end
+
+local function pod_state(rt, idx)
+  local raw = redis.call('HGET', rt.pods, idx)
+  if not raw then return nil end
+  return parse_pod(idx, raw, redis.call('HGET', rt.reports, idx))
+end
+
+local function pod_routable(rt, idx)
+  local p = pod_state(rt, idx)
+  return p ~= nil and p.routable
+end
+
+-- The route's policy: the link cap (0 = none) and the temporary link TTL in ms (the caller's
+-- fallback when the route has none).
+local function policy(rt, fallback_ttl)
+  local cfg = redis.call('HMGET', rt.config, 'cap', 'ttl')
+  return tonumber(cfg[1] or '0'), tonumber(cfg[2] or fallback_ttl)
 end
 
 -- The pods' own reports: {index = "<routing>,<load>"}.
@@ -85,41 +112,56 @@ local function set_availability(p, cap)
   p.available = p.routable and p.routing == 0 and (cap == 0 or p.links < cap)
 end
 
--- Every pod of the route with its live link count, ordered by index.
-local function read_pods(pods_key, reports_key, config_key, pod_links, now)
-  local cap = tonumber(redis.call('HGET', config_key, 'cap') or '0')
-  local reports = read_reports(reports_key)
-  local raw = redis.call('HGETALL', pods_key)
-  local pods = {}
-  for i = 1, #raw, 2 do
-    local p = parse_pod(raw[i], raw[i + 1], reports[raw[i]])
-    p.links = redis.call('ZCOUNT', pod_links .. raw[i], now, '+inf')
-    p.cap = cap
+-- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
+-- keep it in the available set (scored links + load) exactly while it is available.
+-- O(log links + expired links pruned).
+local function rescore(rt, idx, cap, now)
+  local set = rt.pod_links .. idx
+  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
+  local p = pod_state(rt, idx)
+  if p then
+    p.links = redis.call('ZCARD', set)
     set_availability(p, cap)
-    pods[#pods + 1] = p
-  end
-  table.sort(pods, function(a, b) return a.index < b.index end)
-  return pods
-end
-
--- The best pod: available, lowest links + load, lowest index on ties.
-local function best_of(pods)
-  local best, best_score = nil, nil
-  for _, p in ipairs(pods) do
     if p.available then
-      local score = p.links + p.load
-      if best == nil or score < best_score then best, best_score = p, score end
+      redis.call('ZADD', rt.available, p.links + p.load, idx)
+      return
     end
   end
-  return best
+  redis.call('ZREM', rt.available, idx)
 end
 
--- Store a temporary link and index it under its pod; expired index entries are pruned here.
-local function link_temporary(link_key, pod_links, uid, pod, ttl, now)
-  redis.call('SET', link_key, pod, 'PX', ttl)
-  local set = pod_links .. pod
-  redis.call('ZADD', set, now + ttl, uid)
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
+-- The best available pod other than `exclude` (an index as text, '' for none), or nil: the head
+-- of the available set (lowest links + load; ties by index as text). Its expired links are
+-- pruned first, which only lowers its score, so it stays the head. O(log pods).
+local function choose(rt, exclude, now)
+  for _, idx in ipairs(redis.call('ZRANGE', rt.available, 0, 1)) do
+    if idx ~= exclude then
+      local pruned = redis.call('ZREMRANGEBYSCORE', rt.pod_links .. idx, '-inf', '(' .. now)
+      if pruned > 0 then redis.call('ZINCRBY', rt.available, -pruned, idx) end
+      return idx
+    end
+  end
+  return nil
+end
+
+-- Link `uid` temporarily to `idx`, which `choose` just returned, and count it in its score;
+-- a pod that reaches the cap leaves the available set.
+local function link_chosen(rt, link_key, uid, idx, ttl, cap, now)
+  redis.call('SET', link_key, idx, 'PX', ttl)
+  local set = rt.pod_links .. idx
+  if redis.call('ZADD', set, now + ttl, uid) == 1 then
+    if cap > 0 and redis.call('ZCARD', set) >= cap then
+      redis.call('ZREM', rt.available, idx)
+    else
+      redis.call('ZINCRBY', rt.available, 1, idx)
+    end
+  end
+end
+
+-- Store a temporary link to any pod and index it under that pod (the caller re-scores the pod).
+local function link_temporary(rt, link_key, uid, idx, ttl, now)
+  redis.call('SET', link_key, idx, 'PX', ttl)
+  redis.call('ZADD', rt.pod_links .. idx, now + ttl, uid)
 end
 """
 
@@ -127,47 +169,56 @@ PLACE = (
     _PRELUDE
     + r"""
 -- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
--- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: temporary link TTL in ms
+-- KEYS[5]: available pods
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: temporary link TTL in ms when the
+-- route's policy has none  ARGV[4]: a pod the user must leave and never be placed on ('' = none)
 -- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound},
 --         or nil when the user has no routable link and no pod is available.
--- A link to a pod that is no longer routable is moved from *that* pod (compare-and-swap:
--- the read and the move happen in this one script), so racing callers agree.
-local now = now_ms()
+-- A link to a pod that is no longer routable (or to ARGV[4]) is moved from *that* pod
+-- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local uid, exclude = ARGV[2], ARGV[4]
 local cur = redis.call('GET', KEYS[1])
 local old = nil
 if cur then
   local idx, persistent = link_pod(cur)
-  if pod_routable(KEYS[2], KEYS[3], idx) then
+  if tostring(idx) ~= exclude and pod_routable(rt, idx) then
     if persistent then return {idx, -1, 0} end
     return {idx, redis.call('PTTL', KEYS[1]), 0}
   end
   old = idx
 end
-local best = best_of(read_pods(KEYS[2], KEYS[3], KEYS[4], ARGV[1], now))
+local now = now_ms()
+local best = choose(rt, exclude, now)
 if not best then return nil end
-if old ~= nil then redis.call('ZREM', ARGV[1] .. old, ARGV[2]) end
-local ttl = tonumber(ARGV[3])
-link_temporary(KEYS[1], ARGV[1], ARGV[2], best.index, ttl, now)
-if old ~= nil then return {best.index, ttl, 2} end
-return {best.index, ttl, 1}
+local cap, ttl = policy(rt, ARGV[3])
+if old ~= nil then
+  redis.call('ZREM', rt.pod_links .. old, uid)
+  rescore(rt, old, cap, now)
+end
+link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
+if old ~= nil then return {tonumber(best), ttl, 2} end
+return {tonumber(best), ttl, 1}
 """
 )
 
 PLACE_MANY = (
     _PRELUDE
     + r"""
--- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: link key prefix  ARGV[3]: temporary link TTL in ms
--- ARGV[4..]: uids
--- returns one entry per uid: its pod (kept if routable, else placed on the best pod, counts
--- updated as it goes so a batch spreads evenly), or nil when no pod is available.
+-- when the route's policy has none  ARGV[4]: a pod the users must leave ('' = none)
+-- ARGV[5..]: uids
+-- returns one entry per uid: its pod (kept if routable and not ARGV[4], else placed on the best
+-- pod, scores updated as it goes so a batch spreads evenly), or nil when no pod is available.
+local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+local exclude = ARGV[4]
 local now = now_ms()
-local pods = read_pods(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now)
-local by_index = {}
-for _, p in ipairs(pods) do by_index[p.index] = p end
-local ttl = tonumber(ARGV[3])
+local cap, ttl = policy(rt, ARGV[3])
+local routable = {}  -- index -> whether routable, read once per pod
+local left = {}  -- pods whose users moved away, re-scored at the end
 local out = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local uid = ARGV[i]
   local key = ARGV[2] .. uid
   local cur = redis.call('GET', key)
@@ -175,21 +226,23 @@ for i = 4, #ARGV do
   local old = nil
   if cur then
     local idx = link_pod(cur)
-    local p = by_index[idx]
-    if p and p.routable then pod = idx else old = idx end
+    if routable[idx] == nil then routable[idx] = pod_routable(rt, idx) end
+    if routable[idx] and tostring(idx) ~= exclude then pod = idx else old = idx end
   end
   if not pod then
-    local best = best_of(pods)
+    local best = choose(rt, exclude, now)
     if best then
-      if old ~= nil then redis.call('ZREM', ARGV[1] .. old, uid) end
-      link_temporary(key, ARGV[1], uid, best.index, ttl, now)
-      best.links = best.links + 1
-      set_availability(best, best.cap)
-      pod = best.index
+      if old ~= nil then
+        redis.call('ZREM', rt.pod_links .. old, uid)
+        left[old] = true
+      end
+      link_chosen(rt, key, uid, best, ttl, cap, now)
+      pod = tonumber(best)
     end
   end
   out[#out + 1] = pod
 end
+for idx in pairs(left) do rescore(rt, idx, cap, now) end
 return out
 """
 )
@@ -197,15 +250,21 @@ return out
 IF_ABSENT = (
     _PRELUDE
     + r"""
--- KEYS[1]: the user's link
--- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod  ARGV[4]: TTL in ms
+-- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
+-- KEYS[5]: available pods
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod  ARGV[4]: TTL in ms when the
+-- route's policy has none
 -- returns the pod linked after the call: the existing link's, else ARGV[3] (stored temporary).
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local idx = link_pod(cur)
   return idx
 end
-link_temporary(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), now_ms())
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local now = now_ms()
+local cap, ttl = policy(rt, ARGV[4])
+link_temporary(rt, KEYS[1], ARGV[2], ARGV[3], ttl, now)
+rescore(rt, ARGV[3], cap, now)
 return tonumber(ARGV[3])
 """
 )
@@ -213,25 +272,31 @@ return tonumber(ARGV[3])
 SET_PERSISTENT = (
     _PRELUDE
     + r"""
--- KEYS[1]: the user's link
+-- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
+-- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod
 -- ARGV[4]: '1' = only if no other pod holds a persistent link, '0' = unconditionally
 -- ARGV[5]: channel  ARGV[6]: message announcing that the link moved
 -- returns {1, previous pod or nil} when stored, {0, holder} when another pod holds it.
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local pod = tonumber(ARGV[3])
 local cur = redis.call('GET', KEYS[1])
 local prev = false
+local now = now_ms()
+local cap = policy(rt, '0')
 if cur then
   local idx, persistent = link_pod(cur)
   if ARGV[4] == '1' and persistent and idx ~= pod then return {0, idx} end
   prev = idx
   if idx ~= pod then
-    redis.call('ZREM', ARGV[1] .. idx, ARGV[2])
+    redis.call('ZREM', rt.pod_links .. idx, ARGV[2])
+    rescore(rt, idx, cap, now)
     redis.call('PUBLISH', ARGV[5], ARGV[6])
   end
 end
 redis.call('SET', KEYS[1], pod .. 'p')
-redis.call('ZADD', ARGV[1] .. pod, '+inf', ARGV[2])
+redis.call('ZADD', rt.pod_links .. pod, '+inf', ARGV[2])
+rescore(rt, pod, cap, now)
 return {1, prev}
 """
 )
@@ -239,7 +304,8 @@ return {1, prev}
 REMOVE = (
     _PRELUDE
     + r"""
--- KEYS[1]: the user's link
+-- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
+-- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: expected pod ('' = any)
 -- ARGV[4]: keep a temporary link for this many ms (0 = none)  ARGV[5]: channel  ARGV[6]: message
 -- returns the pod the link pointed to when it was removed (compare-and-delete), else nil.
@@ -247,13 +313,16 @@ local cur = redis.call('GET', KEYS[1])
 if not cur then return nil end
 local idx = link_pod(cur)
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= idx then return nil end
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local now = now_ms()
 local keep = tonumber(ARGV[4])
 if keep > 0 then
-  link_temporary(KEYS[1], ARGV[1], ARGV[2], idx, keep, now_ms())
+  link_temporary(rt, KEYS[1], ARGV[2], idx, keep, now)
 else
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', ARGV[1] .. idx, ARGV[2])
+  redis.call('ZREM', rt.pod_links .. idx, ARGV[2])
 end
+rescore(rt, idx, policy(rt, '0'), now)
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return idx
 """
@@ -262,10 +331,11 @@ return idx
 EVICT = (
     _PRELUDE
     + r"""
--- KEYS[1]: the pod's link set
--- ARGV[1]: pod  ARGV[2]: link key prefix  ARGV[3]: batch size
+-- KEYS[1]: the pod's link set  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
+-- KEYS[5]: available pods
+-- ARGV[1]: pod  ARGV[2]: link key prefix  ARGV[3]: batch size  ARGV[4]: per-pod link set prefix
 -- Removes up to ARGV[3] users from the pod's set, deleting each link only if it still points
--- to this pod (compare-and-delete).
+-- to this pod (compare-and-delete), and re-scores the pod.
 -- returns {users left in the set, {uids whose link was deleted}}
 local pod = tonumber(ARGV[1])
 local uids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
@@ -279,6 +349,8 @@ for _, uid in ipairs(uids) do
   end
 end
 if #uids > 0 then redis.call('ZREM', KEYS[1], unpack(uids)) end
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
+rescore(rt, ARGV[1], policy(rt, '0'), now_ms())
 return {redis.call('ZCARD', KEYS[1]), removed}
 """
 )
@@ -289,12 +361,25 @@ SNAPSHOT = (
     + _PRELUDE
     + r"""
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
+-- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix
 -- returns {best pod or -1, version, index, ready, terminating, routing, load, links, available, ...}
--- (7 entries per pod, ordered by index)
-local pods = read_pods(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now_ms())
-local best = best_of(pods)
-local out = {best and best.index or -1, tonumber(redis.call('GET', KEYS[4]) or '0')}
+-- (7 entries per pod, ordered by index). Links are exact live counts; the best pod is the head
+-- of the available set, the pod placement would choose now.
+local now = now_ms()
+local cap = policy(route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1]), '0')
+local reports = read_reports(KEYS[2])
+local raw = redis.call('HGETALL', KEYS[1])
+local pods = {}
+for i = 1, #raw, 2 do
+  local p = parse_pod(raw[i], raw[i + 1], reports[raw[i]])
+  p.links = redis.call('ZCOUNT', ARGV[1] .. raw[i], now, '+inf')
+  set_availability(p, cap)
+  pods[#pods + 1] = p
+end
+table.sort(pods, function(a, b) return a.index < b.index end)
+local head = redis.call('ZRANGE', KEYS[5], 0, 0)
+local out = {tonumber(head[1] or '-1'), tonumber(redis.call('GET', KEYS[4]) or '0')}
 for _, p in ipairs(pods) do
   out[#out + 1] = p.index
   out[#out + 1] = p.ready and 1 or 0
@@ -312,22 +397,29 @@ WRITE_TABLE = (
     _PRELUDE
     + r"""
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
+-- KEYS[5]: available pods
 -- ARGV[1]: 'replace' | 'upsert' | 'remove' | 'delete'  ARGV[2]: channel  ARGV[3]: message prefix
--- ARGV[4..]: index, encoded state pairs (replace, upsert) or indices (remove)
+-- ARGV[4]: per-pod link set prefix
+-- ARGV[5..]: index, encoded state pairs (replace, upsert) or indices (remove)
 -- Announces the change (see announce) only when the table changed; the version survives
--- 'delete' so it never goes back. Returns 1 if changed, else 0.
+-- 'delete' so it never goes back. Every pod written is re-scored from exact counts, changed or
+-- not (the operator's periodic rewrite is what bounds how long expired links count).
+-- Returns 1 if changed, else 0.
+local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[4])
 local mode = ARGV[1]
 local changed = false
 if mode == 'delete' then
   changed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0
+  redis.call('DEL', KEYS[5])
 elseif mode == 'remove' then
-  for i = 4, #ARGV do
+  for i = 5, #ARGV do
     if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then changed = true end
     redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('ZREM', KEYS[5], ARGV[i])
   end
 else
   local wanted = {}
-  for i = 4, #ARGV, 2 do
+  for i = 5, #ARGV, 2 do
     wanted[ARGV[i]] = true
     if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
       changed = true
@@ -339,10 +431,14 @@ else
       if not wanted[idx] then
         redis.call('HDEL', KEYS[1], idx)
         redis.call('HDEL', KEYS[2], idx)
+        redis.call('ZREM', KEYS[5], idx)
         changed = true
       end
     end
   end
+  local now = now_ms()
+  local cap = policy(rt, '0')
+  for i = 5, #ARGV, 2 do rescore(rt, ARGV[i], cap, now) end
 end
 if changed then
   announce(KEYS[1], KEYS[2], KEYS[4], ARGV[2], ARGV[3])
@@ -352,14 +448,36 @@ return 0
 """
 )
 
+CONFIGURE = (
+    _PRELUDE
+    + r"""
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: available pods
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: link cap per pod (0 = none)
+-- ARGV[3]: temporary link TTL in ms ('' = none: callers' own TTLs apply)
+-- Writes the route's policy and re-scores every pod (a cap change changes availability).
+local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[3], 'cap', ARGV[2])
+if ARGV[3] == '' then
+  redis.call('HDEL', KEYS[3], 'ttl')
+else
+  redis.call('HSET', KEYS[3], 'ttl', ARGV[3])
+end
+local now = now_ms()
+local cap = tonumber(ARGV[2])
+for _, idx in ipairs(redis.call('HKEYS', KEYS[1])) do rescore(rt, idx, cap, now) end
+return 0
+"""
+)
+
 SERVER_REPORT = (
     _PRELUDE
     + r"""
--- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route version
+-- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route version  KEYS[4]: route config
+-- KEYS[5]: available pods
 -- ARGV[1]: pod  ARGV[2]: routing state ('' = keep)  ARGV[3]: load ('' = keep)
--- ARGV[4]: channel  ARGV[5]: message prefix
--- Announces (see announce) when the reported routing state changes; load alone is read at
--- placement time. Returns 1 if the routing state changed, else 0.
+-- ARGV[4]: channel  ARGV[5]: message prefix  ARGV[6]: per-pod link set prefix
+-- Re-scores the pod; announces (see announce) when the reported routing state changes.
+-- Returns 1 if the routing state changed, else 0.
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 local routing, load = 0, 0
 if cur then
@@ -370,6 +488,8 @@ local new_routing = routing
 if ARGV[2] ~= '' then new_routing = tonumber(ARGV[2]) end
 if ARGV[3] ~= '' then load = tonumber(ARGV[3]) end
 redis.call('HSET', KEYS[2], ARGV[1], new_routing .. ',' .. load)
+local rt = route(KEYS[1], KEYS[2], KEYS[4], KEYS[5], ARGV[6])
+rescore(rt, ARGV[1], policy(rt, '0'), now_ms())
 if new_routing ~= routing then
   announce(KEYS[1], KEYS[2], KEYS[3], ARGV[4], ARGV[5])
   return 1

@@ -32,6 +32,7 @@ class RouteTable:
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
         self._write = redis.register_script(scripts.WRITE_TABLE)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
+        self._configure = redis.register_script(scripts.CONFIGURE)
         self._services = ServiceSet(redis, self.keyring, self.timeout)
 
     async def ping(self) -> bool:
@@ -55,11 +56,22 @@ class RouteTable:
         validation.pod_index(index)
         return await self._run(route_keys, "remove", [str(index)])
 
-    async def configure(self, namespace: str, service: str, *, max_links_per_pod: int = 0) -> None:
-        """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available (0 = no cap)."""
+    async def configure(
+        self, namespace: str, service: str, *, max_links_per_pod: int = 0, link_ttl: float | None = None
+    ) -> None:
+        """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available
+        (0 = no cap), and temporary links placed anywhere (gateways, rebinds) live ``link_ttl``
+        seconds (None: each caller's own TTL). Every pod is re-scored."""
         route_keys = self.keyring.route(namespace, service)
         validation.load(max_links_per_pod, "max_links_per_pod")
-        await guarded(self._redis.hset(route_keys.config, "cap", max_links_per_pod), self.timeout)
+        ttl = "" if link_ttl is None else str(int(validation.seconds("link_ttl", link_ttl, minimum=1) * 1000))
+        await guarded(
+            self._configure(
+                keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.available],
+                args=[route_keys.pod_links, max_links_per_pod, ttl],
+            ),
+            self.timeout,
+        )
 
     async def delete(self, namespace: str, service: str) -> None:
         """Remove the table, reports and policy of a route (links are the store's business)."""
@@ -76,7 +88,7 @@ class RouteTable:
         route_keys = self.keyring.route(namespace, service)
         reply = await guarded(
             self._snapshot(
-                keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.version],
+                keys=[*_table(route_keys), route_keys.available],
                 args=[route_keys.pod_links],
             ),
             self.timeout,
@@ -92,12 +104,22 @@ class RouteTable:
             await self._services.add(route_keys)
         changed = await guarded(
             self._write(
-                keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.version],
-                args=[mode, route_keys.channel, changes.table_changed(route_keys.service), *fields],
+                keys=[*_table(route_keys), route_keys.available],
+                args=[
+                    mode,
+                    route_keys.channel,
+                    changes.table_changed(route_keys.service),
+                    route_keys.pod_links,
+                    *fields,
+                ],
             ),
             self.timeout,
         )
         return bool(changed)
+
+
+def _table(route_keys: keys.RouteKeys) -> list[str]:
+    return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
 
 
 def _fields(pods: Iterable[PodState]) -> list[str]:
