@@ -340,13 +340,16 @@ def demo(
     """
     from stateful_route.core import logs
     from stateful_route.demo.run import DemoOptions, run_demo
-    from stateful_route.demo.view import live_display, summary_table
+    from stateful_route.demo.view import kubectl_hint, live_display, summary_table
 
     logs.configure("kv", level=40)  # the display tells the story; only errors are logged
     options = DemoOptions(duration=duration, pods=pods, users=users, seed=seed)
 
     def display(live: Any) -> contextlib.AbstractContextManager[object]:
-        return contextlib.nullcontext() if as_json or not out.is_terminal else live_display(out, live)
+        if as_json or not out.is_terminal:
+            err.print(kubectl_hint(live), highlight=False, soft_wrap=True)  # stdout stays the summary
+            return contextlib.nullcontext()
+        return live_display(out, live)
 
     try:
         with local_redis.redis_url(redis_url) as url, _interruptible():

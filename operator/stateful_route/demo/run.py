@@ -79,6 +79,7 @@ class DisplayState:
     lines: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
+    kubeconfig: str = ""  # the emulated cluster's, for watching and steering it with kubectl
 
 
 class Traffic:
@@ -262,6 +263,7 @@ async def run_demo(
         redis = await stack.enter_async_context(_redis(url, 20))
         stack.push_async_callback(delete_prefix, redis, prefix)
         cluster = await stack.enter_async_context(emulated_cluster())
+        live.kubeconfig = str(cluster.kubeconfig)
         table = RouteTable(redis, prefix=prefix)
         await stack.enter_async_context(
             # In its own thread, like a pod of its own: kopf would otherwise take over Ctrl-C and

@@ -15,7 +15,7 @@ from rich.text import Text
 from stateful_route.demo.run import DisplayState, Summary
 from stateful_route.testing.sim import STS
 
-__all__ = ["live_display", "summary_table"]
+__all__ = ["kubectl_hint", "live_display", "summary_table"]
 
 STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim"}
 
@@ -52,7 +52,13 @@ def _render(live: DisplayState) -> Group:
     return Group(
         _pods(live),
         Panel(story, title=f"story — {elapsed:.0f}s of {live.duration:.0f}s", expand=False),
+        Text(kubectl_hint(live), style="dim"),
     )
+
+
+def kubectl_hint(live: Live) -> str:
+    """How to watch and steer the emulated cluster with the real kubectl while the demo runs."""
+    return f"kubectl: export KUBECONFIG={live.kubeconfig}; kubectl get sroute -w; kubectl get pods"
 
 
 @contextlib.contextmanager

@@ -30,17 +30,23 @@ from stateful_route.core.constants import (
     STS_POD_NAME_LABEL,
     VERSION,
 )
+from stateful_route.testing.apiserver import KubectlEmulator
 
 NS = "games"
 STS = "game"
 ROUTE = "room"
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 RESOURCES: dict[str, Any] = {
-    "v1/pods": {"kind": "Pod", "namespaced": True, "verbs": VERBS, "subresources": {"status"}},
-    "v1/namespaces": {"kind": "Namespace", "namespaced": False, "verbs": VERBS},
-    "v1/events": {"kind": "Event", "namespaced": True, "verbs": VERBS},
+    "v1/pods": {"kind": "Pod", "singular": "pod", "shortnames": {"po"}, "namespaced": True, "verbs": VERBS,
+                "subresources": {"status"}},
+    "v1/namespaces": {"kind": "Namespace", "singular": "namespace", "shortnames": {"ns"}, "namespaced": False,
+                      "verbs": VERBS},
+    "v1/events": {"kind": "Event", "singular": "event", "shortnames": {"ev"}, "namespaced": True,
+                  "verbs": VERBS},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
+        "singular": "customresourcedefinition",
+        "shortnames": {"crd"},
         "namespaced": False,
         "verbs": VERBS,
     },
@@ -52,14 +58,15 @@ RESOURCES: dict[str, Any] = {
         "verbs": VERBS,
         "subresources": {"status"},
     },
-    "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "namespaced": True, "verbs": VERBS},
-}
+    "kopf.dev/v1/kopfpeerings": {"kind": "KopfPeering", "singular": "kopfpeering", "namespaced": True,
+                                 "verbs": VERBS},
+}  # fmt: skip
 # In a source checkout (the demo and the tests); an installed wheel has no CRD file and the
 # emulator then serves the resource without its definition, which kopf does not read anyway.
-CRD = Path(__file__).parents[2] / "crds" / "statefulroute.yaml"
+CRD = Path(__file__).parents[3] / "crds" / "statefulroute.yaml"
 
 
-class NamingEmulator(kmock.KubernetesEmulator):
+class NamingEmulator(KubectlEmulator):
     """kmock's emulator, plus the API server's naming of objects created with ``generateName``
     (kopf names its events that way; without this every event after the first conflicts)."""
 

@@ -1,0 +1,148 @@
+"""The real kubectl against the emulated cluster with the real operator: what the demo promises a
+user who wants to watch and steer it (``kubectl get sroute -w``, ``get pods``, ``describe``,
+``annotate``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stateful_route import ClientDriver, RouteTable
+from stateful_route.testing.apiserver import age, matches_selector
+from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
+from tests.routes import poll_until
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
+
+
+async def kubectl(cluster: Cluster, cache: Path, *args: str) -> tuple[int, str, str]:
+    """Run kubectl against the emulator (its discovery cached in the test's own folder)."""
+    assert KUBECTL is not None
+    process = await asyncio.create_subprocess_exec(
+        KUBECTL, "--cache-dir", str(cache), *args,
+        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def rows(table: str) -> list[list[str]]:
+    return [line.split() for line in table.strip().splitlines()]
+
+
+@needs_kubectl
+async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster(
+    cluster, redis, redis_url, prefix, tmp_path
+):
+    cache = tmp_path / "kubectl-cache"
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+
+        async def status_summary(wanted: str) -> bool:
+            return ((await cluster.route()).get("status") or {}).get("summary") == wanted
+
+        await poll_until(lambda: status_summary("3/3"), within=10, every=0.1)
+
+        # The CRD's printer columns, as the API server renders them; no short-name warning.
+        code, out, err = await kubectl(cluster, cache, "get", "sroute")
+        assert (code, err) == (0, "")
+        assert rows(out)[0] == ["NAME", "SERVICE", "ROUTABLE", "BEST", "LINKS", "AGE"]
+        assert rows(out)[1][:5] == ["room", "room", "3/3", "0", "0"]
+        # Lists carry their kind (kubectl refused them without it).
+        code, out, err = await kubectl(cluster, cache, "get", "statefulroutes", "-o",
+                                       "jsonpath={.items[*].status.summary}")  # fmt: skip
+        assert (code, out, err) == (0, "3/3", "")
+
+        code, out, err = await kubectl(cluster, cache, "get", "pods")
+        assert (code, err) == (0, "")
+        assert [r[:4] for r in rows(out)] == [
+            ["NAME", "READY", "STATUS", "RESTARTS"],
+            *([f"game-{i}", "1/1", "Running", "0"] for i in range(3)),
+        ]
+        code, out, _ = await kubectl(cluster, cache, "get", "po", "-l", "app=game", "-o", "name")
+        assert (code, out.split()) == (0, [f"pod/game-{i}" for i in range(3)])
+
+        # Steering: a drain by annotation reaches the route table through the operator.
+        code, out, err = await kubectl(
+            cluster, cache, "annotate", "pod", "game-2", "stateful-route.dev/routing-state=DenyNewCall"
+        )
+        assert (code, out.strip()) == (0, "pod/game-2 annotated"), err
+
+        async def drained() -> bool:
+            return sorted((await table.snapshot(NS, ROUTE)).available) == [0, 1]
+
+        await poll_until(drained, within=10, every=0.05)
+
+        # Watching: the first row, then a new row when a deleted pod's users are evicted.
+        for uid in range(6):
+            await client.compute_linked_pod(NS, f"u{uid}", ROUTE)
+        assert KUBECTL is not None
+        watch = await asyncio.create_subprocess_exec(
+            KUBECTL, "--cache-dir", str(cache), "get", "sroute", "-w",
+            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        try:
+            seen = [await asyncio.wait_for(watch.stdout.readline(), 10) for _ in range(2)]
+            assert seen[0].split()[:3] == [b"NAME", b"SERVICE", b"ROUTABLE"]
+            assert seen[1].split()[:3] == [b"room", b"room", b"3/3"]
+            code, _, err = await kubectl(cluster, cache, "delete", "pod", "game-0")
+            assert code == 0, err
+            async with asyncio.timeout(10):
+                while b"2/2" not in (line := await watch.stdout.readline()):
+                    assert line, "kubectl's watch ended"
+            assert line.split()[:3] == [b"room", b"room", b"2/2"]
+        finally:
+            watch.terminate()
+            await watch.wait()
+
+        # Describing: the status and the operator's events about this route (only those).
+        async def evicted_described() -> bool:
+            code, out, _ = await kubectl(cluster, cache, "describe", "sroute", "room")
+            return code == 0 and "Evicted" in out
+
+        await poll_until(evicted_described, within=10, every=0.3)
+        other = {"metadata": {"name": "other", "namespace": NS}, "reason": "Unrelated", "message": "not ours",
+                 "involvedObject": {"kind": "Pod", "name": "game-1", "namespace": NS}}  # fmt: skip
+        async with cluster.api.request("POST", f"/api/v1/namespaces/{NS}/events", json=other) as response:
+            assert response.status < 300, await response.text()
+        _, out, _ = await kubectl(cluster, cache, "describe", "sroute", "room")
+        assert "evicted 3 links from pod 0: deleted; rebound 3" in out
+        assert "Unrelated" not in out
+        assert "Summary:          2/2" in out
+        _, out, _ = await kubectl(cluster, cache, "get", "events", "-o", "name")
+        assert "event/other" in out.split()
+
+
+def test_selectors_match_as_the_api_server_does():
+    event = {"involvedObject": {"name": "room", "kind": "StatefulRoute"}, "metadata": {"labels": {"a": "1"}}}
+    assert matches_selector(event, "involvedObject.name=room,involvedObject.kind==StatefulRoute", fields=True)
+    assert not matches_selector(event, "involvedObject.name=other", fields=True)
+    assert matches_selector(event, "involvedObject.name!=other", fields=True)
+    assert matches_selector(event, "a=1,a,!b", fields=False)
+    assert not matches_selector(event, "a!=1", fields=False)
+    assert not matches_selector(event, "b", fields=False)
+    assert matches_selector(event, "", fields=False)
+
+
+def test_ages_read_like_kubectls():
+    import datetime
+
+    now = datetime.datetime(2026, 1, 2, 12, 0, 0, tzinfo=datetime.UTC)
+    ago = {5: "5s", 119: "119s", 192: "3m12s", 300: "5m", 17 * 60: "17m", 5 * 3600: "5h", 3 * 86400: "3d"}
+    for seconds, shown in ago.items():
+        born = (now - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert age(born, now) == shown
+    assert age(None, now) == "<unknown>"
