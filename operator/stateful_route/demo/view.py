@@ -56,7 +56,7 @@ def _render(live: DisplayState) -> Group:
     )
 
 
-def kubectl_hint(live: Live) -> str:
+def kubectl_hint(live: DisplayState) -> str:
     """How to watch and steer the emulated cluster with the real kubectl while the demo runs."""
     return f"kubectl: export KUBECONFIG={live.kubeconfig}; kubectl get sroute -w; kubectl get pods"
 
