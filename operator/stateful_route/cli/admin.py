@@ -7,13 +7,14 @@ error (``InvalidInput``, ``NotFound``, ``NoAvailablePod``, ``StoreUnavailable``)
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from stateful_route.controller.status import pod_state, rfc3339
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
 from stateful_route.core.errors import StatefulRouteError
-from stateful_route.core.state import RouteSnapshot, RoutingState
+from stateful_route.core.state import PodPhase, RouteSnapshot, RoutingState
 from stateful_route.gateway.client import ClientDriver
 from stateful_route.pod.server import ServerDriver
 from stateful_route.store import connection
@@ -39,14 +40,19 @@ async def connect(url: str, prefix: str, deadline: float) -> AsyncIterator[Admin
         await redis.aclose()
 
 
-def pod_rows(snapshot: RouteSnapshot) -> list[dict[str, Any]]:
-    """One row per pod of a route table, as the ``pods`` command prints it."""
+def pod_rows(snapshot: RouteSnapshot, phases: Mapping[int, PodPhase] | None = None) -> list[dict[str, Any]]:
+    """One row per pod of a route table, as the ``pods`` command prints it; ``state`` says
+    Terminating (``terminating_until`` is its deadline) or Outdated where ``phases`` say so."""
     routable = snapshot.routable
+    phases = phases or {}
     return [
         {
             "pod": index,
+            "state": pod_state(pod, phases.get(index)),
             "ready": pod.ready,
             "terminating": pod.terminating,
+            "terminating_until": _until(phases.get(index)),
+            "outdated": index in phases and phases[index].outdated,
             "routing": pod.routing.label,
             "routable": index in routable,
             "available": index in snapshot.available,
@@ -56,6 +62,10 @@ def pod_rows(snapshot: RouteSnapshot) -> list[dict[str, Any]]:
         }
         for index, pod in sorted(snapshot.pods.items())
     ]
+
+
+def _until(phase: PodPhase | None) -> str | None:
+    return None if phase is None or phase.terminating_until is None else rfc3339(phase.terminating_until)
 
 
 class Admin:
@@ -74,6 +84,11 @@ class Admin:
         if not snapshot.pods:
             raise NotFound(f"no route table for {ns}/{service} under prefix {self.prefix!r}")
         return snapshot
+
+    async def pods(self, ns: str, service: str) -> list[dict[str, Any]]:
+        """The ``pods`` command's rows: the route table with what the operator says of each pod."""
+        snapshot = await self.snapshot(ns, service)
+        return pod_rows(snapshot, await self.table.phases(ns, service))
 
     async def _existing_pod(self, ns: str, service: str, pod: int) -> None:
         validation.pod_index(pod, "pod")

@@ -144,16 +144,14 @@ def pods(
 
     Example: stateful-route pods games room --json
     """
-    from stateful_route.cli.admin import pod_rows
-
-    rows = pod_rows(_admin(target, lambda a: a.snapshot(namespace, service)))
+    rows = _admin(target, lambda a: a.pods(namespace, service))
 
     def table() -> Table:
         t = Table(title=f"{namespace}/{service}")
         for column in ("pod", "state", "routable", "available", "links", "load", "best"):
             t.add_column(column, justify="right" if column in ("links", "load") else "left")
         for r in rows:
-            state = r["routing"] if r["ready"] and not r["terminating"] else "NotReady"
+            state = r["state"] + (f" until {r['terminating_until']}" if r["terminating_until"] else "")
             yes = {True: "yes", False: "no"}
             t.add_row(str(r["pod"]), state, yes[r["routable"]], yes[r["available"]], f"{r['links']:,}",
                       str(r["load"]), "★" if r["best"] else "")  # fmt: skip

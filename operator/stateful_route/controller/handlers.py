@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from stateful_route.controller import census, login, pods, status
+from stateful_route.controller import census, login, pods, rollouts, status
 from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.spec import RouteName, RouteRef, RouteSpec
@@ -30,6 +30,7 @@ __all__ = ["OperatorConfig", "OperatorContext", "register"]
 log = logging.getLogger("stateful_route.operator")
 
 ROUTES = (GROUP, VERSION, PLURAL)
+STATEFUL_SETS = ("apps", "v1", "statefulsets")
 ROUTE_PODS = {STS_POD_NAME_LABEL: kopf.PRESENT}
 
 
@@ -130,13 +131,24 @@ def _records(route_pods: kopf.Index[Any, Any], route: RouteRef, ctx: OperatorCon
     return [r for r in _indexed(route_pods, route) if r.uid not in ctx.gone]
 
 
+def _stateful_set(
+    stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord], route: RouteRef
+) -> rollouts.StatefulSetRecord | None:
+    found = list(stateful_sets.get((route.namespace, route.spec.stateful_set), []))
+    return found[0] if found else None
+
+
 async def _reconcile(
-    ctx: OperatorContext, route: RouteRef, records: Iterable[pods.PodRecord], handler: str
+    ctx: OperatorContext,
+    route: RouteRef,
+    records: Iterable[pods.PodRecord],
+    stateful_set: rollouts.StatefulSetRecord | None,
+    handler: str,
 ) -> Result:
     metrics = ctx.metrics
     with metrics.handler_seconds.labels(handler).time():
         try:
-            result = await (await ctx.open()).reconcile(route, records)
+            result = await (await ctx.open()).reconcile(route, records, stateful_set)
         except StatefulRouteError as exc:
             metrics.redis_errors.labels(handler).inc()
             log.warning(
@@ -189,6 +201,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         rec, sts = pods.record(body), pods.owner(body)
         return {} if rec is None or sts is None else {(namespace, sts): rec}
 
+    @kopf.index(*STATEFUL_SETS, id="stateful_sets", registry=registry)
+    def stateful_sets(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): rollouts.record(body)}
+
     @kopf.index(*ROUTES, id="routes", registry=registry)
     def routes(namespace: str, name: str, uid: str, spec: kopf.Spec, **_: Any) -> dict[Any, RouteRef]:
         try:
@@ -203,6 +219,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         namespace: str,
         routes: kopf.Index[Any, RouteRef],
         route_pods: kopf.Index[Any, pods.PodRecord],
+        stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
@@ -218,7 +235,23 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
         for route in routes.get((namespace, sts), []):
-            await _reconcile(memo.ctx, route, _records(route_pods, route, memo.ctx), "pod_changed")
+            records = _records(route_pods, route, memo.ctx)
+            await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "pod_changed")
+
+    @kopf.on.event(*STATEFUL_SETS, id="stateful_set_changed", registry=registry)
+    async def stateful_set_changed(
+        namespace: str,
+        name: str,
+        routes: kopf.Index[Any, RouteRef],
+        route_pods: kopf.Index[Any, pods.PodRecord],
+        stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
+        memo: kopf.Memo,
+        **_: Any,
+    ) -> None:
+        for route in routes.get((namespace, name), []):
+            records = _records(route_pods, route, memo.ctx)
+            sts = _stateful_set(stateful_sets, route)
+            await _reconcile(memo.ctx, route, records, sts, "stateful_set_changed")
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
@@ -229,12 +262,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         uid: str,
         spec: kopf.Spec,
         route_pods: kopf.Index[Any, pods.PodRecord],
+        stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
         await (await memo.ctx.open()).configure(route)
-        await _reconcile(memo.ctx, route, _records(route_pods, route, memo.ctx), "route_changed")
+        records = _records(route_pods, route, memo.ctx)
+        await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
 
     @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
@@ -252,6 +287,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         uid: str,
         spec: kopf.Spec,
         route_pods: kopf.Index[Any, pods.PodRecord],
+        stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
         memo: kopf.Memo,
         patch: kopf.Patch,
         **_: Any,
@@ -260,8 +296,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         if memo.ctx.census_due(route):
             await memo.ctx.take_census(route, _indexed(route_pods, route))
         records = _records(route_pods, route, memo.ctx)
-        result = await _reconcile(memo.ctx, route, records, "route_tick")
+        result = await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick")
         reconciler = await memo.ctx.open()
-        built = status.build_status(route, records, result.snapshot, reconciler.last_eviction.get(route.key))
+        last = reconciler.last_eviction.get(route.key)
+        built = status.build_status(route, records, result.snapshot, last, result.plan.phases)
         if memo.ctx.status_due(route, built):
             patch.status.update(built)

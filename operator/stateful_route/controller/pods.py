@@ -1,16 +1,18 @@
-"""What the operator reads from a pod: ordinal, readiness, termination, drain annotation (pure)."""
+"""What the operator reads from a pod: ordinal, readiness, termination and its deadline, revision,
+drain annotation (pure)."""
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stateful_route.core.constants import POD_INDEX_LABEL, ROUTING_ANNOTATION
+from stateful_route.core.constants import POD_INDEX_LABEL, REVISION_LABEL, ROUTING_ANNOTATION
 from stateful_route.core.errors import InvalidInput
 from stateful_route.core.state import RoutingState
 
-__all__ = ["PodRecord", "ordinal", "owner", "record"]
+__all__ = ["PodRecord", "ordinal", "owner", "record", "timestamp"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +27,8 @@ class PodRecord:
     routing: RoutingState
     bad_annotation: str | None = None  # the value that could not be read, if any
     created: str = ""  # metadata.creationTimestamp (RFC 3339), "" if absent
+    deadline: float | None = None  # metadata.deletionTimestamp (Unix seconds): when it is killed
+    revision: str | None = None  # the controller-revision-hash label: the StatefulSet revision it runs
 
 
 def owner(body: Mapping[str, Any]) -> str | None:
@@ -50,12 +54,21 @@ def _ready(status: Mapping[str, Any]) -> bool:
     return False
 
 
+def timestamp(text: Any) -> float | None:
+    """An RFC 3339 time as Unix seconds; None when absent or unreadable."""
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def record(body: Mapping[str, Any]) -> PodRecord | None:
     """The record of a StatefulSet pod, or None for a pod we do not route to."""
     meta = body.get("metadata", {})
     index = ordinal(body)
     if index is None or owner(body) is None:
         return None
+    deletion = meta.get("deletionTimestamp")
     raw = (meta.get("annotations") or {}).get(ROUTING_ANNOTATION)
     routing, bad = RoutingState.READY, None
     if raw is not None:
@@ -68,8 +81,11 @@ def record(body: Mapping[str, Any]) -> PodRecord | None:
         uid=str(meta.get("uid", "")),
         ordinal=index,
         ready=_ready(body.get("status") or {}),
-        terminating=meta.get("deletionTimestamp") is not None,
+        terminating=deletion is not None,
         routing=routing,
         bad_annotation=bad,
         created=str(meta.get("creationTimestamp") or ""),
+        # An unreadable deletionTimestamp counts as passed: the pod may be killed any moment.
+        deadline=None if deletion is None else (timestamp(deletion) or 0.0),
+        revision=(meta.get("labels") or {}).get(REVISION_LABEL),
     )

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from stateful_route.controller import planning
 from stateful_route.controller.pods import PodRecord
-from stateful_route.controller.spec import Rebind, RouteName, RouteRef
-from stateful_route.core.state import RouteSnapshot
+from stateful_route.controller.rollouts import StatefulSetRecord
+from stateful_route.controller.spec import OnTermination, Rebind, RouteName, RouteRef
+from stateful_route.core.state import PodPhase, RouteSnapshot, RoutingState
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import Eviction, evict
 from stateful_route.store.links import LinkStore
@@ -53,10 +54,13 @@ class Reconciler:
         prefix: str = "sr",
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
         self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._phases: dict[RouteName, dict[int, PodPhase]] = {}
         self._locks: collections.defaultdict[RouteName, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._not_ready_since: collections.defaultdict[RouteName, dict[str, float]] = collections.defaultdict(
             dict
@@ -72,20 +76,30 @@ class Reconciler:
             link_ttl=route.spec.link_ttl,
         )
 
-    async def reconcile(self, route: RouteRef, records: Iterable[PodRecord]) -> Result:
-        """Make the table match ``records`` (the route's pods) and evict what is unroutable."""
+    async def reconcile(
+        self, route: RouteRef, records: Iterable[PodRecord], stateful_set: StatefulSetRecord | None = None
+    ) -> Result:
+        """Make the table match ``records`` (the route's pods) and ``stateful_set`` (its rollout,
+        if known), and evict what is unroutable."""
         name = route.key
         ns, service, spec = route.namespace, route.spec.service, route.spec
         async with self._locks[name]:
             before = await self.table.snapshot(ns, service)
             if not before.pods:  # a new route, or a Redis that came back empty: policy first
                 await self.configure(route)
+            blocked: frozenset[int] = frozenset()
+            if stateful_set is not None:
+                blocked = await self._blocked(route, before)
             plan = planning.plan(
                 records,
                 before.pods,
                 grace=spec.grace,
                 not_ready_since=self._not_ready_since[name],
                 now=self._clock(),
+                wall=self._wall_clock(),
+                handoff=spec.on_termination is OnTermination.HANDOFF,
+                stateful_set=stateful_set,
+                blocked=blocked,
             )
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
@@ -106,7 +120,18 @@ class Reconciler:
             if useful:
                 self.last_eviction[name] = useful[-1]
             after = await self.table.snapshot(ns, service) if evictions else fenced
+            if not before.pods or self._phases.get(name) != plan.phases:
+                await self.table.put_phases(ns, service, plan.phases)
+                self._phases[name] = plan.phases
             return Result(plan, after, useful, wrote)
+
+    async def _blocked(self, route: RouteRef, before: RouteSnapshot) -> frozenset[int]:
+        """Pods taking no new users whatever the table says: their own report, or the cap."""
+        reports = await self.table.reports(route.namespace, route.spec.service)
+        cap = route.spec.max_links_per_pod
+        return frozenset(i for i, r in reports.items() if r is not RoutingState.READY) | frozenset(
+            i for i, n in before.links.items() if cap and n >= cap
+        )
 
     async def remove(self, route: RouteRef) -> Removal:
         """Forget a deleted route: its table, and its links unless the route keeps them."""
@@ -122,5 +147,6 @@ class Reconciler:
             )
         self._locks.pop(name, None)
         self._not_ready_since.pop(name, None)
+        self._phases.pop(name, None)
         self.last_eviction.pop(name, None)
         return Removal(pods, removed)

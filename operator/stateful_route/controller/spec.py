@@ -10,7 +10,7 @@ from typing import Any
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL, GROUP, KIND, VERSION
 
-__all__ = ["Rebind", "RouteName", "RouteRef", "RouteSpec"]
+__all__ = ["OnTermination", "Rebind", "RouteName", "RouteRef", "RouteSpec"]
 
 # (namespace, metadata.name) of a StatefulRoute object: what the operator keys its bookkeeping
 # by. Its route table is named by (namespace, spec.service) instead: core.state.ServiceId.
@@ -24,6 +24,15 @@ class Rebind(enum.Enum):
     EAGER = "Eager"
 
 
+class OnTermination(enum.Enum):
+    """What a terminating pod that is still Ready does: keep its users, taking no new ones, until
+    it reports Shutdown, stops being Ready, reaches its deletionTimestamp or is gone (Handoff);
+    or lose them at once (Evict)."""
+
+    HANDOFF = "Handoff"
+    EVICT = "Evict"
+
+
 @dataclass(frozen=True, slots=True)
 class RouteSpec:
     """What a StatefulRoute asks for."""
@@ -35,6 +44,7 @@ class RouteSpec:
     rebind: Rebind = Rebind.LAZY
     max_links_per_pod: int = 0
     keep_links_on_delete: bool = False
+    on_termination: OnTermination = OnTermination.HANDOFF
 
     @classmethod
     def parse(cls, name: str, spec: Mapping[str, Any]) -> RouteSpec:
@@ -43,6 +53,10 @@ class RouteSpec:
             rebind = Rebind(spec.get("rebind", "Lazy"))
         except ValueError:
             raise validation.invalid("spec.rebind", "must be Lazy or Eager") from None
+        try:
+            on_termination = OnTermination(spec.get("onTermination", "Handoff"))
+        except ValueError:
+            raise validation.invalid("spec.onTermination", "must be Handoff or Evict") from None
         return cls(
             stateful_set=validation.dns_label("spec.statefulSetName", spec.get("statefulSetName")),
             service=validation.dns_label("spec.service", spec.get("service", name)),
@@ -55,6 +69,7 @@ class RouteSpec:
             keep_links_on_delete=validation.flag(
                 "spec.keepLinksOnDelete", spec.get("keepLinksOnDelete", False)
             ),
+            on_termination=on_termination,
         )
 
 

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.spec import RouteRef
-from stateful_route.core.state import RouteSnapshot
+from stateful_route.core.state import PodPhase, PodState, RouteSnapshot
 from stateful_route.store.eviction import Eviction
 
-__all__ = ["build_status"]
+__all__ = ["build_status", "pod_state", "rfc3339"]
+
+
+def rfc3339(seconds: float) -> str:
+    """Unix seconds as an RFC 3339 UTC time, to the second."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def pod_state(pod: PodState | None, phase: PodPhase | None) -> str:
+    """One word for a pod: Terminating or Outdated (from the operator), else NotReady, else its
+    routing state; ``gone`` when the table no longer has it."""
+    if pod is None:
+        return "gone"
+    if pod.routable and phase is not None and phase.label is not None:
+        return phase.label
+    return pod.routing.label if pod.alive else "NotReady"
 
 
 def build_status(
@@ -18,12 +35,15 @@ def build_status(
     records: Iterable[PodRecord],
     snapshot: RouteSnapshot,
     last_eviction: Eviction | None,
+    phases: Mapping[int, PodPhase] | None = None,
 ) -> dict[str, Any]:
     """``status`` for ``kubectl get sroute``: pods, counts, best pod, last eviction, Ready condition.
 
     ``ready`` is what Kubernetes says; ``routable``/``available``/``routingState`` are what the
-    router uses (a NotReady pod within its grace stays routable, taking no new users).
+    router uses (a NotReady pod within its grace stays routable, taking no new users); ``state``
+    says Terminating (with ``terminatingUntil``) or Outdated where ``phases`` say so.
     """
+    phases = phases or {}
     by_index = {rec.ordinal: rec for rec in records if not rec.terminating} | {
         rec.ordinal: rec for rec in records if rec.terminating and rec.ordinal not in snapshot.pods
     }
@@ -31,6 +51,8 @@ def build_status(
     for index in sorted(set(snapshot.pods) | set(by_index)):
         state = snapshot.pods.get(index)
         rec = by_index.get(index)
+        phase = phases.get(index, PodPhase())
+        until = phase.terminating_until
         pods.append(
             {
                 "index": index,
@@ -39,6 +61,9 @@ def build_status(
                 "routable": bool(state and state.routable),
                 "available": index in snapshot.available,
                 "routingState": state.routing.label if state else None,
+                "state": pod_state(state, phase),
+                "terminatingUntil": None if until is None else rfc3339(until),
+                "outdated": phase.outdated,
                 "load": state.load if state else 0,
                 "links": snapshot.links.get(index, 0),
             }
@@ -54,6 +79,7 @@ def build_status(
         "summary": f"{routable}/{len(pods)}",
         "links": sum(snapshot.links.values()),
         "bestPod": snapshot.best,
+        "outdatedPods": sorted(i for i, phase in phases.items() if phase.outdated),
         "conditions": [
             {
                 "type": "Ready",

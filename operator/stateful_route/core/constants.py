@@ -8,6 +8,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "POD_INDEX_LABEL",
+    "REVISION_LABEL",
     "ROUTING_ANNOTATION",
     "SHORT_NAME",
     "STS_POD_NAME_LABEL",
@@ -28,3 +29,5 @@ ROUTING_ANNOTATION = f"{GROUP}/routing-state"
 # Set on every StatefulSet pod by the controller; the index label exists since Kubernetes 1.28.
 STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
+# The StatefulSet revision a pod runs (compared with the StatefulSet's status.updateRevision).
+REVISION_LABEL = "controller-revision-hash"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from stateful_route.core import validation
 
-__all__ = ["PodState", "RouteSnapshot", "RoutingState", "ServiceId"]
+__all__ = ["PodPhase", "PodState", "RouteSnapshot", "RoutingState", "ServiceId"]
 
 # (namespace, service): what clients route by, and the name of one route table in Redis. Not to
 # be confused with a StatefulRoute object's (namespace, name): see controller.spec.RouteName.
@@ -97,3 +97,34 @@ class RouteSnapshot:
     def routable(self) -> frozenset[int]:
         """Pods existing users may keep using."""
         return frozenset(i for i, pod in self.pods.items() if pod.routable)
+
+
+@dataclass(frozen=True, slots=True)
+class PodPhase:
+    """Why the operator keeps a pod that is still routable from new users, for display: it is
+    terminating under the Handoff policy (until ``terminating_until``, Unix seconds: its
+    ``deletionTimestamp``), or outdated by a rolling update or a scale-down under way."""
+
+    terminating_until: float | None = None
+    outdated: bool = False
+
+    @property
+    def label(self) -> str | None:
+        """``Terminating``, ``Outdated`` or None."""
+        if self.terminating_until is not None:
+            return "Terminating"
+        return "Outdated" if self.outdated else None
+
+    def encode(self) -> str:
+        """``"<deadline or empty>,<0|1>"``, as stored in the route's phase hash."""
+        until = "" if self.terminating_until is None else f"{self.terminating_until:.3f}"
+        return f"{until},{int(self.outdated)}"
+
+    @classmethod
+    def decode(cls, raw: str) -> PodPhase:
+        """The inverse of ``encode``; an unreadable entry reads as no phase."""
+        until, _, outdated = raw.partition(",")
+        try:
+            return cls(float(until) if until else None, outdated == "1")
+        except ValueError:
+            return cls()

@@ -4,7 +4,9 @@ Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<
 expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
 a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
 (sorted set scored by links + load, the head is the best pod), ``pods`` the route table, ``srv``
-the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``), ``ver`` the table's version.
+the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``), ``ver`` the table's version,
+``phase`` what the operator says of pods beyond the table (terminating with a deadline, outdated;
+for display).
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
 same key.
 """
@@ -34,6 +36,7 @@ class RouteKeys:
     reports: str
     config: str
     version: str
+    phases: str
     channel: str
 
     @classmethod
@@ -51,6 +54,7 @@ class RouteKeys:
             reports=base + "srv",
             config=base + "cfg",
             version=base + "ver",
+            phases=base + "phase",
             channel=changes_channel(prefix, namespace),
         )
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stateful_route.core import validation
-from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
+from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
@@ -77,6 +78,7 @@ class RouteTable:
         """Remove the table, reports and policy of a route (links are the store's business)."""
         route_keys = self.keyring.route(namespace, service)
         await self._run(route_keys, "delete", [])
+        await guarded(self._redis.delete(route_keys.phases), self.timeout)
         await self._services.discard(namespace, service)
 
     async def pods(self, namespace: str, service: str) -> dict[int, PodState]:
@@ -94,6 +96,34 @@ class RouteTable:
             self.timeout,
         )
         return _decode_snapshot(reply)
+
+    async def put_phases(self, namespace: str, service: str, phases: Mapping[int, PodPhase]) -> None:
+        """Replace what the operator says about pods beyond the table (read by displays only);
+        one JSON string, so a reader sees the old or the new whole."""
+        k = self.keyring.route(namespace, service)
+        value = json.dumps({str(validation.pod_index(i)): p.encode() for i, p in sorted(phases.items())})
+        await guarded(self._redis.set(k.phases, value), self.timeout)
+
+    async def phases(self, namespace: str, service: str) -> dict[int, PodPhase]:
+        """Pods the operator reports as terminating (Handoff) or outdated."""
+        k = self.keyring.route(namespace, service)
+        raw = await guarded(self._redis.get(k.phases), self.timeout)
+        try:
+            found = json.loads(raw) if raw else {}
+        except ValueError:
+            return {}
+        return {int(i): PodPhase.decode(str(v)) for i, v in found.items() if str(i).isdigit()}
+
+    async def reports(self, namespace: str, service: str) -> dict[int, RoutingState]:
+        """The routing state each pod reported itself (pods that never reported are absent)."""
+        k = self.keyring.route(namespace, service)
+        raw = await guarded(self._redis.hgetall(k.reports), self.timeout)
+        found: dict[int, RoutingState] = {}
+        for index, report in raw.items():
+            routing = _text(report).partition(",")[0]
+            if _text(index).isdigit() and routing.isdigit() and int(routing) <= max(RoutingState):
+                found[int(_text(index))] = RoutingState(int(routing))
+        return found
 
     async def services(self, namespace: str) -> list[str]:
         """Services that have a route table in ``namespace``."""
@@ -120,6 +150,10 @@ class RouteTable:
 
 def _table(route_keys: keys.RouteKeys) -> list[str]:
     return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _fields(pods: Iterable[PodState]) -> list[str]:

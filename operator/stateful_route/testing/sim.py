@@ -12,7 +12,7 @@ import datetime
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from stateful_route.core.constants import (
     GROUP,
     PLURAL,
     POD_INDEX_LABEL,
+    REVISION_LABEL,
     ROUTING_ANNOTATION,
     STS_POD_NAME_LABEL,
     VERSION,
@@ -43,6 +44,8 @@ RESOURCES: dict[str, Any] = {
                       "verbs": VERBS},
     "v1/events": {"kind": "Event", "singular": "event", "shortnames": {"ev"}, "namespaced": True,
                   "verbs": VERBS},
+    "apps/v1/statefulsets": {"kind": "StatefulSet", "singular": "statefulset", "shortnames": {"sts"},
+                             "namespaced": True, "verbs": VERBS, "subresources": {"status"}},
     "apiextensions.k8s.io/v1/customresourcedefinitions": {
         "kind": "CustomResourceDefinition",
         "singular": "customresourcedefinition",
@@ -85,6 +88,14 @@ def declare(emulator: kmock.KubernetesEmulator) -> None:
         emulator.resources[key] = info
 
 
+def _rfc3339(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+PreStop = Callable[[int], Awaitable[None]]
+KUBELET_HOLD = "sim.stateful-route.dev/kubelet"  # holds a terminating pod in kmock until removed
+
+
 class Cluster:
     """Drives the emulated API the way kubelet, the StatefulSet controller and kubectl would."""
 
@@ -92,6 +103,17 @@ class Cluster:
         self.api = emulator
         self.kubeconfig = kubeconfig
         self.sts_uid = str(uuid.uuid4())
+        self.replicas = 0
+        self.revision = "rev-1"  # the StatefulSet's update revision: what new pods run
+        self.revisions: dict[int, str] = {}  # each pod's controller-revision-hash
+        self._removals: set[asyncio.Task[None]] = set()
+        self._terminating: set[int] = set()
+
+    async def close(self) -> None:
+        """Stop graceful removals still waiting (the cluster is going away)."""
+        for task in self._removals:
+            task.cancel()
+        await asyncio.gather(*self._removals, return_exceptions=True)
 
     async def _call(self, method: str, path: str, body: Any = None, content: str = "application/json") -> Any:
         kwargs: dict[str, Any] = {"headers": {"Content-Type": content}}
@@ -116,6 +138,7 @@ class Cluster:
 
     def pod_body(self, index: int, *, ready: bool = True, sts: str = STS) -> dict[str, Any]:
         name = f"{sts}-{index}"
+        self.revisions[index] = self.revision
         return {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -124,7 +147,8 @@ class Cluster:
                 "namespace": NS,
                 "uid": str(uuid.uuid4()),
                 "creationTimestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "labels": {STS_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index), "app": sts},
+                "labels": {STS_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index), "app": sts,
+                           REVISION_LABEL: self.revision},
                 "ownerReferences": [
                     {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": sts, "uid": self.sts_uid,
                      "controller": True}
@@ -159,8 +183,156 @@ class Cluster:
             "application/merge-patch+json",
         )
 
-    async def delete_pod(self, index: int) -> None:
-        await self._call("DELETE", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}")
+    async def delete_pod(self, index: int, *, grace: float = 0) -> None:
+        """`kubectl delete pod`: at once with ``grace`` 0; otherwise graceful (see ``terminate``),
+        and the pod is removed in the background when its grace ends."""
+        if grace <= 0:
+            await self._remove(index)
+            return
+        await self.terminate(index, grace)
+        task = asyncio.create_task(self._run_out(index, grace, asyncio.sleep(grace)))
+        self._removals.add(task)
+        task.add_done_callback(self._removals.discard)
+
+    async def pod(self, index: int) -> dict[str, Any]:
+        return dict(await self._call("GET", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}"))
+
+    async def terminate(self, index: int, grace: float) -> None:
+        """What the API server does on a graceful deletion: the pod gets its ``deletionTimestamp``
+        (now + grace, to the second, as Kubernetes writes it) and stays, Ready, until removed.
+        kmock removes an object with a deletionTimestamp at once unless a finalizer holds it, so
+        one stands in for kubelet until the pod is removed."""
+        deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace)
+        meta = {"deletionTimestamp": _rfc3339(deadline), "deletionGracePeriodSeconds": round(grace),
+                "finalizers": [KUBELET_HOLD]}  # fmt: skip
+        self._terminating.add(index)
+        await self._call(
+            "PATCH", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}", {"metadata": meta},
+            "application/merge-patch+json",
+        )  # fmt: skip
+
+    async def remove_gracefully(
+        self, index: int, grace: float, *, exit_after: float | None = None, pre_stop: PreStop | None = None
+    ) -> None:
+        """A graceful deletion to its end, as kubelet runs it: mark the pod terminating, run its
+        ``pre_stop`` hook (or let the process run ``exit_after`` seconds, default the whole grace),
+        at most until the grace ends, then remove the pod."""
+        await self.terminate(index, grace)
+        work = (
+            pre_stop(index)
+            if pre_stop is not None
+            else asyncio.sleep(grace if exit_after is None else exit_after)
+        )
+        await self._run_out(index, grace, work)
+
+    async def _run_out(self, index: int, grace: float, work: Awaitable[None]) -> None:
+        """Kubelet's side of a graceful deletion: the pod runs ``work`` for at most ``grace``
+        seconds, then it is removed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(work, grace)
+        await self._remove(index)
+
+    async def _remove(self, index: int) -> None:
+        """The pod is gone: deleted at once, or its graceful deletion released."""
+        path = f"/api/v1/namespaces/{NS}/pods/{STS}-{index}"
+        with contextlib.suppress(RuntimeError):  # already gone
+            if index in self._terminating:
+                await self._call(
+                    "PATCH", path, {"metadata": {"finalizers": []}}, "application/merge-patch+json"
+                )
+            else:
+                await self._call("DELETE", path)
+        self._terminating.discard(index)
+        self.revisions.pop(index, None)
+
+    def stateful_set_body(self, replicas: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": STS, "namespace": NS, "uid": self.sts_uid, "resourceVersion": "1"},
+            "spec": {"replicas": replicas, "serviceName": STS,
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}},
+            "status": {"replicas": replicas, "currentRevision": self.revision,
+                       "updateRevision": self.revision},
+        }  # fmt: skip
+
+    async def create_stateful_set(self, replicas: int) -> None:
+        """The StatefulSet object itself (its pods are created separately)."""
+        self.replicas = replicas
+        await self._call(
+            "POST", f"/apis/apps/v1/namespaces/{NS}/statefulsets", self.stateful_set_body(replicas)
+        )
+
+    async def patch_stateful_set(self, patch: dict[str, Any]) -> None:
+        await self._call(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{NS}/statefulsets/{STS}",
+            patch,
+            "application/merge-patch+json",
+        )
+
+    async def start_rollout(self, revision: str, *, partition: int = 0) -> None:
+        """`kubectl apply` of a new pod template: the update revision changes, pods not yet."""
+        self.revision = revision
+        await self.patch_stateful_set(
+            {"spec": {"updateStrategy": {"rollingUpdate": {"partition": partition}}},
+             "status": {"updateRevision": revision}}
+        )  # fmt: skip
+
+    async def replace_pod(
+        self,
+        index: int,
+        grace: float,
+        *,
+        exit_after: float | None = None,
+        pre_stop: PreStop | None = None,
+        start_after: float = 0.5,
+    ) -> None:
+        """One step of a rolling update: remove the pod gracefully, create it again from the
+        update revision, NotReady for ``start_after`` seconds, then Ready."""
+        await self.remove_gracefully(index, grace, exit_after=exit_after, pre_stop=pre_stop)
+        await self.create_pod(index, ready=start_after <= 0)
+        if start_after > 0:
+            await asyncio.sleep(start_after)
+            await self.set_ready(index, True)
+
+    async def roll(
+        self,
+        revision: str,
+        grace: float,
+        *,
+        partition: int = 0,
+        exit_after: float | None = None,
+        pre_stop: PreStop | None = None,
+        start_after: float = 0.5,
+        step: Callable[[int], None] | None = None,
+    ) -> None:
+        """The StatefulSet controller's RollingUpdate: from the highest ordinal down to the
+        partition, one pod at a time, each new pod Ready before the next is replaced; then
+        ``status.currentRevision`` becomes the update revision (only when every pod runs it)."""
+        await self.start_rollout(revision, partition=partition)
+        for index in range(self.replicas - 1, partition - 1, -1):
+            if self.revisions.get(index) == revision:
+                continue
+            if step is not None:
+                step(index)
+            await self.replace_pod(
+                index, grace, exit_after=exit_after, pre_stop=pre_stop, start_after=start_after
+            )
+        if partition == 0:
+            await self.patch_stateful_set({"status": {"currentRevision": revision}})
+
+    async def scale(self, replicas: int, *, grace: float = 0) -> None:
+        """`kubectl scale`: new pods are created Ready; removed ones go from the highest down."""
+        old, self.replicas = self.replicas, replicas
+        await self.patch_stateful_set({"spec": {"replicas": replicas}, "status": {"replicas": replicas}})
+        for index in range(old, replicas):
+            await self.create_pod(index)
+        for index in range(old - 1, replicas - 1, -1):
+            if grace > 0:
+                await self.remove_gracefully(index, grace)
+            else:
+                await self.delete_pod(index)
 
     async def create_route(self, name: str = ROUTE, **spec: Any) -> None:
         body = {
@@ -173,7 +345,8 @@ class Cluster:
         await self._call("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", body)
 
     async def start(self, pods: int, **spec: Any) -> None:
-        """``pods`` ready pods game-0.. and a route over them."""
+        """A StatefulSet of ``pods`` ready pods game-0.. and a route over them."""
+        await self.create_stateful_set(pods)
         for index in range(pods):
             await self.create_pod(index)
         await self.create_route(**spec)
@@ -282,7 +455,10 @@ async def emulated_cluster(folder: Path | None = None) -> AsyncIterator[Cluster]
             declare(emulator)
             cluster = Cluster(emulator, write_kubeconfig(folder, str(emulator.url).rstrip("/")))
             cluster.setup()
-            yield cluster
+            try:
+                yield cluster
+            finally:
+                await cluster.close()
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,106 @@
+"""Rollout-aware placement: pods a rolling update (or a scale-down) will replace keep their users
+but take no new ones while a pod that stays takes new users."""
+
+from __future__ import annotations
+
+from stateful_route import ClientDriver, RouteTable
+from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
+from tests.e2e.test_route_lifecycle import status_of, wait_for_table
+from tests.routes import poll_until
+
+
+async def place(client: ClientDriver, tag: str, count: int = 30) -> dict[str, int]:
+    return {f"{tag}-{i}": await client.compute_linked_pod(NS, f"{tag}-{i}", ROUTE) for i in range(count)}
+
+
+async def outdated_in_status(cluster: Cluster, expected: list[int]) -> None:
+    async def shown() -> bool:
+        status = await status_of(cluster)
+        return status.get("outdatedPods") == expected and all(
+            p["outdated"] == (p["index"] in expected) for p in status["pods"]
+        )
+
+    await poll_until(shown, within=5, every=0.1)
+
+
+async def test_outdated_pods_take_no_new_users_during_a_rollout_and_do_again_after(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        early = await place(client, "early")
+
+        # Every pod is outdated and none is updated yet: they all still take new users.
+        await cluster.start_rollout("rev-2")
+        await outdated_in_status(cluster, [0, 1, 2])
+        assert sorted((await table.snapshot(NS, ROUTE)).available) == [0, 1, 2]
+        assert set((await place(client, "all-outdated")).values()) == {0, 1, 2}
+
+        # Pod 2 runs the new revision: new users go there only; the others keep their users.
+        await cluster.replace_pod(2, grace=1, exit_after=0.1, start_after=0.2)
+        await wait_for_table(table, [2])
+        await outdated_in_status(cluster, [0, 1])
+        assert set((await place(client, "during")).values()) == {2}
+        kept = {uid: pod for uid, pod in early.items() if pod != 2}
+        assert {uid: await client.compute_linked_pod(NS, uid, ROUTE) for uid in kept} == kept
+
+        # The rollout completes: every pod takes new users again.
+        await cluster.replace_pod(1, grace=1, exit_after=0.1, start_after=0.2)
+        await cluster.replace_pod(0, grace=1, exit_after=0.1, start_after=0.2)
+        await cluster.patch_stateful_set({"status": {"currentRevision": "rev-2"}})
+        await wait_for_table(table, [0, 1, 2])
+        await outdated_in_status(cluster, [])
+        assert set((await place(client, "after")).values()) == {0, 1}  # pod 2 took everyone meanwhile
+
+
+async def test_a_partition_is_honoured(cluster, redis, redis_url, prefix):
+    await cluster.start(4)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2, 3])
+        await cluster.start_rollout("rev-2", partition=2)
+        await cluster.replace_pod(3, grace=1, exit_after=0.1, start_after=0.2)
+        # Pods below the partition stay on the old revision and are not outdated.
+        await wait_for_table(table, [0, 1, 3])
+        await outdated_in_status(cluster, [2])
+        assert set((await place(client, "new", 40)).values()) == {0, 1, 3}
+
+
+async def test_an_all_outdated_stateful_set_still_places_users(cluster, redis, redis_url, prefix):
+    await cluster.start(3)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        await cluster.start_rollout("rev-2")
+        await outdated_in_status(cluster, [0, 1, 2])
+        # Even with pod 2 drained by its own annotation, the outdated pods are not held back.
+        await cluster.annotate(2, "DenyNewCall")
+        await wait_for_table(table, [0, 1])
+        assert set((await place(client, "u")).values()) == {0, 1}
+
+
+async def test_scale_down_pods_take_no_new_users(cluster, redis, redis_url, prefix):
+    await cluster.start(4)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2, 3])
+        early = await place(client, "early", 40)
+        await cluster.patch_stateful_set({"spec": {"replicas": 2}})  # the pods are not removed yet
+        await wait_for_table(table, [0, 1])
+        await outdated_in_status(cluster, [2, 3])
+        assert set((await place(client, "late", 40)).values()) == {0, 1}
+        assert {uid: await client.compute_linked_pod(NS, uid, ROUTE) for uid in early} == early
