@@ -42,7 +42,11 @@ T = TypeVar("T")
 
 RedisUrl = Annotated[
     str,
-    typer.Option("--redis-url", envvar="REDIS_URL", help="Redis to use (redis://, rediss:// for TLS)."),
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        help="Redis to use (redis://, rediss:// for TLS, ?cluster=true, redis+sentinel://h:p,h:p/<master-name>).",
+    ),
 ]
 Prefix = Annotated[str, typer.Option(help="Key prefix shared by the operator and its clients.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

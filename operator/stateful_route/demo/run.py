@@ -22,6 +22,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from stateful_route import ClientDriver, NoAvailablePod, RouteSnapshot, RouteTable, ServerDriver
 from stateful_route.controller.metrics import OperatorMetrics
+from stateful_route.store import connection
 from stateful_route.store.connection import delete_prefix
 from stateful_route.testing.sim import NS, ROUTE, STS, Cluster, emulated_cluster, operator_thread
 
@@ -241,8 +242,13 @@ async def _watch(
 
 
 @contextlib.asynccontextmanager
-async def _redis(url: str, connections: int) -> AsyncIterator[Redis]:
-    redis = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=connections))
+async def _redis(url: str, connections: int) -> AsyncIterator[connection.AnyRedis]:
+    # Sentinel pools find the primary themselves and cannot block; one server's pool queues callers.
+    redis = (
+        connection.connect(url)
+        if connection.is_sentinel_url(url)
+        else Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=connections))
+    )
     try:
         yield redis
     finally:

@@ -2,24 +2,42 @@
 
 ``redis://[:password@]host:port/db`` (``rediss://`` for TLS, ``?ssl_ca_certs=/path/ca.pem`` for a
 private CA) is one server; adding ``cluster=true`` to the query (``redis://host:7000/0?cluster=true``)
-connects to a Redis Cluster through that seed node. Every key of one route shares a hash tag,
-so every script and pipeline stays in one slot either way.
+connects to a Redis Cluster through that seed node.
+``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/db]`` (``rediss+sentinel://``
+for TLS to the Sentinels and the primary) asks those Sentinels where the primary of ``master-name``
+is, and asks again after a failover; the credentials are the primary's (the Sentinels are reached
+without them). Every key of one route shares a hash tag, so every script and pipeline stays in
+one slot in every case.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypeAlias
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.sentinel import Sentinel
 
 from stateful_route.core.errors import InvalidInput
 
-__all__ = ["AnyRedis", "connect", "delete_prefix", "is_cluster_url", "seed_url"]
+__all__ = [
+    "AnyRedis",
+    "SentinelUrl",
+    "connect",
+    "delete_prefix",
+    "is_cluster_url",
+    "is_sentinel_url",
+    "parse_sentinel_url",
+    "seed_url",
+]
 
 AnyRedis: TypeAlias = Redis | RedisCluster
 
 _TRUE = {"1", "true", "yes", "on"}
+_SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
+_SENTINEL_PORT = 26379
 
 
 def _split(url: str) -> tuple[str, bool]:
@@ -40,11 +58,93 @@ def is_cluster_url(url: str) -> bool:
     return _split(url)[1]
 
 
+def is_sentinel_url(url: str) -> bool:
+    """Whether ``url`` names Redis Sentinels (``redis+sentinel://`` or ``rediss+sentinel://``)."""
+    return urlsplit(url).scheme.lower() in _SENTINEL_SCHEMES
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """What a Sentinel URL names: where the Sentinels are, which primary, and how to connect."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    primary: dict[str, Any]  # options for connections to the primary: credentials, db, TLS, query
+    sentinel: dict[str, Any]  # options for connections to the Sentinels: TLS and query, no credentials
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Parse ``redis[s]+sentinel://[[user]:password@]host[:port][,host[:port]...]/<master-name>[/db]``;
+    a port left out is 26379. Raises InvalidInput (field ``redis_url``) on anything else."""
+    parts = urlsplit(url)
+    tls = _SENTINEL_SCHEMES.get(parts.scheme.lower())
+    if tls is None:
+        raise InvalidInput("redis_url", "must start with redis+sentinel:// or rediss+sentinel://")
+    credentials, _, hosts = parts.netloc.rpartition("@")
+    sentinels = tuple(_sentinel_address(host) for host in hosts.split(","))
+    names = parts.path.split("/")[1:]
+    if not 1 <= len(names) <= 2 or not names[0]:
+        raise InvalidInput(
+            "redis_url", "must name the primary: redis+sentinel://host:port/<master-name>[/db]"
+        )
+    db = names[1] if len(names) == 2 else "0"
+    if not db.isdigit():
+        raise InvalidInput("redis_url", f"database must be a number, not {db!r}")
+    auth = f"{credentials}@" if credentials else ""
+    # redis-py parses credentials, db and query options exactly as it does for redis:// URLs.
+    primary: dict[str, Any] = dict(
+        parse_url(f"{'rediss' if tls else 'redis'}://{auth}sentinel/{db}?{parts.query}")
+    )
+    del primary["host"]
+    primary.pop("connection_class", None)
+    if tls:
+        primary["ssl"] = True  # the Sentinel pool picks its TLS connection class from this flag
+    sentinel = {k: v for k, v in primary.items() if k not in ("username", "password", "db")}
+    return SentinelUrl(sentinels, unquote(names[0]), primary, sentinel)
+
+
+def _sentinel_address(host: str) -> tuple[str, int]:
+    try:
+        address = urlsplit(f"//{host}")
+        port = address.port or _SENTINEL_PORT
+    except ValueError as exc:
+        raise InvalidInput("redis_url", f"bad Sentinel address {host!r}: {exc}") from exc
+    if not address.hostname:
+        raise InvalidInput("redis_url", f"bad Sentinel address {host!r}")
+    return address.hostname, port
+
+
+class _SentinelPrimary(Redis):
+    """The primary's client; closing it also closes its connections to the Sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        manager: Sentinel = self.connection_pool.sentinel_manager  # type: ignore[attr-defined]
+        await manager.aclose()
+
+
+def _connect_sentinel(url: str, options: dict[str, Any]) -> Redis:
+    parsed = parse_sentinel_url(url)
+    sockets = {k: v for k, v in options.items() if k.startswith("socket_")}
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **sockets})  # type: ignore[no-untyped-call]
+    client: Redis = sentinel.master_for(
+        parsed.service, redis_class=_SentinelPrimary, **{**parsed.primary, **options}
+    )
+    return client
+
+
 def connect(url: str, **options: Any) -> AnyRedis:
-    """An asyncio client for ``url``: ``Redis``, or ``RedisCluster`` with ``?cluster=true``."""
+    """An asyncio client for ``url``: ``Redis``, ``RedisCluster`` with ``?cluster=true``, or the
+    current primary behind Redis Sentinel for ``redis[s]+sentinel://``."""
     plain, cluster = _split(url)
+    if is_sentinel_url(url):
+        if cluster:
+            raise InvalidInput("redis_url", "cluster=true does not apply to a Sentinel URL")
+        return _connect_sentinel(url, options)
     if not plain.startswith(("redis://", "rediss://")):
-        raise InvalidInput("redis_url", "must start with redis:// or rediss://")
+        raise InvalidInput(
+            "redis_url", "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+        )
     if cluster:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(plain, **options)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 import redis
+import redis.sentinel
 
-from stateful_route.store.connection import seed_url
+from stateful_route.store.connection import is_sentinel_url, parse_sentinel_url, seed_url
 
 __all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "Tls", "answers", "free_port", "redis_url"]
 
@@ -26,12 +27,30 @@ class NoRedis(RuntimeError):
 
 
 def answers(url: str) -> bool:
-    """Whether a Redis server (a cluster's seed node) answers PING at ``url`` within half a second."""
+    """Whether a Redis server (a cluster's seed node, a Sentinel URL's primary) answers PING at
+    ``url`` within half a second."""
+    timeouts = {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
     try:
-        with redis.Redis.from_url(seed_url(url), socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+        if is_sentinel_url(url):
+            return _primary_answers(url, timeouts)
+        with redis.Redis.from_url(seed_url(url), **timeouts) as client:
             return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
+
+
+def _primary_answers(url: str, timeouts: dict[str, float]) -> bool:
+    parsed = parse_sentinel_url(url)
+    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **timeouts}
+    )
+    try:
+        primary = sentinel.master_for(parsed.service, **{**parsed.primary, **timeouts})  # type: ignore[no-untyped-call]
+        with primary:
+            return bool(primary.ping())
+    finally:
+        for client in sentinel.sentinels:
+            client.close()
 
 
 def free_port() -> int:
@@ -80,16 +99,16 @@ class PrivateRedis:
             args += ["--requirepass", self.password]
         return args
 
+    def command(self) -> list[str]:
+        """The redis-server command line that starts it."""
+        return ["redis-server", "--bind", "127.0.0.1", *self._listen(), "--save", "",
+                "--appendonly", "no", "--dir", self.folder.name, *self.extra]  # fmt: skip
+
     def start(self) -> PrivateRedis:
         """Start (or restart) it and wait until it answers; raises NoRedis if it does not."""
         if shutil.which("redis-server") is None:
             raise NoRedis("redis-server is not on PATH")
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", *self._listen(), "--save", "",
-             "--appendonly", "no", "--dir", self.folder.name, *self.extra],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while not answers(self.url):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -101,6 +120,13 @@ class PrivateRedis:
         """Stop it; its folder stays until ``cleanup``."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+
+    def kill(self) -> None:
+        """Kill it at once (SIGKILL), as a lost node would vanish."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
             self.process.wait(10)
         self.process = None
 

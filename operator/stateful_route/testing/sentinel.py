@@ -1,0 +1,148 @@
+"""A private Redis Sentinel deployment for tests and the chaos run: a primary, replicas and
+Sentinels, each a redis-server child on a free loopback port with its own folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+
+from stateful_route.testing.local_redis import NoRedis, PrivateRedis, free_port
+
+__all__ = ["SentinelGroup"]
+
+
+class SentinelGroup:
+    """``replicas`` replicas of one primary, watched by ``sentinels`` Sentinels that agree on a
+    failure with a quorum of two and call the primary down after ``down_after_ms``; the data
+    servers require ``password`` when one is given (the Sentinels do not)."""
+
+    def __init__(
+        self,
+        service: str = "stateful-route",
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        down_after_ms: int = 1000,
+        password: str | None = None,
+    ) -> None:
+        self.service = service
+        self.down_after_ms = down_after_ms
+        self.password = password
+        auth = () if password is None else ("--masterauth", password)  # a replica logs in to its primary
+        self.data = [PrivateRedis(*auth, password=password)]
+        primary = ("--replicaof", "127.0.0.1", str(self.data[0].port))
+        self.data += [PrivateRedis(*primary, *auth, password=password) for _ in range(replicas)]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.sentinels: list[PrivateRedis] = []
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://`` naming every Sentinel and the service."""
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
+        return f"redis+sentinel://{auth}{hosts}/{self.service}/0"
+
+    def start(self) -> SentinelGroup:
+        """Start every server, then wait until each Sentinel sees the replicas and its peers."""
+        for server in self.data:
+            server.start()
+        replicas = [server.port for server in self.data[1:]]
+        self._wait(
+            lambda: all(self._info(p).get("master_link_status") == "up" for p in replicas), "replication"
+        )
+        for port in self.sentinel_ports:
+            sentinel = _SentinelServer(
+                port, self.data[0].port, self.service, self.down_after_ms, self.password
+            )
+            self.sentinels.append(sentinel.start())
+        self._wait(self._settled, "sentinel discovery")
+        return self
+
+    def primary_port(self) -> int:
+        """The port the Sentinels name as the primary now."""
+        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=1, decode_responses=True) as client:
+            _host, port = client.sentinel_get_master_addr_by_name(self.service)
+        return int(port)
+
+    def server(self, port: int) -> PrivateRedis:
+        """The data server listening on ``port``."""
+        (found,) = [server for server in self.data if server.port == port]
+        return found
+
+    def wait_for_new_primary(self, old: int, within: float = 30) -> int:
+        """Block until every Sentinel names a primary other than ``old`` and it answers as one."""
+
+        def promoted() -> bool:
+            ports = set()
+            for port in self.sentinel_ports:
+                with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+                    ports.add(int(client.sentinel_get_master_addr_by_name(self.service)[1]))
+            (new,) = ports if len(ports) == 1 else (old,)
+            return new != old and self._info(new).get("role") == "master"
+
+        self._wait(promoted, "failover", within)
+        return self.primary_port()
+
+    def cleanup(self) -> None:
+        """Stop every server and remove their folders."""
+        for server in [*self.sentinels, *self.data]:
+            server.cleanup()
+
+    def _settled(self) -> bool:
+        for port in self.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+                state = client.sentinel_master(self.service)
+            if (
+                state["num-slaves"] < len(self.data) - 1
+                or state["num-other-sentinels"] < len(self.sentinel_ports) - 1
+            ):
+                return False
+        return True
+
+    def _info(self, port: int) -> dict[str, object]:
+        try:
+            with redis.Redis(
+                port=port, password=self.password, socket_timeout=1, decode_responses=True
+            ) as client:
+                return dict(client.info("replication"))
+        except (redis.RedisError, OSError):
+            return {}
+
+    @staticmethod
+    def _wait(condition: Callable[[], bool], what: str, within: float = 30) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                if condition():
+                    return
+            except (redis.RedisError, OSError):
+                pass  # a server still starting, or the one just killed
+            if time.monotonic() > deadline:
+                raise NoRedis(f"{what} did not complete within {within} s")
+            time.sleep(0.05)
+
+
+class _SentinelServer(PrivateRedis):
+    """``redis-server FILE --sentinel``: Sentinel rewrites its config file, so it lives in the folder."""
+
+    def __init__(
+        self, port: int, primary: int, service: str, down_after_ms: int, password: str | None
+    ) -> None:
+        super().__init__()
+        self.port = port
+        config = Path(self.folder.name) / "sentinel.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.folder.name}\n"
+            f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
+            f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
+            f"sentinel failover-timeout {service} {max(10 * down_after_ms, 5000)}\n"
+            + ("" if password is None else f"sentinel auth-pass {service} {password}\n")
+        )
+        self.config = str(config)
+
+    def command(self) -> list[str]:
+        return ["redis-server", self.config, "--sentinel"]
