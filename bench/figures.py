@@ -15,10 +15,10 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bench.measure import Result, concurrently, rate_async, rate_sync
 from bench.original import OriginalClient, report_loads
 from stateful_route import ClientDriver, PodState, RouteTable, RoutingState
-from stateful_route.store.connection import delete_prefix
 from stateful_route.store.eviction import evict
 from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore
+from stateful_route.testing.cleanup import delete_prefix
 
 NS, SVC, PODS = "bench", "room", 8
 WORKERS = 16

@@ -15,7 +15,7 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
-from stateful_route.store.connection import delete_prefix
+from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import PrivateRedis, Tls, answers, free_port
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"

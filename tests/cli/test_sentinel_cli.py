@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from stateful_route.cli.app import app
-from stateful_route.store.connection import connect, delete_prefix
+from stateful_route.store.connection import connect
+from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.sentinel import SentinelGroup
 from tests.routes import NS, SVC, make_route
 

@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 
 from stateful_route import ClientDriver, PodState, RouteTable, ServerDriver
-from stateful_route.store.connection import AnyRedis, connect, delete_prefix, is_cluster_url
+from stateful_route.store.connection import AnyRedis, connect, is_cluster_url
 from stateful_route.store.eviction import evict
 from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore
+from stateful_route.testing.cleanup import delete_prefix
 from tests.routes import NS, poll_until
 
 ROOM, LOBBY = "room", "lobby"

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stateful_route import ClientDriver, InvalidInput, NoAvailablePod, ServerDriver
-from stateful_route.store.connection import delete_prefix
 from stateful_route.store.keys import Keyring
+from stateful_route.testing.cleanup import delete_prefix
 from tests.routes import keys_under, make_route
 
 NS, SVC = "games", "room"

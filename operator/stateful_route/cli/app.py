@@ -296,7 +296,7 @@ def operator(
 
     Example: stateful-route operator --namespace games --redis-url redis://redis:6379/0
     """
-    from stateful_route.controller.handlers import OperatorConfig
+    from stateful_route.controller.config import OperatorConfig
     from stateful_route.controller.runner import run
     from stateful_route.core import logs
 
@@ -341,7 +341,8 @@ def demo(
     Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
     """
     from stateful_route.core import logs
-    from stateful_route.demo.run import DemoOptions, run_demo
+    from stateful_route.demo.options import DemoOptions
+    from stateful_route.demo.run import run_demo
     from stateful_route.demo.view import kubectl_hint, live_display, summary_table
 
     logs.configure("kv", level=40)  # the display tells the story; only errors are logged

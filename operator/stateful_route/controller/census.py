@@ -11,15 +11,71 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 
 import kubernetes
 
 from stateful_route.controller import login
 from stateful_route.controller.pods import PodRecord, owner
+from stateful_route.controller.spec import RouteName, RouteRef
 from stateful_route.core.constants import STS_POD_NAME_LABEL
 
-__all__ = ["gone_uids", "listed_uids"]
+__all__ = ["Census", "gone_uids", "listed_uids"]
+
+log = logging.getLogger("stateful_route.operator")
+
+
+class Census:
+    """When each route's pods were last listed, and the indexed pods the lists proved deleted."""
+
+    def __init__(
+        self,
+        kubeconfig: str | None,
+        *,
+        interval: float,
+        margin: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kubeconfig = kubeconfig
+        self._interval = interval
+        self._margin = margin
+        self._clock = clock
+        self._taken: dict[RouteName, float] = {}
+        self.gone: set[str] = set()  # uids of pods proved deleted although still indexed
+
+    def due(self, route: RouteRef) -> bool:
+        """Whether the route's pods should be listed now (at most every ``interval``); if so,
+        the census counts as taken."""
+        now = self._clock()
+        if now - self._taken.get(route.key, float("-inf")) < self._interval:
+            return False
+        self._taken[route.key] = now
+        return True
+
+    async def take(self, route: RouteRef, records: list[PodRecord]) -> None:
+        """List the route's pods; remember indexed ones that are gone although kopf missed it."""
+        started = datetime.datetime.now(datetime.UTC)
+        try:
+            listed = await listed_uids(route.namespace, route.spec.stateful_set, self._kubeconfig)
+        except Exception as exc:  # the census is a safety net: its failure must not stop reconciling
+            log.warning(
+                "event=census_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc)
+            )
+            return
+        gone = gone_uids(records, listed, started, self._margin)
+        if gone - self.gone:
+            log.warning(
+                "event=stale_index namespace=%s route=%s pods=%s action=treated_as_deleted",
+                route.namespace, route.name, ",".join(sorted(r.name for r in records if r.uid in gone)),
+            )  # fmt: skip
+        # Forget uids no longer indexed: kopf saw them go after all.
+        self.gone = (self.gone & {r.uid for r in records}) | gone
+
+    def present(self, records: Iterable[PodRecord]) -> list[PodRecord]:
+        """The indexed pods, less those the census proved deleted."""
+        return [r for r in records if r.uid not in self.gone]
 
 
 async def listed_uids(namespace: str, stateful_set: str, kubeconfig: str | None) -> set[str]:

@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import kopf
 
 from stateful_route.controller import metrics as operator_metrics
-from stateful_route.controller.handlers import OperatorConfig, OperatorContext, register
+from stateful_route.controller.config import OperatorConfig
+from stateful_route.controller.context import OperatorContext
+from stateful_route.controller.handlers import register
 from stateful_route.core.logs import redact
 
 __all__ = ["run"]

@@ -12,7 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from stateful_route.demo.run import DisplayState, Summary
+from stateful_route.demo.story import DisplayState
+from stateful_route.demo.summary import Summary
 from stateful_route.testing.sim import STS
 
 __all__ = ["kubectl_hint", "live_display", "summary_table"]

@@ -16,9 +16,8 @@ CacheKey = tuple[str, str, str]
 class LinkCache:
     """Cached links ``(namespace, service, uid) → pod``, each living at most ``ttl`` seconds.
 
-    Entries are ``(pod, deadline)`` in a size-bounded cachetools FIFOCache: a read is one dict
-    lookup and one comparison, which keeps the client's hit path within a few times a bare dict
-    (cachetools' TLRUCache costs six times more per read, see BENCHMARKS.md). An expired entry is
+    Entries are ``(pod, deadline)`` in a size-bounded cachetools FIFOCache, so a read is one dict
+    lookup and one comparison (why not a TLRUCache: BENCHMARKS.md, figure 1). An expired entry is
     never returned and is dropped when next read; the size bound holds regardless.
 
     Every operation is synchronous, so concurrent asyncio tasks cannot interleave inside one;

@@ -26,7 +26,6 @@ __all__ = [
     "AnyRedis",
     "SentinelUrl",
     "connect",
-    "delete_prefix",
     "is_cluster_url",
     "is_sentinel_url",
     "parse_sentinel_url",
@@ -148,19 +147,3 @@ def connect(url: str, **options: Any) -> AnyRedis:
     if cluster:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(plain, **options)
-
-
-async def delete_prefix(redis: AnyRedis, prefix: str, batch: int = 10_000) -> None:
-    """Unlink every key under ``<prefix>:`` (what a demo, bench or test wrote), ``batch`` keys per
-    command on one server; one at a time on a cluster, where the keys span slots."""
-    doomed: list[bytes] = []
-    async for key in redis.scan_iter(match=f"{prefix}:*", count=batch):
-        if isinstance(redis, RedisCluster):
-            await redis.unlink(key)
-            continue
-        doomed.append(key)
-        if len(doomed) == batch:
-            await redis.unlink(*doomed)
-            doomed.clear()
-    if doomed:
-        await redis.unlink(*doomed)

@@ -24,7 +24,8 @@ def encode_pod(pod: PodState) -> str:
 class RouteTable:
     """Reads and writes route tables; every write is one Lua call that also announces it.
 
-    Writers (the operator, tests, deployments without Kubernetes) use only this class.
+    The operator, tests and deployments without Kubernetes write tables only through this class;
+    the pods' own reports, combined with the table when it is read, come from ``ServerDriver``.
     """
 
     def __init__(self, redis: AnyRedis, *, prefix: str = "sr", timeout: float = 1.0) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import kmock
 import yaml
 
-from stateful_route.controller.handlers import OperatorConfig
+from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.controller.runner import run
 from stateful_route.core.constants import (

@@ -1,0 +1,123 @@
+"""What the kopf handlers share through kopf's memo: the Redis connection and reconciler, the
+metrics, and what they remember between calls (status writes, warnings given, the census)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stateful_route.controller.census import Census
+from stateful_route.controller.config import OperatorConfig
+from stateful_route.controller.metrics import OperatorMetrics
+from stateful_route.controller.pods import PodRecord
+from stateful_route.controller.reconciler import Reconciler, Result
+from stateful_route.controller.rollouts import StatefulSetRecord
+from stateful_route.controller.spec import RouteName, RouteRef
+from stateful_route.core.errors import StatefulRouteError
+from stateful_route.store import connection
+from stateful_route.store.connection import AnyRedis
+
+__all__ = ["OperatorContext", "StatusThrottle", "WarnOnce"]
+
+log = logging.getLogger("stateful_route.operator")
+
+
+class StatusThrottle:
+    """Writes a route's status only when it changed and the last write is ``interval`` old."""
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval = interval
+        self._clock = clock
+        self._written: dict[RouteName, tuple[float, dict[str, Any]]] = {}
+
+    def due(self, route: RouteRef, new: dict[str, Any]) -> bool:
+        """Whether to write ``new`` now (if so, it counts as written)."""
+        last = self._written.get(route.key)
+        now = self._clock()
+        if last is not None and (last[1] == new or now - last[0] < self._interval):
+            return False
+        self._written[route.key] = (now, new)
+        return True
+
+
+class WarnOnce:
+    """Remembers the bad annotation value each pod was warned about, so a value is told once."""
+
+    def __init__(self) -> None:
+        self._told: dict[str, str] = {}
+
+    def first(self, pod_uid: str, value: str) -> bool:
+        """Whether ``value`` is news for this pod (if so, it counts as told)."""
+        if self._told.get(pod_uid) == value:
+            return False
+        self._told[pod_uid] = value
+        return True
+
+
+@dataclass
+class OperatorContext:
+    """Shared by every handler through kopf's memo."""
+
+    config: OperatorConfig
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    warnings: WarnOnce = field(default_factory=WarnOnce)
+    status: StatusThrottle = field(init=False)
+    census: Census = field(init=False)
+    redis: AnyRedis | None = None
+    reconciler: Reconciler | None = None
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.status = StatusThrottle(config.status_interval)
+        self.census = Census(
+            config.kubeconfig, interval=config.census_interval, margin=config.census_clock_margin
+        )
+
+    async def open(self) -> Reconciler:
+        """Connect to Redis (once)."""
+        if self.reconciler is None:
+            self.redis = connection.connect(self.config.redis_url)
+            self.reconciler = Reconciler(
+                self.redis, prefix=self.config.prefix, timeout=self.config.redis_timeout
+            )
+        return self.reconciler
+
+    async def close(self) -> None:
+        """Disconnect from Redis."""
+        if self.redis is not None:
+            await self.redis.aclose()
+        self.redis = self.reconciler = None
+
+    async def reconcile(
+        self,
+        route: RouteRef,
+        records: Iterable[PodRecord],
+        stateful_set: StatefulSetRecord | None,
+        handler: str,
+    ) -> Result:
+        """Reconcile one route, timed per ``handler``; the outcome goes to metrics and logs, and a
+        fault (StatefulRouteError) is counted, logged and raised."""
+        metrics = self.metrics
+        with metrics.handler_seconds.labels(handler).time():
+            try:
+                result = await (await self.open()).reconcile(route, records, stateful_set)
+            except StatefulRouteError as exc:
+                metrics.redis_errors.labels(handler).inc()
+                log.warning(
+                    "event=reconcile_failed namespace=%s route=%s handler=%s error=%r",
+                    route.namespace, route.name, handler, str(exc),
+                )  # fmt: skip
+                raise
+        service = route.spec.service
+        metrics.reconciled(route.namespace, service, result.snapshot, result.evictions, result.wrote)
+        metrics.forget(route.namespace, service, sorted(result.plan.gone))
+        for eviction in result.evictions:
+            log.info(
+                "event=evicted namespace=%s route=%s pod=%d removed=%d rebound=%d reason=%r",
+                route.namespace, route.name, eviction.pod, eviction.removed, eviction.rebound,
+                eviction.reason,
+            )  # fmt: skip
+        return result

@@ -1,0 +1,82 @@
+"""The demo's script of pod events (drain, delete, flap, scale up), told as it plays, and the
+state the live display shows."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from stateful_route.core.state import RouteSnapshot
+from stateful_route.demo.summary import Summary
+from stateful_route.testing.sim import STS, Cluster
+
+__all__ = ["GRACE", "DisplayState", "Story"]
+
+GRACE = 2  # seconds a NotReady pod keeps its users
+
+
+@dataclass
+class DisplayState:
+    """What the display shows while the demo runs (updated in place)."""
+
+    snapshot: RouteSnapshot | None = None
+    present: set[int] = field(default_factory=set)  # pods Kubernetes has
+    lines: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+    kubeconfig: str = ""  # the emulated cluster's, for watching and steering it with kubectl
+
+
+class Story:
+    """The script: each step at a fraction of the duration, told on the live display."""
+
+    def __init__(self, cluster: Cluster, live: DisplayState, pods: int, rng: random.Random) -> None:
+        self.cluster = cluster
+        self.live = live
+        self.pods = pods
+        drained, deleted, flapping = rng.sample(range(pods), 3)
+        self.steps: list[tuple[float, str, Callable[[], Coroutine[Any, Any, None]]]] = [
+            (0.15, f"drain {STS}-{drained}: keeps its users, takes no new ones",
+             lambda: cluster.annotate(drained, "DenyNewCall")),
+            (0.30, f"delete {STS}-{deleted}: its users are evicted and rebound",
+             lambda: self._delete(deleted)),
+            (0.45, f"{STS}-{deleted} is back (the StatefulSet recreated it)",
+             lambda: self._create(deleted)),
+            (0.55, f"{STS}-{flapping} flaps NotReady for {GRACE / 2:.0f}s (grace {GRACE}s): nobody moves",
+             lambda: self._flap(flapping)),
+            (0.70, f"scale up: {STS}-{pods} joins and takes new users",
+             lambda: self._create(pods)),
+            (0.85, f"undrain {STS}-{drained}", lambda: cluster.annotate(drained, None)),
+        ]  # fmt: skip
+
+    def say(self, line: str) -> None:
+        elapsed = time.monotonic() - self.live.started
+        self.live.lines.append(f"{elapsed:5.1f}s  {line}")
+
+    async def _delete(self, index: int) -> None:
+        await self.cluster.delete_pod(index)
+        self.live.present.discard(index)
+
+    async def _create(self, index: int) -> None:
+        await self.cluster.create_pod(index)
+        self.live.present.add(index)
+
+    async def _flap(self, index: int) -> None:
+        await self.cluster.set_ready(index, False)
+        await asyncio.sleep(GRACE / 2)
+        await self.cluster.set_ready(index, True)
+
+    async def play(self, duration: float, summary: Summary) -> None:
+        start = time.monotonic()
+        pending: list[asyncio.Task[None]] = []
+        for at, text, action in self.steps:
+            await asyncio.sleep(max(0.0, start + at * duration - time.monotonic()))
+            self.say(text)
+            summary.story.append(text)
+            pending.append(asyncio.create_task(action()))
+        await asyncio.sleep(max(0.0, start + duration - time.monotonic()))
+        await asyncio.gather(*pending)

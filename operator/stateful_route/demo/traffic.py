@@ -1,0 +1,94 @@
+"""The demo's users: arriving, reconnecting and leaving through several gateways, while the
+pods report their load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+
+from stateful_route import ClientDriver, NoAvailablePod, ServerDriver
+from stateful_route.demo.summary import Summary
+from stateful_route.testing.sim import NS, ROUTE
+
+__all__ = ["Traffic"]
+
+
+class Traffic:
+    """Users arriving, reconnecting and leaving through several gateways."""
+
+    def __init__(self, gateways: list[ClientDriver], servers: dict[int, ServerDriver], target: int) -> None:
+        self.gateways = gateways
+        self.servers = servers
+        self.target = target
+        self.online: list[str] = []  # users with a session, for picking one at random
+        self.where: dict[str, int] = {}  # uid -> the pod it was last told
+        self.position: dict[str, int] = {}  # uid -> its index in ``online``
+        self.created = 0
+        self.took_ns: list[int] = []
+        self.sessions: Counter[int] = Counter()  # lookups per pod since the last load report
+        self.summary = Summary()
+        self.stop = asyncio.Event()
+
+    def all_users(self) -> list[str]:
+        """Every user the demo has created (those who left have no link)."""
+        return [f"user-{i}" for i in range(self.created)]
+
+    async def gateway(self, client: ClientDriver, rng: random.Random) -> None:
+        """One gateway's traffic, about 2,000 calls a second."""
+        # Stopped by a flag, not by cancellation: redis-py can swallow a cancellation in flight.
+        while not self.stop.is_set():
+            for _ in range(20):
+                await self._one(client, rng)
+            await asyncio.sleep(0.01)
+
+    async def _one(self, client: ClientDriver, rng: random.Random) -> None:
+        roll = rng.random()
+        if (len(self.online) < self.target and roll < 0.7) or not self.online:
+            uid = f"user-{self.created}"  # arrives
+            self.created += 1
+        elif roll < 0.95:
+            uid = self.online[rng.randrange(len(self.online))]  # reconnects
+        else:
+            await self._leave(self.online[rng.randrange(len(self.online))])
+            return
+        started = time.perf_counter_ns()
+        try:
+            pod = await client.compute_linked_pod(NS, uid, ROUTE)
+        except NoAvailablePod:
+            self.summary.no_available_pod += 1
+            return
+        except Exception as exc:  # reported in the summary: the demo fails loudly, not silently
+            self.summary.errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        self.took_ns.append(time.perf_counter_ns() - started)
+        self.summary.lookups += 1
+        self.sessions[pod] += 1
+        if uid not in self.where:
+            self.summary.users_placed += 1
+            self.position[uid] = len(self.online)
+            self.online.append(uid)
+        self.where[uid] = pod
+
+    async def _leave(self, uid: str) -> None:
+        index = self.position.pop(uid)
+        last = self.online.pop()
+        if last != uid:  # swap-remove keeps picking O(1)
+            self.online[index] = last
+            self.position[last] = index
+        pod = self.where.pop(uid)
+        server = self.servers.get(pod)
+        if server is not None:
+            with contextlib.suppress(Exception):  # the pod may be gone; its link was evicted then
+                await server.remove_linked_pod_with_id(uid, pod)
+
+    async def report_loads(self) -> None:
+        """What each pod does every second: report its load (sessions served, ÷100)."""
+        while not self.stop.is_set():
+            await asyncio.sleep(1)
+            counts, self.sessions = self.sessions, Counter()
+            for index, server in list(self.servers.items()):
+                with contextlib.suppress(Exception):
+                    await server.set_load_state(counts.get(index, 0) // 100)
