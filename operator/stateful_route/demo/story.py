@@ -49,7 +49,7 @@ class Story:
             (0.55, f"{STS}-{flapping} flaps NotReady for {GRACE / 2:.0f}s (grace {GRACE}s): nobody moves",
              lambda: self._flap(flapping)),
             (0.70, f"scale up: {STS}-{pods} joins and takes new users",
-             lambda: self._create(pods)),
+             lambda: self._scale_up(pods + 1)),
             (0.85, f"undrain {STS}-{drained}", lambda: cluster.annotate(drained, None)),
         ]  # fmt: skip
 
@@ -64,6 +64,10 @@ class Story:
     async def _create(self, index: int) -> None:
         await self.cluster.create_pod(index)
         self.live.present.add(index)
+
+    async def _scale_up(self, replicas: int) -> None:
+        await self.cluster.scale(replicas)
+        self.live.present.add(replicas - 1)
 
     async def _flap(self, index: int) -> None:
         await self.cluster.set_ready(index, False)
