@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis as sync_redis
 import redis.asyncio as aioredis
 
 from stateful_route.testing.cleanup import delete_prefix
-from stateful_route.testing.local_redis import PrivateRedis, Tls, answers, free_port
+from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -115,30 +114,24 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 
 @pytest.fixture(scope="session")
 def redis_cluster_url() -> Iterator[str]:
-    """A 3-master Redis Cluster on loopback ports (redis-server + redis-cli --cluster create)."""
+    """A 3-master Redis Cluster on loopback ports, shared by the session (never stopped early)."""
+    with cluster_nodes() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[PrivateCluster]:
+    """A 3-master Redis Cluster of this test alone, which it may stop and start again."""
+    with cluster_nodes() as cluster:
+        yield cluster
+
+
+@contextlib.contextmanager
+def cluster_nodes() -> Iterator[PrivateCluster]:
     if shutil.which("redis-cli") is None or shutil.which("redis-server") is None:
         pytest.fail("redis-server and redis-cli are needed for the Redis Cluster tests")
-    # The bus port is set too: by default it is port + 10000, which a high free port cannot have.
-    nodes = [
-        PrivateRedis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port",
-                     str(free_port()))
-        for _ in range(3)
-    ]  # fmt: skip
+    cluster = PrivateCluster(3)
     try:
-        for node in nodes:
-            node.start()
-        subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
-             "--cluster-replicas", "0", "--cluster-yes"],
-            check=True, capture_output=True, timeout=30,
-        )  # fmt: skip
-        for node in nodes:
-            with sync_redis.Redis(port=node.port) as client:
-                deadline = time.monotonic() + 20
-                while client.cluster("info").get("cluster_state") != "ok":
-                    assert time.monotonic() < deadline, "the cluster did not come up"
-                    time.sleep(0.05)
-        yield f"redis://127.0.0.1:{nodes[0].port}/0?cluster=true"
+        yield cluster.start()
     finally:
-        for node in nodes:
-            node.cleanup()
+        cluster.cleanup()

@@ -37,3 +37,23 @@ async def test_a_client_started_late_sees_the_current_state(redis, prefix):
     async with ClientDriver(redis, namespace=NS, prefix=prefix) as late:
         assert await late.routable_pods(NS, SVC) == [1, 2]
         assert await late.compute_linked_pod(NS, "settled", SVC) == 1
+
+
+async def test_the_mirror_survives_an_unexpected_exception_and_follows_the_channel_again(
+    redis, make_redis, prefix, mocker
+):
+    table = await make_route(redis, prefix, pods=3)
+    async with ClientDriver(make_redis(), namespace=NS, prefix=prefix) as client:
+        await asyncio.wait_for(client.subscribed.wait(), 2)
+        # Anything at all going wrong inside the mirror (here: decoding one message).
+        broken = mocker.patch("stateful_route.gateway.mirror.changes.parse", side_effect=KeyError(13271))
+        await table.update_pod(NS, SVC, PodState(2, terminating=True))
+        await poll_until(lambda: asyncio.sleep(0, broken.called), within=1)
+        mocker.stopall()
+        await poll_until(lambda: asyncio.sleep(0, client.subscribed.is_set()), within=2)
+        pod = await client.compute_linked_pod(NS, "user-1", SVC)
+        # Only the change channel drops a cached link this fast (else it lives for cache_ttl).
+        await table.update_pod(NS, SVC, PodState(pod, terminating=True))
+        await poll_until(
+            lambda: asyncio.sleep(0, client.get_linked_in_cache(NS, "user-1", SVC) is None), within=0.5
+        )

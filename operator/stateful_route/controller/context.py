@@ -3,9 +3,10 @@ metrics, and what they remember between calls (status writes, warnings given, th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +92,21 @@ class OperatorContext:
             await self.redis.aclose()
         self.redis = self.reconciler = None
 
+    @contextlib.contextmanager
+    def counted(self, route: RouteRef, handler: str) -> Iterator[None]:
+        """Time a handler's Redis work; a fault (StatefulRouteError) is counted, logged and raised."""
+        metrics = self.metrics
+        with metrics.handler_seconds.labels(handler).time():
+            try:
+                yield
+            except StatefulRouteError as exc:
+                metrics.redis_errors.labels(handler).inc()
+                log.warning(
+                    "event=reconcile_failed namespace=%s route=%s handler=%s error=%r",
+                    route.namespace, route.name, handler, str(exc),
+                )  # fmt: skip
+                raise
+
     async def reconcile(
         self,
         route: RouteRef,
@@ -100,17 +116,9 @@ class OperatorContext:
     ) -> Result:
         """Reconcile one route, timed per ``handler``; the outcome goes to metrics and logs, and a
         fault (StatefulRouteError) is counted, logged and raised."""
+        with self.counted(route, handler):
+            result = await (await self.open()).reconcile(route, records, stateful_set)
         metrics = self.metrics
-        with metrics.handler_seconds.labels(handler).time():
-            try:
-                result = await (await self.open()).reconcile(route, records, stateful_set)
-            except StatefulRouteError as exc:
-                metrics.redis_errors.labels(handler).inc()
-                log.warning(
-                    "event=reconcile_failed namespace=%s route=%s handler=%s error=%r",
-                    route.namespace, route.name, handler, str(exc),
-                )  # fmt: skip
-                raise
         service = route.spec.service
         metrics.reconciled(route.namespace, service, result.snapshot, result.evictions, result.wrote)
         metrics.forget(route.namespace, service, sorted(result.plan.gone))

@@ -8,8 +8,9 @@ StatefulRoutes only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import kopf
@@ -53,6 +54,16 @@ def _stateful_set(
     return found[0] if found else None
 
 
+@contextlib.contextmanager
+def _retried(ctx: OperatorContext, route: RouteRef, handler: str) -> Iterator[None]:
+    """Count a store fault (``ctx.counted``) and have kopf retry the handler a second later."""
+    try:
+        with ctx.counted(route, handler):
+            yield
+    except StatefulRouteError as exc:
+        raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
+
+
 async def _reconcile(
     ctx: OperatorContext,
     route: RouteRef,
@@ -62,7 +73,7 @@ async def _reconcile(
 ) -> Result:
     try:
         result = await ctx.reconcile(route, records, stateful_set, handler)
-    except StatefulRouteError as exc:
+    except StatefulRouteError as exc:  # already counted and logged
         raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
     for eviction in result.evictions:
         kopf.info(kopf.Body(route.body), reason="Evicted", message=eviction.message)
@@ -167,7 +178,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        await (await memo.ctx.open()).configure(route)
+        with _retried(memo.ctx, route, "route_changed"):
+            await (await memo.ctx.open()).configure(route)
         records = _records(route_pods, route, memo.ctx)
         await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
 
@@ -176,7 +188,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        removal = await (await memo.ctx.open()).remove(route)
+        with _retried(memo.ctx, route, "route_deleted"):
+            removal = await (await memo.ctx.open()).remove(route)
         memo.ctx.metrics.forget(namespace, route.spec.service, removal.pods)
         log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removal.links)
 
@@ -196,7 +209,16 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         if memo.ctx.census.due(route):
             await memo.ctx.census.take(route, _indexed(route_pods, route))
         records = _records(route_pods, route, memo.ctx)
-        result = await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick")
+        try:
+            result = await _reconcile(
+                memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick"
+            )
+        except kopf.TemporaryError as exc:
+            # kopf applies the patch of a failed attempt too: say why nothing else is current.
+            condition = status.store_unavailable(str(exc))
+            if memo.ctx.status.due(route, condition):
+                patch.status["conditions"] = condition["conditions"]
+            raise
         reconciler = await memo.ctx.open()
         last = reconciler.last_eviction.get(route.key)
         built = status.build_status(route, records, result.snapshot, last, result.plan.phases)

@@ -11,7 +11,7 @@ from stateful_route.controller.spec import RouteRef
 from stateful_route.core.state import PodPhase, PodState, RouteSnapshot
 from stateful_route.store.eviction import Eviction
 
-__all__ = ["build_status", "pod_state", "rfc3339"]
+__all__ = ["build_status", "pod_state", "rfc3339", "store_unavailable"]
 
 
 def rfc3339(seconds: float) -> str:
@@ -99,3 +99,18 @@ def build_status(
             "message": last_eviction.message,
         }
     return status
+
+
+def store_unavailable(error: str) -> dict[str, Any]:
+    """The status part written when the operator cannot reach Redis: a ``Ready=False`` condition
+    (reason ``RedisUnavailable``); the rest of the status is the last one known."""
+    return {
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "RedisUnavailable",
+                "message": f"the operator cannot reach Redis: {error}"[:300],
+            }
+        ]
+    }

@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from redis.asyncio import RedisCluster
 from redis.asyncio.client import PubSub
 
 from stateful_route.core import validation
-from stateful_route.core.errors import StoreError
 from stateful_route.core.state import RouteSnapshot, ServiceId
 from stateful_route.store import changes, keys
 from stateful_route.store.connection import AnyRedis
-from stateful_route.store.faults import guarded
+from stateful_route.store.faults import guarded, typed
 from stateful_route.store.replies import text
 from stateful_route.store.table import RouteTable
 
@@ -144,8 +144,8 @@ class RouteMirror:
                     if loop.time() >= next_refresh:
                         await self._refresh_all()
                         next_refresh = loop.time() + self._interval
-            except StoreError as exc:
-                log.warning("event=mirror_fault error=%r action=resync", str(exc))
+            except Exception as exc:  # the mirror outlives any fault but its own cancellation
+                log.warning("event=mirror_fault error=%r action=resync", str(typed(exc)))
                 self.connected.clear()
                 for views in self.views.values():
                     views.clear()
@@ -154,6 +154,9 @@ class RouteMirror:
                 await asyncio.sleep(self._interval)
 
     async def _subscribe(self) -> None:
+        if isinstance(self._redis, RedisCluster):
+            # A cluster client learns its slots on first use; its pub/sub needs them already.
+            await guarded(self._redis.initialize(), self._table.timeout)
         self._pubsub = self._redis.pubsub()
         await guarded(self._pubsub.subscribe(*self._channels), self._table.timeout)
         # redis-py reconnects a pub/sub connection by itself; hear of it, since messages sent

@@ -1,4 +1,9 @@
-"""Turns Redis faults into typed errors within a deadline, so a fault is never a wrong answer."""
+"""Turns Redis faults into typed errors within a deadline, so a fault is never a wrong answer.
+
+Every way redis-py reports that Redis cannot serve now (a connection refused or cut, a timeout,
+a Redis Cluster that is down, reconfiguring or cannot be reached at all, a replica that is
+read-only during a failover) is StoreUnavailable; any other Redis error is StoreError.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,34 @@ from redis import exceptions as redis_errors
 
 from stateful_route.core.errors import StoreError, StoreUnavailable
 
-__all__ = ["guarded"]
+__all__ = ["FAULTS", "UNAVAILABLE", "guarded", "typed"]
 
 T = TypeVar("T")
 
-_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError, TimeoutError)
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    # Cluster faults: ClusterDownError, MasterDownError (ClusterError), TRYAGAIN during a slot
+    # migration, a read-only node mid-failover, and RedisClusterException, which is not a
+    # RedisError (no reachable seed node, slots not covered, a server not in cluster mode).
+    redis_errors.ClusterError,
+    redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    redis_errors.RedisClusterException,
+    OSError,
+    TimeoutError,
+)
+
+FAULTS: tuple[type[Exception], ...] = (*UNAVAILABLE, redis_errors.RedisError)
+
+
+def typed(exc: Exception) -> StoreError:
+    """The typed error for a fault redis-py (or the socket under it) raised."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, UNAVAILABLE):
+        return StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}")
+    return StoreError(f"redis error: {type(exc).__name__}: {exc}")
 
 
 async def guarded(call: Awaitable[T], seconds: float) -> T:
@@ -22,7 +50,5 @@ async def guarded(call: Awaitable[T], seconds: float) -> T:
     try:
         async with asyncio.timeout(seconds):
             return await call
-    except _UNAVAILABLE as exc:
-        raise StoreUnavailable(f"redis unavailable: {type(exc).__name__}: {exc}") from exc
-    except redis_errors.RedisError as exc:
-        raise StoreError(f"redis error: {exc}") from exc
+    except FAULTS as exc:
+        raise typed(exc) from exc

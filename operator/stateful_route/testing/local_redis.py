@@ -17,7 +17,16 @@ import redis.sentinel
 
 from stateful_route.store.connection import is_sentinel_url, parse_sentinel_url, seed_url
 
-__all__ = ["DEFAULT_URL", "NoRedis", "PrivateRedis", "Tls", "answers", "free_port", "redis_url"]
+__all__ = [
+    "DEFAULT_URL",
+    "NoRedis",
+    "PrivateCluster",
+    "PrivateRedis",
+    "Tls",
+    "answers",
+    "free_port",
+    "redis_url",
+]
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -134,6 +143,60 @@ class PrivateRedis:
         """Stop it and remove its folder."""
         self.stop()
         self.folder.cleanup()
+
+
+class PrivateCluster:
+    """A Redis Cluster of ``masters`` private redis-server nodes (no replicas) on loopback ports.
+
+    Each node keeps its cluster configuration in its own folder, so ``stop`` then ``start``
+    brings back the same cluster (same slots), empty, as after a restart of every node.
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        # The bus port is set too: by default it is port + 10000, which a high free port cannot have.
+        self.nodes = [
+            PrivateRedis("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                         "--cluster-port", str(free_port()))
+            for _ in range(masters)
+        ]  # fmt: skip
+        self._created = False
+
+    @property
+    def url(self) -> str:
+        """A URL through the first node as the seed."""
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0?cluster=true"
+
+    def start(self, timeout: float = 20) -> PrivateCluster:
+        """Start every node (creating the cluster the first time) and wait for ``cluster_state:ok``."""
+        if shutil.which("redis-cli") is None:
+            raise NoRedis("redis-cli is not on PATH")
+        for node in self.nodes:
+            node.start()
+        if not self._created:
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, capture_output=True, timeout=30,
+            )  # fmt: skip
+            self._created = True
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            with redis.Redis(port=node.port) as client:
+                while client.cluster("info").get("cluster_state") != "ok":
+                    if time.monotonic() > deadline:
+                        raise NoRedis("the Redis Cluster did not come up")
+                    time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Stop every node (the cluster is down until ``start``)."""
+        for node in self.nodes:
+            node.stop()
+
+    def cleanup(self) -> None:
+        """Stop every node and remove their folders."""
+        for node in self.nodes:
+            node.cleanup()
 
 
 @contextlib.contextmanager
