@@ -23,10 +23,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable, RoutingState, ServerDriver
-from stateful_route.store.connection import delete_prefix
 from stateful_route.store.eviction import evict
 from stateful_route.store.keys import RouteKeys
 from stateful_route.store.links import LinkStore
+from stateful_route.testing.cleanup import delete_prefix
 from tests.routes import NS, SVC, make_route
 
 PODS = 4
