@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures
+from bench import figures, rollout
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -120,6 +120,13 @@ async def measure(bench: Bench) -> None:
                 ratio=ratio(at_large.ops, at_small.ops),
             )
         )
+
+    console.log("figure 7: a rolling update of 6 pods")
+    for variant in rollout.VARIANTS:
+        if variant.hand_off and not rollout.hand_off_available():
+            continue
+        moves = await rollout.measure(bench.url, variant, users=1_000 if bench.quick else 3_000, grace=4)
+        rows.append(rollout.row(moves, baseline=not variant.aware))
 
 
 async def _redis_version(url: str) -> str:

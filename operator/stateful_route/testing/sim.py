@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -108,6 +109,9 @@ class Cluster:
         self.revisions: dict[int, str] = {}  # each pod's controller-revision-hash
         self._removals: set[asyncio.Task[None]] = set()
         self._terminating: set[int] = set()
+        # False: the StatefulSet lives only here, as an operator that never reads StatefulSets
+        # (before rollout awareness) would see the cluster; the bench compares the two.
+        self.stateful_set_visible = True
 
     async def close(self) -> None:
         """Stop graceful removals still waiting (the cluster is going away)."""
@@ -189,19 +193,19 @@ class Cluster:
         if grace <= 0:
             await self._remove(index)
             return
-        await self.terminate(index, grace)
-        task = asyncio.create_task(self._run_out(index, grace, asyncio.sleep(grace)))
+        deadline = await self.terminate(index, grace)
+        task = asyncio.create_task(self._run_out(index, deadline, asyncio.sleep(grace)))
         self._removals.add(task)
         task.add_done_callback(self._removals.discard)
 
     async def pod(self, index: int) -> dict[str, Any]:
         return dict(await self._call("GET", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}"))
 
-    async def terminate(self, index: int, grace: float) -> None:
+    async def terminate(self, index: int, grace: float) -> float:
         """What the API server does on a graceful deletion: the pod gets its ``deletionTimestamp``
         (now + grace, to the second, as Kubernetes writes it) and stays, Ready, until removed.
         kmock removes an object with a deletionTimestamp at once unless a finalizer holds it, so
-        one stands in for kubelet until the pod is removed."""
+        one stands in for kubelet until the pod is removed. Returns the deadline (Unix seconds)."""
         deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace)
         meta = {"deletionTimestamp": _rfc3339(deadline), "deletionGracePeriodSeconds": round(grace),
                 "finalizers": [KUBELET_HOLD]}  # fmt: skip
@@ -210,26 +214,27 @@ class Cluster:
             "PATCH", f"/api/v1/namespaces/{NS}/pods/{STS}-{index}", {"metadata": meta},
             "application/merge-patch+json",
         )  # fmt: skip
+        return deadline.replace(microsecond=0).timestamp()
 
     async def remove_gracefully(
         self, index: int, grace: float, *, exit_after: float | None = None, pre_stop: PreStop | None = None
     ) -> None:
         """A graceful deletion to its end, as kubelet runs it: mark the pod terminating, run its
         ``pre_stop`` hook (or let the process run ``exit_after`` seconds, default the whole grace),
-        at most until the grace ends, then remove the pod."""
-        await self.terminate(index, grace)
+        at most until its deadline, then remove the pod."""
+        deadline = await self.terminate(index, grace)
         work = (
             pre_stop(index)
             if pre_stop is not None
             else asyncio.sleep(grace if exit_after is None else exit_after)
         )
-        await self._run_out(index, grace, work)
+        await self._run_out(index, deadline, work)
 
-    async def _run_out(self, index: int, grace: float, work: Awaitable[None]) -> None:
-        """Kubelet's side of a graceful deletion: the pod runs ``work`` for at most ``grace``
-        seconds, then it is removed."""
+    async def _run_out(self, index: int, deadline: float, work: Awaitable[None]) -> None:
+        """Kubelet's side of a graceful deletion: the pod runs ``work`` at most until its
+        ``deadline`` (the deletionTimestamp: the moment it is killed), then it is removed."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(work, grace)
+            await asyncio.wait_for(work, max(0.0, deadline - time.time()))
         await self._remove(index)
 
     async def _remove(self, index: int) -> None:
@@ -259,11 +264,15 @@ class Cluster:
     async def create_stateful_set(self, replicas: int) -> None:
         """The StatefulSet object itself (its pods are created separately)."""
         self.replicas = replicas
+        if not self.stateful_set_visible:
+            return
         await self._call(
             "POST", f"/apis/apps/v1/namespaces/{NS}/statefulsets", self.stateful_set_body(replicas)
         )
 
     async def patch_stateful_set(self, patch: dict[str, Any]) -> None:
+        if not self.stateful_set_visible:
+            return
         await self._call(
             "PATCH",
             f"/apis/apps/v1/namespaces/{NS}/statefulsets/{STS}",

@@ -1,0 +1,277 @@
+"""Figure 7: what a rolling update does to users. 6 pods behind the real operator on the emulated
+cluster, users arriving, looking up their pod about once a second and leaving, Eager rebind, a
+full rolling update; for every user, how many times its pod changed.
+
+Variants, in one run against the same Redis: today's behaviour (``onTermination: Evict``, the
+operator blind to StatefulSets), Handoff with rollout-aware placement, and the same with each
+pod calling ``ServerDriver.hand_off_all`` in its preStop hook when the library has it.
+``python -m bench.rollout [--quick]`` measures this figure alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from bench.figures import Row
+from stateful_route import ClientDriver, NoAvailablePod, RouteTable, ServerDriver
+from stateful_route.testing.cleanup import delete_prefix
+from stateful_route.testing.sim import NS, ROUTE, Cluster, emulated_cluster, operator_thread
+
+__all__ = ["VARIANTS", "Moves", "Variant", "measure", "row"]
+
+PODS = 6
+GATEWAYS = 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the route and the pods behave during the rollout."""
+
+    name: str
+    on_termination: str  # the route's spec.onTermination
+    aware: bool  # the operator sees the StatefulSet (rollout-aware placement)
+    hand_off: bool = False  # pods call ServerDriver.hand_off_all in their preStop hook
+
+
+VARIANTS = [
+    Variant("today: Evict, not rollout-aware", "Evict", aware=False),
+    Variant("Handoff + rollout-aware", "Handoff", aware=True),
+    Variant("Handoff + rollout-aware + hand_off_all", "Handoff", aware=True, hand_off=True),
+]
+
+
+def hand_off_available() -> bool:
+    """Whether this library's ServerDriver has ``hand_off_all`` (issue 12, point 2)."""
+    return hasattr(ServerDriver, "hand_off_all")
+
+
+@dataclass
+class Moves:
+    """What one variant's rollout did to users."""
+
+    variant: str
+    seconds: float = 0.0  # the rolling update, first deletion to last pod Ready
+    users: int = 0  # users online at some point during the rollout
+    on_replaced: int = 0  # users linked to a pod when the rollout began (every pod is replaced)
+    moved: int = 0  # users whose pod changed at least once
+    moved_twice: int = 0  # users whose pod changed more than once
+    max_moves: int = 0
+    arrived: int = 0  # users who arrived during the rollout
+    arrived_moved: int = 0  # of them, users whose pod changed
+    split: int = 0  # moves away from a pod still running and holding the user's state
+    no_pod: int = 0  # lookups answered NoAvailablePod
+    errors: list[str] = field(default_factory=list)
+
+
+class Users:
+    """Users arriving, looking up their pod about once a second, and leaving (a pod they leave
+    drops their link); counts every change of pod seen by a lookup."""
+
+    def __init__(self, gateways: list[ClientDriver], servers: dict[int, ServerDriver], online: int) -> None:
+        self.gateways = gateways
+        self.servers = servers
+        self.online: set[str] = set()
+        self.arrivals: dict[str, float] = {}  # uid -> when it arrived
+        self.window = (0.0, 0.0)  # the rolling update, start and end
+        self.target = online
+        self.created = 0
+        self.where: dict[str, int] = {}
+        self.moves: Counter[str] = Counter()
+        self.split: set[str] = set()
+        self.running_old: set[int] = set()  # pods terminating but still running (holding state)
+        self.handed_off: set[str] = set()  # users a pod saved and handed off before the move
+        self.no_pod = 0
+        self.errors: list[str] = []
+        self.stop = asyncio.Event()
+        self.rng = random.Random(7)
+
+    def arrive(self) -> str:
+        uid = f"u{self.created}"
+        self.created += 1
+        self.online.add(uid)
+        self.arrivals[uid] = time.monotonic()
+        return uid
+
+    async def look_up(self, client: ClientDriver, uid: str) -> None:
+        try:
+            pod = await client.compute_linked_pod(NS, uid, ROUTE)
+        except NoAvailablePod:
+            self.no_pod += 1
+            return
+        before = self.where.get(uid)
+        if before is not None and before != pod:
+            self.moves[uid] += 1
+            if before in self.running_old and uid not in self.handed_off:
+                self.split.add(uid)
+        self.where[uid] = pod
+
+    async def leave(self, uid: str) -> None:
+        self.online.discard(uid)
+        pod = self.where.get(uid)
+        if pod is not None:
+            with contextlib.suppress(Exception):  # the pod may be gone; its link was evicted then
+                await self.servers[pod].remove_linked_pod_with_id(uid, pod)
+
+    async def run(self, index: int) -> None:
+        """One gateway's share: every user looked up about once a second; a user stays about 30 s."""
+        client = self.gateways[index]
+        while not self.stop.is_set():
+            started = time.monotonic()
+            mine = [uid for uid in list(self.online) if hash(uid) % len(self.gateways) == index]
+            for n, uid in enumerate(mine):
+                if uid not in self.online:
+                    continue
+                if self.rng.random() < 1 / 30:
+                    await self.leave(uid)
+                    continue
+                try:
+                    await self.look_up(client, uid)
+                except Exception as exc:  # counted, shown in the report
+                    self.errors.append(repr(exc))
+                if n % 50 == 0:
+                    await asyncio.sleep(0)
+            while len(self.online) < self.target:
+                uid = self.arrive()
+                if hash(uid) % len(self.gateways) == index:
+                    await self.look_up(client, uid)
+            await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
+
+
+@contextlib.asynccontextmanager
+async def _redis(url: str) -> AsyncIterator[tuple[Redis, str]]:
+    redis = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=40))
+    prefix = f"br{secrets.token_hex(3)}"
+    try:
+        yield redis, prefix
+    finally:
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+
+
+async def measure(url: str, variant: Variant, *, users: int, grace: float) -> Moves:
+    """One rolling update of 6 pods under ``variant``, with ``users`` online."""
+    result = Moves(variant.name)
+    async with _redis(url) as (redis, prefix), emulated_cluster() as cluster:
+        cluster.stateful_set_visible = variant.aware
+        async with operator_thread(cluster, url, prefix, reconcile_interval=0.5):
+            await cluster.start(PODS, rebind="Eager", onTermination=variant.on_termination)
+            table = RouteTable(redis, prefix=prefix)
+            await _until_available(table)
+            async with contextlib.AsyncExitStack() as stack:
+                gateways = [
+                    await stack.enter_async_context(ClientDriver(redis, namespace=NS, prefix=prefix))
+                    for _ in range(GATEWAYS)
+                ]
+                servers = {
+                    i: ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=i, prefix=prefix)
+                    for i in range(PODS)
+                }
+                flow = Users(gateways, servers, users)
+                workers = [asyncio.create_task(flow.run(i)) for i in range(GATEWAYS)]
+                try:
+                    await asyncio.sleep(4)  # steady state: users placed, arriving and leaving
+                    await _roll(cluster, flow, variant, grace, result)
+                    await asyncio.sleep(3)  # the last evictions and the stragglers' lookups
+                finally:
+                    flow.stop.set()
+                    await asyncio.gather(*workers, return_exceptions=True)
+    _count(flow, result)
+    return result
+
+
+async def _until_available(table: RouteTable) -> None:
+    async with asyncio.timeout(10):
+        while len((await table.snapshot(NS, ROUTE)).available) < PODS:  # noqa: ASYNC110 - polling Redis
+            await asyncio.sleep(0.05)
+
+
+async def _roll(cluster: Cluster, flow: Users, variant: Variant, grace: float, result: Moves) -> None:
+    """The rolling update, with the pods' preStop behaviour of ``variant``."""
+    began = time.monotonic()
+    result.on_replaced = len(flow.online)
+    flow.moves.clear()
+
+    async def pre_stop(index: int) -> None:
+        flow.running_old.add(index)
+        try:
+            if variant.hand_off and hand_off_available():
+                await _hand_off_all(flow, index)
+            else:
+                await asyncio.sleep(grace)  # the pod serves its users until it is killed
+        finally:
+            flow.running_old.discard(index)
+
+    await cluster.roll("rev-2", grace, pre_stop=pre_stop, start_after=0.5)
+    result.seconds = time.monotonic() - began
+    flow.window = (began, time.monotonic())
+
+
+async def _hand_off_all(flow: Users, index: int) -> None:
+    server = flow.servers[index]
+
+    async def save(uid: str, *_: Any) -> None:
+        flow.handed_off.add(uid)  # where a real pod would persist or push the user's state
+
+    await server.hand_off_all(before=save)  # type: ignore[attr-defined]
+
+
+def _count(flow: Users, result: Moves) -> None:
+    began, ended = flow.window
+    moves = flow.moves
+    result.users = sum(1 for uid, at in flow.arrivals.items() if at <= ended and uid in flow.where)
+    result.moved = sum(1 for n in moves.values() if n)
+    result.moved_twice = sum(1 for n in moves.values() if n > 1)
+    result.max_moves = max(moves.values(), default=0)
+    arrived = [uid for uid, at in flow.arrivals.items() if began <= at <= ended]
+    result.arrived = len(arrived)
+    result.arrived_moved = sum(1 for uid in arrived if moves[uid])
+    result.split = len(flow.split)
+    result.no_pod = flow.no_pod
+    result.errors = flow.errors[:5]
+
+
+def row(moves: Moves, *, baseline: bool) -> Row:
+    """The figure's line for one variant; today's behaviour is the baseline (no target)."""
+    ours = (
+        f"{moves.moved:,} of {moves.users:,} users moved, {moves.moved_twice:,} more than once "
+        f"(max {moves.max_moves}); arrivals during it moved: {moves.arrived_moved:,} of "
+        f"{moves.arrived:,}; moved off a pod still holding their state: {moves.split:,}; "
+        f"NoAvailablePod: {moves.no_pod:,}; {moves.seconds:.0f} s"
+    )
+    met = moves.max_moves <= 1 and moves.arrived_moved == 0 and moves.split == 0 and not moves.errors
+    return Row(
+        f"7. rolling update, 6 pods, Eager: {moves.variant}",
+        ours,
+        target="—" if baseline else "max 1 move; arrivals 0; split 0",
+        met=None if baseline else met,
+    )
+
+
+def main() -> None:
+    """Measure figure 7 alone and print it."""
+    import sys
+
+    from stateful_route.testing import local_redis
+
+    quick = "--quick" in sys.argv
+    with local_redis.redis_url(local_redis.DEFAULT_URL) as url:
+        for variant in VARIANTS:
+            if variant.hand_off and not hand_off_available():
+                print(f"{variant.name}: skipped (ServerDriver.hand_off_all not in this library yet)")
+                continue
+            moves = asyncio.run(measure(url, variant, users=1000 if quick else 3000, grace=2 if quick else 4))
+            print(moves)
+
+
+if __name__ == "__main__":
+    main()
