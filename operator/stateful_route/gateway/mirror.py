@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class RouteView:
     routable: frozenset[int]
     valid_until: float
     version: int
+    ticket: int = 0  # when the mirror learnt it, in the order of its own reads and messages
 
 
 class RouteMirror:
@@ -75,6 +77,7 @@ class RouteMirror:
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
         self._reconnected = False
+        self._tickets = itertools.count(1)
         self.views: dict[str, dict[str, RouteView]] = {ns: {} for ns in self._channels.values()}
         self.connected = asyncio.Event()
 
@@ -93,27 +96,44 @@ class RouteMirror:
         await self._close()
 
     async def view(self, namespace: str, service: str) -> RouteView:
-        """A trustworthy view of a route: the mirrored one, or one read now."""
+        """A trustworthy view of a route: the mirrored one while under ``max_age``, else one read
+        now. Never a view older than ``max_age``, whatever its version."""
         found = self.views[namespace].get(service)
         if found is not None and found.valid_until > self._clock():
             return found
         return await self._refresh((namespace, service))
 
     async def _refresh(self, service_id: ServiceId) -> RouteView:
+        ticket = next(self._tickets)
         started = self._clock()
         snapshot = await self._table.snapshot(*service_id)
         self._followed.add(service_id)
-        return self._install(
-            service_id, RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version)
-        )
+        fresh = RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version, ticket)
+        installed = self._install(service_id, fresh, read=True)
+        # A newer view installed meanwhile is answered from only while it is itself fresh.
+        return installed if installed.valid_until > self._clock() else fresh
 
-    def _install(self, service_id: ServiceId, view: RouteView) -> RouteView:
+    def _install(self, service_id: ServiceId, view: RouteView, *, read: bool) -> RouteView:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
-        and report pods that stopped being routable: links cached to them are suspect."""
+        and report pods that stopped being routable: links cached to them are suspect.
+
+        Versions go back only when Redis lost data (a flush, a failover to a replica that was
+        behind): a read that began after the current view was learnt is then the truth, and
+        every cached link is suspect, since the links it named may be gone."""
         views = self.views[service_id[0]]
         current = views.get(service_id[1])
         if current is not None and view.version < current.version:
-            return current
+            if not (read and view.ticket > current.ticket):
+                return current
+            log.warning(
+                "event=route_version_went_back namespace=%s service=%s seen=%d now=%d action=forget_cache",
+                *service_id,
+                current.version,
+                view.version,
+            )
+            views[service_id[1]] = view
+            self._on_gap()
+            return view
         views[service_id[1]] = view
         if current is not None and (lost := current.routable - view.routable):
             self._on_lost(*service_id, lost)
@@ -188,9 +208,10 @@ class RouteMirror:
         if view is not None and change.routable is not None and change.version is not None:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.
-            self._install(
-                service_id, RouteView(view.snapshot, change.routable, view.valid_until, change.version)
+            learnt = RouteView(
+                view.snapshot, change.routable, view.valid_until, change.version, next(self._tickets)
             )
+            self._install(service_id, learnt, read=False)
         await self._refresh(service_id)
 
     async def _close(self) -> None:
