@@ -164,19 +164,22 @@ class ClientDriver:
         return placed.pod
 
     async def get_linked_pod(self, ns: str, uid: str, service: str) -> int | None:
-        """The user's link (local cache, then Redis), or None."""
-        pod = self._cached(ns, uid, service)
+        """The user's link (local cache, then Redis), or None. The cache answers only while the
+        route view is fresh and says the cached pod is routable."""
+        pod = self._cached_routable(ns, uid, service)
         if pod is not None:
             return pod
         return await self.get_linked_pod_not_cache(ns, uid, service)
 
     async def get_linked_pod_in_cache_or_if_persist(self, ns: str, uid: str, service: str) -> int | None:
-        """The cached link, else the stored link only if it is persistent, else None."""
-        pod = self._cached(ns, uid, service)
+        """The cached link (as ``get_linked_pod``), else the stored link only if it is persistent,
+        else None."""
+        pod = self._cached_routable(ns, uid, service)
         if pod is not None:
             return pod
         epoch = self._epoch
-        link = await self._store.read(self._route(ns, service), validation.uid(uid))
+        await self._mirror.view(ns, service)
+        link = await self._store.read(self._route(ns, service), uid)
         if link is None or not link.persistent:
             return None
         self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
@@ -184,8 +187,11 @@ class ClientDriver:
 
     async def get_linked_pod_not_cache(self, ns: str, uid: str, service: str) -> int | None:
         """The stored link, read from Redis (the cache is refreshed with it), or None."""
+        route_keys = self._route(ns, service)
+        validation.uid(uid)
         epoch = self._epoch
-        link = await self._store.read(self._route(ns, service), validation.uid(uid))
+        await self._mirror.view(ns, service)
+        link = await self._store.read(route_keys, uid)
         key = (ns, service, uid)
         if link is None:
             self.cache.drop(key)
@@ -220,10 +226,11 @@ class ClientDriver:
         validation.uid(uid)
         validation.pod_index(pod)
         epoch = self._epoch
-        linked = await self._store.link_if_absent(route_keys, uid, pod, self.link_ttl)
+        await self._mirror.view(ns, service)
+        link = await self._store.link_if_absent(route_keys, uid, pod, self.link_ttl)
         await self._store.services.add(route_keys)
-        self._cache_put(epoch, (ns, service, uid), linked)
-        return linked
+        self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
+        return link.pod
 
     # -- the local cache alone -------------------------------------------------------------
 
@@ -297,10 +304,35 @@ class ClientDriver:
         validation.uid(uid)
         return None
 
-    def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None = None) -> None:
-        # An invalidation that arrived while Redis answered may concern this very link.
-        if epoch == self._epoch:
+    def _cached_routable(self, ns: str, uid: str, service: str) -> int | None:
+        """The cached link while the route view is fresh and says its pod is routable."""
+        try:
+            pod, deadline = self._entries[(ns, service, uid)]
+            view = self._views[ns][service]
+        except (KeyError, TypeError):
+            pass
+        else:
+            now = self._clock()
+            if deadline > now and view.valid_until > now and pod in view.routable:
+                return pod
+        self._route(ns, service)
+        validation.uid(uid)
+        return None
+
+    def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None) -> None:
+        """Cache a link read from Redis (for at most ``remaining``, what the stored link has left),
+        only if no invalidation arrived meanwhile (it may concern this very link) and the fresh
+        route view says its pod is routable: a link to a pod being evicted is not worth keeping."""
+        view = self._views[key[0]].get(key[1])
+        if (
+            epoch == self._epoch
+            and view is not None
+            and view.valid_until > self._clock()
+            and pod in view.routable
+        ):
             self.cache.put(key, pod, remaining)
+        else:
+            self.cache.drop(key)
 
     def _apply_change(self, ns: str, change: changes.Change) -> None:
         if change.kind is changes.ChangeKind.UNLINKED:

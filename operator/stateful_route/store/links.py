@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
@@ -18,6 +19,8 @@ from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
 __all__ = ["BATCH", "Link", "LinkStore", "Outcome", "Placement", "decode_link"]
+
+log = logging.getLogger("stateful_route.store.links")
 
 # Users per MGET / per script call: big enough to amortise a round trip, small enough that
 # one call never blocks Redis for long.
@@ -79,6 +82,7 @@ class LinkStore:
         self._place = redis.register_script(scripts.PLACE)
         self._place_many = redis.register_script(scripts.PLACE_MANY)
         self._if_absent = redis.register_script(scripts.IF_ABSENT)
+        self._read = redis.register_script(scripts.READ)
         self._persist = redis.register_script(scripts.SET_PERSISTENT)
         self._remove = redis.register_script(scripts.REMOVE)
         self._evict = redis.register_script(scripts.EVICT)
@@ -104,7 +108,14 @@ class LinkStore:
         if reply is None:
             return None
         pod, ttl_ms, outcome = reply
-        return Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
+        placed = Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
+        if placed.outcome == "rebound":
+            # Other gateways may cache the old link while their view still calls its pod routable.
+            await self._guarded(
+                self._redis.publish(route_keys.channel, changes.unlinked(route_keys.service, uid)),
+                self.timeout,
+            )
+        return placed
 
     async def place_many(
         self, route_keys: keys.RouteKeys, uids: Sequence[str], ttl: float, *, exclude: int | None = None
@@ -126,12 +137,8 @@ class LinkStore:
         return [None if pod is None else int(pod) for reply in replies for pod in reply]
 
     async def read(self, route_keys: keys.RouteKeys, uid: str) -> Link | None:
-        """The user's link with its remaining TTL, or None."""
-        pipe = self._redis.pipeline(transaction=False)
-        key = route_keys.link(uid)
-        pipe.get(key)
-        pipe.pttl(key)
-        raw, ttl_ms = await self._guarded(pipe.execute(), self.timeout)
+        """The user's link with its remaining TTL (read in one atomic step), or None."""
+        raw, ttl_ms = await self._guarded(self._read(keys=[route_keys.link(uid)]), self.timeout)
         if raw is None:
             return None
         pod, persistent = decode_link(raw)
@@ -144,7 +151,22 @@ class LinkStore:
             return await client.mget([route_keys.link(uid) for uid in batch])
 
         replies = await self._in_one_trip(send, uids)
-        return [None if raw is None else decode_link(raw)[0] for reply in replies for raw in reply]
+        raws = [raw for reply in replies for raw in reply]
+        return [
+            None if raw is None else self._pod_or_none(route_keys, uid, raw)
+            for uid, raw in zip(uids, raws, strict=True)
+        ]
+
+    def _pod_or_none(self, route_keys: keys.RouteKeys, uid: str, raw: bytes) -> int | None:
+        """A batch must not fail for one corrupt value: it is skipped (as no link) and logged."""
+        try:
+            return decode_link(raw)[0]
+        except StoreError:
+            log.warning(
+                "event=corrupt_link_skipped namespace=%s service=%s uid=%r value=%r",
+                route_keys.namespace, route_keys.service, uid[:80], raw[:40],
+            )  # fmt: skip
+            return None
 
     async def _in_one_trip(
         self, send: Callable[[Any, Sequence[str]], Awaitable[Any]], uids: Sequence[str]
@@ -166,17 +188,17 @@ class LinkStore:
             await send(pipe, batch)
         return list(await self._guarded(pipe.execute(), deadline))
 
-    async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> int:
-        """Store a temporary link only if the user has none; the pod linked after the call.
-        ``ttl`` applies when the route's policy sets none."""
-        reply = await self._guarded(
+    async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> Link:
+        """Store a temporary link only if the user has none; the link after the call, with the
+        TTL it has left. ``ttl`` applies when the route's policy sets none."""
+        linked, ttl_ms = await self._guarded(
             self._if_absent(
                 keys=[route_keys.link(uid), *_route(route_keys)],
                 args=[route_keys.pod_links, uid, pod, _ms(ttl)],
             ),
             self.timeout,
         )
-        return int(reply)
+        return Link(int(linked), int(ttl_ms) < 0, _ttl(int(ttl_ms)))
 
     async def link_persistent(
         self, route_keys: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
@@ -223,13 +245,18 @@ class LinkStore:
         self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH
     ) -> tuple[int, list[str]]:
         """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
-        left, removed = await self._guarded(
+        left, removed, corrupt = await self._guarded(
             self._evict(
                 keys=[route_keys.pod(pod), *_route(route_keys)],
                 args=[pod, route_keys.links, batch, route_keys.pod_links],
             ),
             self.timeout,
         )
+        for uid in corrupt:
+            log.warning(
+                "event=corrupt_link_deleted namespace=%s service=%s pod=%d uid=%r",
+                route_keys.namespace, route_keys.service, pod, text(uid)[:80],
+            )  # fmt: skip
         return int(left), [text(uid) for uid in removed]
 
     async def announce_eviction(self, route_keys: keys.RouteKeys, pod: int) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "IF_ABSENT",
     "PLACE",
     "PLACE_MANY",
+    "READ",
     "REMOVE",
     "SERVER_REPORT",
     "SET_PERSISTENT",
@@ -254,20 +255,29 @@ IF_ABSENT = (
 -- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod  ARGV[4]: TTL in ms when the
 -- route's policy has none
--- returns the pod linked after the call: the existing link's, else ARGV[3] (stored temporary).
+-- returns {the pod linked after the call, its remaining TTL in ms (-1: persistent)}: the
+-- existing link's, else ARGV[3] (stored temporary). The TTL is read here, atomically, so a
+-- caller never caches a link longer than it lives.
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local idx = link_pod(cur)
-  return idx
+  return {idx, redis.call('PTTL', KEYS[1])}
 end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local now = now_ms()
 local cap, ttl = policy(rt, ARGV[4])
 link_temporary(rt, KEYS[1], ARGV[2], ARGV[3], ttl, now)
 rescore(rt, ARGV[3], cap, now)
-return tonumber(ARGV[3])
+return {tonumber(ARGV[3]), ttl}
 """
 )
+
+# Read-only: a value and its TTL in one atomic step (a link must not expire between the two).
+READ = r"""#!lua flags=no-writes
+-- KEYS[1]: the user's link
+-- returns {value or false, remaining TTL in ms (-1: none, -2: absent)}
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
 
 SET_PERSISTENT = (
     _PRELUDE
@@ -335,23 +345,30 @@ EVICT = (
 -- KEYS[5]: available pods
 -- ARGV[1]: pod  ARGV[2]: link key prefix  ARGV[3]: batch size  ARGV[4]: per-pod link set prefix
 -- Removes up to ARGV[3] users from the pod's set, deleting each link only if it still points
--- to this pod (compare-and-delete), and re-scores the pod.
--- returns {users left in the set, {uids whose link was deleted}}
+-- to this pod (compare-and-delete), and re-scores the pod. A link value that does not parse
+-- is deleted too (nobody can route by it, and it must not stall the eviction) and reported.
+-- returns {users left in the set, {uids whose link was deleted}, {uids whose corrupt link was deleted}}
 local pod = tonumber(ARGV[1])
 local uids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-local removed = {}
+local removed, corrupt = {}, {}
 for _, uid in ipairs(uids) do
   local key = ARGV[2] .. uid
   local cur = redis.call('GET', key)
-  if cur and link_pod(cur) == pod then
-    redis.call('DEL', key)
-    removed[#removed + 1] = uid
+  if cur then
+    local idx = string.match(cur, '^(%d+)p?$')
+    if not idx then
+      redis.call('DEL', key)
+      corrupt[#corrupt + 1] = uid
+    elseif tonumber(idx) == pod then
+      redis.call('DEL', key)
+      removed[#removed + 1] = uid
+    end
   end
 end
 if #uids > 0 then redis.call('ZREM', KEYS[1], unpack(uids)) end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
 rescore(rt, ARGV[1], policy(rt, '0'), now_ms())
-return {redis.call('ZCARD', KEYS[1]), removed}
+return {redis.call('ZCARD', KEYS[1]), removed, corrupt}
 """
 )
 

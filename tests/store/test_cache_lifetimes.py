@@ -1,0 +1,114 @@
+"""The local cache never outlives the stored link, never holds a link to an unroutable pod, and
+never answers once the route view is older than ``max_age`` (issue 11, points 1, 9, 10, and the
+frozen-Redis question)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+from stateful_route import ClientDriver, PodState, ServerDriver, StoreUnavailable
+from stateful_route.store import keys
+from tests.routes import NS, SVC, clients, make_route, poll_until, until_routable
+
+
+async def test_if_absent_caches_an_existing_link_no_longer_than_it_lives(redis, make_redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    async with (
+        clients(make_redis, prefix, 2) as (a, b),
+        ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix) as pod1,
+    ):
+        await a.route_view(NS, SVC)
+        await pod1.set_linked_pod("u")
+        await pod1.set_load_state(100)  # so that a new placement prefers pod 0
+        await pod1.remove_linked_pod("u", keep_seconds=0.3)
+        await asyncio.sleep(0.1)  # the removal's announcement reaches the clients first
+        assert await a.set_linked_pod_if_absent(NS, "u", SVC, 0) == 1  # the kept link
+        await asyncio.sleep(0.4)  # the kept link expires
+        assert await b.compute_linked_pod(NS, "u", SVC) == 0
+        assert await a.get_linked_pod(NS, "u", SVC) == 0
+        assert await a.compute_linked_pod(NS, "u", SVC) == 0
+
+
+async def test_get_linked_pod_does_not_cache_a_link_to_an_unroutable_pod(redis, make_redis, prefix):
+    table = await make_route(redis, prefix, pods=2)
+    async with clients(make_redis, prefix, 2) as (a, b):
+        assert await a.set_linked_pod_if_absent(NS, "u", SVC, 1) == 1
+        a.cache_expired(NS, "u", SVC)
+        await table.update_pod(NS, SVC, PodState(1, ready=False))  # no operator evicts it
+        await until_routable([a], 1, routable=False)
+        assert await a.get_linked_pod(NS, "u", SVC) == 1  # the stored link, as it is
+        assert a.get_linked_in_cache(NS, "u", SVC) is None
+        assert await b.compute_linked_pod(NS, "u", SVC) == 0  # a lazy rebind
+        assert await a.get_linked_pod(NS, "u", SVC) == 0
+
+
+async def test_a_lazy_rebind_invalidates_other_gateways_caches(redis, make_redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    # A polls its views rarely, so only the rebind's own message can tell it.
+    async with (
+        clients(make_redis, prefix, 1, refresh_interval=20, max_age=30) as (a,),
+        clients(make_redis, prefix, 1) as (b,),
+    ):
+        assert await a.set_linked_pod_if_absent(NS, "u", SVC, 1) == 1
+        assert a.get_linked_in_cache(NS, "u", SVC) == 1
+        # Pod 1 stops being routable by a write nobody announces: only Redis knows.
+        await redis.hset(keys.Keyring(prefix).route(NS, SVC).pods, "1", "0,0,0,0")
+        assert await b.compute_linked_pod(NS, "u", SVC) == 0
+
+        async def dropped() -> bool:
+            return a.get_linked_in_cache(NS, "u", SVC) is None
+
+        await poll_until(dropped, within=1)
+        assert await a.get_linked_pod(NS, "u", SVC) == 0
+
+
+async def test_a_link_expiring_while_it_is_read_is_not_cached(make_redis, prefix):
+    redis = make_redis(blocking_pool=50)
+    await make_route(redis, prefix, pods=2)
+    k = keys.Keyring(prefix).route(NS, SVC)
+    users = [f"u{i}" for i in range(3_000)]
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        await client.route_view(NS, SVC)
+        pipe = redis.pipeline(transaction=False)
+        for i, uid in enumerate(users):
+            pipe.set(k.link(uid), "1", px=20 + i % 40)  # expiring all through the reads below
+        await pipe.execute()
+        await asyncio.gather(*(client.get_linked_pod_not_cache(NS, uid, SVC) for uid in users))
+        await asyncio.sleep(0.1)  # every link has expired
+        cached = [uid for uid in users if client.get_linked_in_cache(NS, uid, SVC) is not None]
+        assert cached == []
+
+
+async def test_no_cached_answer_once_a_frozen_redis_makes_the_view_too_old(make_redis, private_redis, prefix):
+    server = private_redis()
+    redis = make_redis(server.url, socket_connect_timeout=0.3)
+    await make_route(redis, prefix, pods=2)
+    users = [f"u{i}" for i in range(20)]
+    # With the default timeout (1 s) a stalled refresh takes up to 1.5 s to notice.
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        for uid in users:
+            await client.compute_linked_pod(NS, uid, SVC)
+        loop = asyncio.get_running_loop()
+        assert server.process is not None
+        os.kill(server.process.pid, signal.SIGSTOP)
+        frozen = loop.time()
+        late: list[float] = []
+        failed = 0
+        try:
+            while loop.time() - frozen < 2.0:
+                for uid in users:
+                    try:
+                        await client.get_linked_pod(NS, uid, SVC)
+                        await client.get_linked_pod_in_cache_or_if_persist(NS, uid, SVC)
+                    except StoreUnavailable:
+                        failed += 1
+                        continue
+                    if loop.time() - frozen > 1.0:  # max_age
+                        late.append(loop.time() - frozen)
+                await asyncio.sleep(0.01)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        assert late == []
+        assert failed > 0

@@ -1,0 +1,47 @@
+"""A link value that does not parse never stalls an eviction or a batch: it is deleted (eviction)
+or skipped (batch lookup), and logged (issue 11, point 11)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from stateful_route import ClientDriver, PodState, ServerDriver
+from stateful_route.store import keys
+from stateful_route.store.eviction import evict
+from stateful_route.store.links import LinkStore
+from tests.routes import NS, SVC, make_route
+
+
+@pytest.mark.parametrize("value", ["garbage", "", "-1", "1x", "1pp", "１"])
+async def test_a_corrupt_link_does_not_stall_eviction(redis, prefix, caplog, value):
+    table = await make_route(redis, prefix, pods=2)
+    k = keys.Keyring(prefix).route(NS, SVC)
+    async with ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix) as pod1:
+        for i in range(5):
+            await pod1.set_linked_pod(f"u{i}")
+        await pod1.set_linked_pod("bad")
+    await redis.set(k.link("bad"), value)  # written by something else: not a link
+    await table.update_pod(NS, SVC, PodState(1, ready=False))
+    store = LinkStore(redis, keys.Keyring(prefix))
+    with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+        eviction = await evict(store, k, 1, reason="test", rebind_ttl=60, batch=2)
+    assert eviction.removed == 5
+    assert eviction.rebound == 5
+    assert await redis.exists(k.link("bad")) == 0
+    assert await redis.zcard(k.pod(1)) == 0
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
+        f"event=corrupt_link_deleted namespace={NS} service={SVC} pod=1 uid='bad'"
+    ]
+
+
+async def test_a_corrupt_link_is_skipped_by_a_batch_lookup(redis, prefix, caplog):
+    await make_route(redis, prefix, pods=2)
+    k = keys.Keyring(prefix).route(NS, SVC)
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        assert await client.set_linked_pod_if_absent(NS, "good", SVC, 0) == 0
+        await redis.set(k.link("bad"), "garbage")
+        with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+            assert await client.batch_get_linked_pod(NS, ["good", "bad", "none"], SVC) == {0: ["good"]}
+    assert any("event=corrupt_link_skipped" in r.getMessage() for r in caplog.records)
