@@ -9,11 +9,12 @@ from stateful_route.core.errors import (
 )
 from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
 from stateful_route.gateway.client import ClientDriver
-from stateful_route.pod.server import ServerDriver
+from stateful_route.pod.server import HandOffResult, ServerDriver
 from stateful_route.store.table import RouteTable
 
 __all__ = [
     "ClientDriver",
+    "HandOffResult",
     "InvalidInput",
     "NoAvailablePod",
     "PodState",

@@ -210,3 +210,15 @@ def test_dockerfile_is_slim_non_root_and_runs_the_operator():
     assert users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["stateful-route"]' in lines
     assert any(line.startswith("CMD") and '"operator"' in line for line in lines)
+
+
+def test_the_readmes_prestop_statefulset_is_valid_and_calls_handoff():
+    readme = (ROOT / "README.md").read_text()
+    snippets = [yaml.safe_load(block.split("```")[0]) for block in readme.split("```yaml\n")[1:]]
+    statefulset = next(doc for doc in snippets if doc.get("kind") == "StatefulSet")
+    kubernetes_validate.validate(statefulset, K8S_VERSION, strict=True)
+    pod = statefulset["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert "stateful-route handoff games room" in command[-1]
+    timeout = float(command[-1].split("--timeout")[1].split()[0])
+    assert timeout < pod["terminationGracePeriodSeconds"]

@@ -124,6 +124,16 @@ class Admin:
         await server.set_routing_state(state)
         return next(row for row in pod_rows(await self.snapshot(ns, service)) if row["pod"] == pod)
 
+    async def hand_off(self, ns: str, service: str, pod: int, *, within: float) -> dict[str, Any]:
+        """What a stopping pod does: report DenyNewCall, hand every user off to other pods (retrying
+        for ``within`` seconds while none is available), report Shutdown."""
+        await self._existing_pod(ns, service, pod)
+        server = ServerDriver(
+            self.redis, namespace=ns, service=service, pod_index=pod, prefix=self.prefix, timeout=self.timeout
+        )
+        result = await server.hand_off_all(within=within)
+        return {"pod": pod, "moved": result.moved, "left": result.left}
+
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""
         await self._existing_pod(ns, service, pod)

@@ -1,7 +1,8 @@
 """The ``stateful-route`` command: the operator, the demo, and admin commands.
 
 Exit codes, the same for every command: 0 done; 1 not found (no such route, pod or link);
-2 bad input or usage; 3 Redis unavailable or failing; 4 no available pod; 130 interrupted.
+2 bad input or usage; 3 Redis unavailable or failing; 4 no available pod; 5 timed out (handoff);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import inspect
 import json
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -27,11 +28,20 @@ from stateful_route.testing import local_redis
 
 __all__ = ["app", "main"]
 
-EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_INTERRUPTED = 1, 2, 3, 4, 130
+EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_TIMED_OUT, EXIT_INTERRUPTED = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    130,
+)
+# What one Redis call of ``handoff`` may wait, whatever its overall --timeout.
+HANDOFF_REDIS_WAIT = 2.0
 
 app = typer.Typer(
     help="Sticky, load-aware routing of users to StatefulSet pods.\n\n"
-    "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod.",
+    "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod, 5 timed out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -67,15 +77,21 @@ class Target:
     timeout: float
 
 
-def admin_command(*, timeout: float = 2.0) -> Callable[[Callable[..., None]], Callable[..., None]]:
+def admin_command(
+    *, timeout: float = 2.0, timeout_help: str | None = None
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register an admin command taking its own arguments and a ``target: Target``, which the
-    user gives as --redis-url, --prefix, --json and --timeout (default ``timeout`` seconds)."""
+    user gives as --redis-url, --prefix, --json and --timeout (default ``timeout`` seconds; what
+    it bounds, if not each Redis call, says ``timeout_help``)."""
     keyword = inspect.Parameter.KEYWORD_ONLY
+    timeout_type = (
+        Timeout if timeout_help is None else Annotated[float, typer.Option(min=0.01, help=timeout_help)]
+    )
     shared = [
         inspect.Parameter("redis_url", keyword, default=local_redis.DEFAULT_URL, annotation=RedisUrl),
         inspect.Parameter("prefix", keyword, default="sr", annotation=Prefix),
         inspect.Parameter("as_json", keyword, default=False, annotation=Json),
-        inspect.Parameter("timeout", keyword, default=timeout, annotation=Timeout),
+        inspect.Parameter("timeout", keyword, default=timeout, annotation=timeout_type),
     ]
 
     def register(command: Callable[..., None]) -> Callable[..., None]:
@@ -262,6 +278,42 @@ def evict(
     """
     done = _admin(target, lambda a: a.evict(namespace, service, pod, rebind=rebind))
     _emit(done, target, lambda: f"evicted {done['removed']} links from pod {pod}; rebound {done['rebound']}")
+
+
+@admin_command(
+    timeout=30.0,
+    timeout_help=f"Seconds to hand every user off before giving up (each Redis call waits at most "
+    f"{HANDOFF_REDIS_WAIT:g} s).",
+)
+def handoff(
+    namespace: Namespace,
+    service: Service,
+    pod: Pod,
+    target: Target,
+) -> None:
+    """For a pod's preStop hook: hand its users off to other pods, then let it go.
+
+    Reports DenyNewCall (no new users), moves every user's link to the best available other pod
+    (compare-and-swap; gateways are told at once), then reports Shutdown. Exit 0 when the pod
+    holds no links; 5 when some are left after --timeout (no other pod was available), after
+    reporting Shutdown so the operator evicts them. Keep --timeout below the pod's
+    terminationGracePeriodSeconds.
+
+    Example: stateful-route handoff games room 3 --timeout 20
+    """
+    wait = min(HANDOFF_REDIS_WAIT, target.timeout)
+    done = _admin(
+        replace(target, timeout=wait), lambda a: a.hand_off(namespace, service, pod, within=target.timeout)
+    )
+    if done["left"]:
+        raise _fail(
+            EXIT_TIMED_OUT,
+            f"timed out after {target.timeout:g} s: {done['left']} users still linked to pod {pod} of "
+            f"{namespace}/{service} (no other pod available); reported Shutdown, the operator evicts them",
+            target.as_json,
+            **done,
+        )
+    _emit(done, target, lambda: f"handed off {done['moved']} users from pod {pod}; reported Shutdown")
 
 
 @app.command()

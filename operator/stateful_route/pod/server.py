@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
 from stateful_route.core import validation
 from stateful_route.core.state import RoutingState
+from stateful_route.pod.handoff import Before, HandOffResult, hand_off_users
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
 from stateful_route.store.links import LinkStore
 
-__all__ = ["ServerDriver"]
+__all__ = ["HandOffResult", "ServerDriver"]
 
 
 class ServerDriver:
@@ -85,6 +88,59 @@ class ServerDriver:
         validation.pod_index(pod)
         keep = validation.seconds("keep_seconds", keep_seconds)
         return await self._store.unlink(self._keys, uid, expected=pod, keep=keep) is not None
+
+    async def hand_off(self, uid: str) -> int | None:
+        """Move the user's link from this pod to the best available other pod, in one atomic
+        compare-and-swap (only if it still points here), and tell every gateway at once (they
+        drop their cached link). The link keeps its kind: persistent stays persistent, temporary
+        keeps its remaining TTL. Returns the new pod, or None if the user was not linked here
+        (or moved meanwhile) or no other pod is available (the link then stays here).
+
+        Push or persist the user's state before calling this (see ``hand_off_all``'s ``before``):
+        the user's next request goes to the new pod."""
+        done = await self._store.hand_off(self._keys, validation.uid(uid), self.pod_index)
+        return None if done is None else done.pod
+
+    async def linked_users(self) -> AsyncIterator[str]:
+        """The users linked to this pod now (persistent and live temporary links), each once,
+        read in batches; users linked or unlinked while iterating may or may not appear."""
+        async for uid in self._store.linked_users(self._keys, self.pod_index):
+            yield uid
+
+    async def hand_off_all(
+        self,
+        *,
+        concurrency: int = 16,
+        before: Before | None = None,
+        within: float = 30.0,
+        retry_every: float = 0.25,
+    ) -> HandOffResult:
+        """Hand every user of this pod off, then report Shutdown: what a pod does when told to stop.
+
+        Reports DenyNewCall first (no new users arrive meanwhile), then for each linked user,
+        ``concurrency`` at a time, awaits ``before(uid)`` (persist or push its state) and moves
+        its link (``hand_off``). ``before`` is awaited once per user, always before its link moves;
+        if it raises, that user's link stays (counted in ``failed``). Users who find no other pod
+        available are retried until ``within`` seconds have passed. Shutdown is reported in every
+        case, so the operator evicts whoever is ``left`` (and rebinds them if the route is Eager).
+        """
+        workers = validation.integer("concurrency", concurrency, minimum=1, maximum=10_000)
+        seconds = validation.seconds("within", within)
+        pause = validation.seconds("retry_every", retry_every, minimum=0.001)
+        await self._register()
+        await self.set_routing_state(RoutingState.DENY_NEW_CALL)
+        result = await hand_off_users(
+            self._store,
+            self._keys,
+            self.pod_index,
+            users=self.linked_users,
+            before=before,
+            concurrency=workers,
+            deadline=asyncio.get_running_loop().time() + seconds,
+            retry_every=pause,
+        )
+        await self.set_routing_state(RoutingState.SHUTDOWN)
+        return result
 
     async def _send(self, *, routing: str, load: str) -> None:
         route_keys = self._keys

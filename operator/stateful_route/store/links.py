@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, NamedTuple, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from redis.asyncio import RedisCluster
 
 from stateful_route.core import validation
+from stateful_route.core.constants import DEFAULT_LINK_TTL
 from stateful_route.core.errors import StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
@@ -18,7 +19,7 @@ from stateful_route.store.faults import guarded
 from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
-__all__ = ["BATCH", "Link", "LinkStore", "Outcome", "Placement", "decode_link"]
+__all__ = ["BATCH", "HandOff", "Link", "LinkStore", "Outcome", "Placement", "decode_link"]
 
 log = logging.getLogger("stateful_route.store.links")
 
@@ -47,6 +48,14 @@ class Placement(NamedTuple):
     pod: int
     ttl: float | None
     outcome: Outcome
+
+
+class HandOff(NamedTuple):
+    """The result of ``hand_off`` for a user linked to the pod: where the link went (None: no other
+    pod is available, the link stayed) and its remaining TTL in seconds (None: persistent)."""
+
+    pod: int | None
+    ttl: float | None
 
 
 def decode_link(raw: bytes | str) -> tuple[int, bool]:
@@ -86,6 +95,7 @@ class LinkStore:
         self._persist = redis.register_script(scripts.SET_PERSISTENT)
         self._remove = redis.register_script(scripts.REMOVE)
         self._evict = redis.register_script(scripts.EVICT)
+        self._hand_off = redis.register_script(scripts.HAND_OFF)
         self.services = ServiceSet(redis, keyring, self.timeout, self._guarded)
 
     async def place(
@@ -240,6 +250,52 @@ class LinkStore:
             self.timeout,
         )
         return None if reply is None else int(reply)
+
+    async def hand_off(
+        self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float = DEFAULT_LINK_TTL
+    ) -> HandOff | None:
+        """Move the user's link from ``pod`` to the best available other pod (compare-and-swap:
+        only if it still points to ``pod``) and announce it; the link keeps its kind and expiry
+        (``ttl`` only for a temporary link that has none, when the route's policy has none).
+        A HandOff (``pod`` None when no other pod is available), or None if not linked to ``pod``."""
+        reply = await self._guarded(
+            self._hand_off(
+                keys=[route_keys.link(uid), *_route(route_keys)],
+                args=[
+                    route_keys.pod_links,
+                    uid,
+                    pod,
+                    route_keys.channel,
+                    changes.unlinked(route_keys.service, uid),
+                    _ms(ttl),
+                ],
+            ),
+            self.timeout,
+        )
+        if reply is None:
+            return None
+        if int(reply[0]) < 0:
+            return HandOff(None, None)
+        return HandOff(int(reply[0]), _ttl(int(reply[1])))
+
+    async def linked_users(self, route_keys: keys.RouteKeys, pod: int) -> AsyncIterator[str]:
+        """The users linked to ``pod`` (expired temporary links left out), each once, BATCH at a
+        time (ZSCAN of the pod's link set: users linked or unlinked meanwhile may or may not
+        appear; users linked throughout do)."""
+        key = route_keys.pod(pod)
+        seconds, micros = await self._guarded(self._redis.time(), self.timeout)
+        now_ms = seconds * 1000 + micros // 1000
+        seen: set[str] = set()
+        cursor: int = 0
+        while True:
+            cursor, page = await self._guarded(self._redis.zscan(key, cursor, count=BATCH), self.timeout)
+            for member, expires in page:
+                uid = text(cast(bytes | str, member))
+                if float(expires) >= now_ms and uid not in seen:  # ZSCAN may repeat a member
+                    seen.add(uid)
+                    yield uid
+            if cursor == 0:
+                return
 
     async def evict_batch(
         self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH

@@ -19,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "CONFIGURE",
     "EVICT",
+    "HAND_OFF",
     "IF_ABSENT",
     "PLACE",
     "PLACE_MANY",
@@ -245,6 +246,49 @@ for i = 5, #ARGV do
 end
 for idx in pairs(left) do rescore(rt, idx, cap, now) end
 return out
+"""
+)
+
+HAND_OFF = (
+    _PRELUDE
+    + r"""
+-- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
+-- KEYS[5]: available pods
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: the pod handing the user off
+-- ARGV[4]: channel  ARGV[5]: message announcing that the link moved  ARGV[6]: TTL in ms for a
+-- temporary link that has none, when the route's policy has none either
+-- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available;
+--         nil when the link does not point to ARGV[3] (absent, expired, or moved meanwhile).
+-- Compare-and-swap: the link moves only if it still points to ARGV[3], to the best available
+-- pod other than ARGV[3] (the placement rule, `choose`). It keeps its kind: a persistent link
+-- stays persistent, a temporary one keeps its remaining TTL.
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local uid, from = ARGV[2], ARGV[3]
+local cur = redis.call('GET', KEYS[1])
+if not cur then return nil end
+local idx, persistent = link_pod(cur)
+if tostring(idx) ~= from then return nil end
+local now = now_ms()
+local best = choose(rt, from, now)
+if not best then return {-1} end
+local cap, ttl = policy(rt, ARGV[6])
+if persistent then
+  ttl = -1
+else
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then ttl = left end
+end
+redis.call('ZREM', rt.pod_links .. from, uid)
+rescore(rt, from, cap, now)
+if persistent then
+  redis.call('SET', KEYS[1], best .. 'p')
+  redis.call('ZADD', rt.pod_links .. best, '+inf', uid)
+  rescore(rt, best, cap, now)
+else
+  link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
+end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {tonumber(best), ttl}
 """
 )
 

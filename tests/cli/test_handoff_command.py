@@ -1,0 +1,86 @@
+"""`stateful-route handoff NS SERVICE POD`: the preStop hook for pods not written in Python."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from stateful_route import RouteTable, RoutingState, ServerDriver
+from stateful_route.testing.local_redis import free_port
+from tests.routes import NS, SVC, clients, make_route
+
+SCRIPT = Path(sys.executable).parent / "stateful-route"  # the installed console script
+
+
+async def run(*args: str) -> tuple[int, str, str, float]:
+    """The command as a preStop hook runs it: (exit code, stdout, stderr, seconds taken)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    process = await asyncio.create_subprocess_exec(
+        str(SCRIPT), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode(), loop.time() - started
+
+
+async def test_handoff_moves_every_user_reports_shutdown_and_exits_0(redis, redis_url, prefix):
+    await make_route(redis, prefix, pods=3)
+    pod1 = ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix)
+    users = [f"u{i}" for i in range(120)]
+    for uid in users[:80]:
+        await pod1.set_linked_pod(uid)
+    async with clients(lambda: redis, prefix, 1) as (client,):
+        for uid in users[80:]:
+            await client.set_linked_pod_if_absent(NS, uid, SVC, 1)
+
+    code, out, err, _ = await run(
+        "handoff", NS, SVC, "1", "--redis-url", redis_url, "--prefix", prefix, "--json"
+    )
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"pod": 1, "moved": 120, "left": 0}
+    snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
+    assert snapshot.links == {0: 60, 1: 0, 2: 60}
+    assert snapshot.pods[1].routing is RoutingState.SHUTDOWN
+    async with clients(lambda: redis, prefix, 1) as (client,):
+        where = await client.batch_get_linked_pod(NS, users, SVC)
+    assert sorted(uid for uids in where.values() for uid in uids) == sorted(users)
+    assert 1 not in where
+
+
+async def test_handoff_times_out_cleanly_when_no_other_pod_is_available(redis, redis_url, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0 = ServerDriver(redis, namespace=NS, service=SVC, pod_index=0, prefix=prefix)
+    pod1 = ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix)
+    await pod0.set_routing_state(RoutingState.DENY_NEW_CALL)
+    for uid in ("a", "b", "c"):
+        await pod1.set_linked_pod(uid)
+
+    code, out, err, took = await run(
+        "handoff", NS, SVC, "1", "--redis-url", redis_url, "--prefix", prefix, "--timeout", "0.5"
+    )
+    assert code == 5
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err  # one line, for the pod's logs
+    assert "timed out after 0.5 s: 3 users still linked to pod 1 of games/room" in err
+    assert 0.5 <= took < 10
+    snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
+    assert snapshot.pods[1].routing is RoutingState.SHUTDOWN  # the operator evicts the rest
+    assert snapshot.links[1] == 3
+
+
+async def test_handoff_of_an_unknown_pod_or_without_redis_fails_with_the_usual_codes(
+    redis, redis_url, prefix
+):
+    await make_route(redis, prefix, pods=2)
+    code, _, err, _ = await run("handoff", NS, SVC, "7", "--redis-url", redis_url, "--prefix", prefix)
+    assert code == 1
+    assert "pod 7 is not in the route table" in err
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    code, _, _, took = await run(
+        "handoff", NS, SVC, "0", "--redis-url", dead, "--prefix", prefix, "--timeout", "1"
+    )
+    assert code == 3
+    assert took < 10

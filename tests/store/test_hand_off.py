@@ -1,0 +1,258 @@
+"""ServerDriver's hand-off: a compare-and-swap of one link to another pod, every gateway told at
+once; linked_users; hand_off_all with its callback, retries and Shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from stateful_route import HandOffResult, InvalidInput, RouteTable, RoutingState, ServerDriver
+from tests.routes import NS, SVC, clients, keys_under, make_route, poll_until
+
+
+def server(redis, prefix, pod: int) -> ServerDriver:
+    return ServerDriver(redis, namespace=NS, service=SVC, pod_index=pod, prefix=prefix)
+
+
+def link_key(prefix: str, uid: str) -> str:
+    return f"{prefix}:{{{NS}/{SVC}}}:l:{uid}"
+
+
+def pod_key(prefix: str, pod: int) -> str:
+    return f"{prefix}:{{{NS}/{SVC}}}:p:{pod}"
+
+
+async def test_hand_off_moves_the_link_to_the_best_other_pod_keeping_its_kind(redis, prefix):
+    await make_route(redis, prefix, pods=3)
+    pod0, pod1 = server(redis, prefix, 0), server(redis, prefix, 1)
+    async with clients(lambda: redis, prefix, 1, link_ttl=120) as (client,):
+        await pod1.set_load_state(50)  # pod 2 is the best other pod
+        assert await client.set_linked_pod_if_absent(NS, "temp", SVC, 0) == 0
+        assert await pod0.set_linked_pod("kept") is None
+        ttl_before = await redis.pttl(link_key(prefix, "temp"))
+
+        assert await pod0.hand_off("temp") == 2
+        assert await redis.get(link_key(prefix, "temp")) == b"2"
+        assert 0 < await redis.pttl(link_key(prefix, "temp")) <= ttl_before  # keeps its expiry
+        assert await pod0.hand_off("kept") == 2
+        assert await redis.get(link_key(prefix, "kept")) == b"2p"  # persistent stays persistent
+        assert await redis.pttl(link_key(prefix, "kept")) == -1
+        assert await redis.zrange(pod_key(prefix, 0), 0, -1) == []
+        assert sorted(await redis.zrange(pod_key(prefix, 2), 0, -1)) == [b"kept", b"temp"]
+        snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
+        assert snapshot.links == {0: 0, 1: 0, 2: 2}
+        assert snapshot.best == 0  # the scores followed the move
+
+
+async def test_hand_off_does_nothing_unless_the_link_points_here(redis, prefix):
+    await make_route(redis, prefix, pods=3)
+    pod0, pod1 = server(redis, prefix, 0), server(redis, prefix, 1)
+    await pod0.set_linked_pod("mover")
+    before = await keys_under(redis, prefix)
+    assert await pod0.hand_off("nobody") is None  # no link: none is created
+    assert await pod1.hand_off("mover") is None  # linked elsewhere: untouched
+    assert await keys_under(redis, prefix) == before
+    # The user moved meanwhile (pod 1 took it over): pod 0's late hand-off does nothing.
+    assert await pod1.set_linked_pod("mover") == 0
+    after_move = await keys_under(redis, prefix)
+    assert await pod0.hand_off("mover") is None
+    assert await keys_under(redis, prefix) == after_move
+    with pytest.raises(InvalidInput) as bad:
+        await pod0.hand_off("")
+    assert bad.value.field == "uid"
+
+
+async def test_hand_off_keeps_the_link_when_no_other_pod_is_available(redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0, pod1 = server(redis, prefix, 0), server(redis, prefix, 1)
+    await pod0.set_linked_pod("stuck")
+    await pod1.set_routing_state(RoutingState.DENY_NEW_CALL)
+    assert await pod0.hand_off("stuck") is None
+    assert await redis.get(link_key(prefix, "stuck")) == b"0p"
+    await pod1.set_routing_state(RoutingState.READY)
+    assert await pod0.hand_off("stuck") == 1
+
+
+async def test_racing_hand_offs_never_link_a_user_to_two_pods(redis, make_redis, prefix):
+    """Two pods hand the same users back and forth while gateways place them and an atomic
+    reader checks, for random users, that the link and the per-pod sets agree at every moment."""
+    seed = int(os.environ.get("SEED", random.randrange(1 << 30)))
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    await make_route(redis, prefix, pods=3)
+    users = [f"u{i}" for i in range(150)]
+    pods = {i: server(make_redis(), prefix, i) for i in range(2)}
+    temporary = set(users[::3])  # a third temporary, the rest persistent
+    async with clients(make_redis, prefix, 1, link_ttl=600) as (linker,):
+        for i, uid in enumerate(users):
+            if uid in temporary:
+                await linker.set_linked_pod_if_absent(NS, uid, SVC, i % 2)
+            else:
+                await pods[i % 2].set_linked_pod(uid)
+    moves: list[tuple[int, str, int | None]] = []
+    stop = asyncio.Event()
+    broken: list[str] = []
+
+    async def hand_offs(pod: int, order: list[str]) -> None:
+        for uid in order:
+            moves.append((pod, uid, await pods[pod].hand_off(uid)))
+
+    async def check() -> None:
+        reader = make_redis()
+        while not stop.is_set():
+            uid = rng.choice(users)
+            async with reader.pipeline(transaction=True) as pipe:  # MULTI/EXEC: one moment
+                pipe.get(link_key(prefix, uid))
+                for pod in range(3):
+                    pipe.zscore(pod_key(prefix, pod), uid)
+                link, *scores = await pipe.execute()
+            holders = [pod for pod, score in enumerate(scores) if score is not None]
+            if link is None or holders != [int(link.rstrip(b"p"))]:
+                broken.append(f"{uid}: link {link!r}, in the sets of pods {holders}")
+
+    async with clients(make_redis, prefix, 2) as gateways:
+
+        async def lookups() -> None:
+            while not stop.is_set():
+                await rng.choice(gateways).compute_linked_pod(NS, rng.choice(users), SVC)
+
+        checkers = [asyncio.create_task(check()), asyncio.create_task(lookups())]
+        await asyncio.gather(*(hand_offs(p, rng.sample(users, len(users))) for p in (0, 1) for _ in range(3)))
+        stop.set()
+        await asyncio.gather(*checkers)
+    assert broken == [], f"seed={seed}"
+    moved = [(pod, uid, to) for pod, uid, to in moves if to is not None]
+    assert moved, f"seed={seed}: nothing was handed off"
+    assert all(to != pod for pod, _, to in moved)
+    # Every hand-off moved the user off the pod that made it: per user and pod, arrivals (the
+    # initial link included) minus departures is 1 for the final pod and 0 for the others.
+    for i, uid in enumerate(users):
+        balance = {pod: int(pod == i % 2) for pod in range(3)}
+        for pod, who, to in moved:
+            if who == uid:
+                balance[pod] -= 1
+                balance[to] += 1
+        final = int((await redis.get(link_key(prefix, uid))).rstrip(b"p"))
+        assert balance == {pod: int(pod == final) for pod in range(3)}, (uid, balance, seed)
+    for uid in users:  # one link each, in exactly its pod's set
+        link = await redis.get(link_key(prefix, uid))
+        assert link is not None, (uid, seed)
+        assert link.endswith(b"p") == (uid not in temporary), (uid, link, seed)
+        holders = [p for p in range(3) if await redis.zscore(pod_key(prefix, p), uid) is not None]
+        assert holders == [int(link.rstrip(b"p"))], (uid, seed)
+
+
+async def test_gateways_stop_answering_the_old_pod_within_a_second(redis, make_redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    async with clients(make_redis, prefix, 3) as gateways:
+        for gateway in gateways:
+            assert await gateway.compute_linked_pod(NS, "player", SVC) == 0
+        await pod0.set_routing_state(RoutingState.DENY_NEW_CALL)  # still routable: caches stay valid
+        for gateway in gateways:
+            assert await gateway.compute_linked_pod(NS, "player", SVC) == 0
+        assert await pod0.hand_off("player") == 1
+
+        async def all_moved() -> bool:
+            return all([await g.compute_linked_pod(NS, "player", SVC) == 1 for g in gateways])
+
+        await poll_until(all_moved, within=1)
+
+
+async def test_linked_users_lists_each_live_link_once(redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    users = {f"u{i}" for i in range(2500)}  # more than one ZSCAN page
+    pipe = redis.pipeline(transaction=False)
+    for uid in users:
+        pipe.set(link_key(prefix, uid), "0p")
+        pipe.zadd(pod_key(prefix, 0), {uid: "+inf"})
+    pipe.zadd(pod_key(prefix, 0), {"expired": 1})  # a temporary link that expired long ago
+    await pipe.execute()
+    listed = [uid async for uid in pod0.linked_users()]
+    assert len(listed) == len(users)
+    assert set(listed) == users
+    assert [uid async for uid in server(redis, prefix, 1).linked_users()] == []
+
+
+async def test_hand_off_all_calls_back_once_per_user_before_its_move_then_reports_shutdown(redis, prefix):
+    await make_route(redis, prefix, pods=3)
+    pod0 = server(redis, prefix, 0)
+    users = [f"u{i}" for i in range(300)]
+    for uid in users[:200]:
+        await pod0.set_linked_pod(uid)
+    async with clients(lambda: redis, prefix, 1) as (client,):
+        for uid in users[200:]:
+            await client.set_linked_pod_if_absent(NS, uid, SVC, 0)
+    called: list[str] = []
+    linked_here_when_called: list[bool] = []
+
+    async def persist(uid: str) -> None:
+        called.append(uid)
+        linked_here_when_called.append((await redis.get(link_key(prefix, uid))).rstrip(b"p") == b"0")
+        await asyncio.sleep(0)
+
+    result = await pod0.hand_off_all(concurrency=8, before=persist)
+    assert result == HandOffResult(moved=300, failed=0, left=0)
+    assert sorted(called) == sorted(users)  # once each
+    assert all(linked_here_when_called)  # before the move
+    snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
+    assert snapshot.links == {0: 0, 1: 150, 2: 150}
+    assert snapshot.pods[0].routing is RoutingState.SHUTDOWN
+
+
+async def test_hand_off_all_leaves_a_user_whose_callback_fails(redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    for uid in ("a", "b", "c"):
+        await pod0.set_linked_pod(uid)
+
+    async def persist(uid: str) -> None:
+        if uid == "b":
+            raise OSError("disk full")
+
+    assert await pod0.hand_off_all(before=persist) == HandOffResult(moved=2, failed=1, left=1)
+    assert await redis.get(link_key(prefix, "b")) == b"0p"
+
+
+async def test_hand_off_all_retries_until_a_pod_is_available_or_time_is_up(redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    pod0, pod1 = server(redis, prefix, 0), server(redis, prefix, 1)
+    for uid in ("a", "b"):
+        await pod0.set_linked_pod(uid)
+    await pod1.set_routing_state(RoutingState.DENY_NEW_CALL)
+    calls: list[str] = []
+
+    async def persist(uid: str) -> None:
+        calls.append(uid)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await pod0.hand_off_all(before=persist, within=0.5) == HandOffResult(moved=0, failed=0, left=2)
+    assert 0.5 <= loop.time() - started < 2
+    assert sorted(calls) == ["a", "b"]  # not called again on retries
+
+    await pod0.set_routing_state(RoutingState.READY)
+    calls.clear()
+
+    async def undrain_later() -> None:
+        await asyncio.sleep(0.3)
+        await pod1.set_routing_state(RoutingState.READY)
+
+    undrain = asyncio.create_task(undrain_later())
+    assert await pod0.hand_off_all(before=persist, within=5) == HandOffResult(moved=2, failed=0, left=0)
+    await undrain
+    assert sorted(calls) == ["a", "b"]
+
+
+async def test_hand_off_all_rejects_bad_arguments_before_writing(redis, prefix):
+    await make_route(redis, prefix, pods=2)
+    before = await keys_under(redis, prefix)
+    for bad in ({"concurrency": 0}, {"within": -1}, {"retry_every": 0}):
+        with pytest.raises(InvalidInput) as error:
+            await server(redis, prefix, 0).hand_off_all(**bad)
+        assert error.value.field == next(iter(bad))
+    assert await keys_under(redis, prefix) == before
