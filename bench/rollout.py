@@ -222,7 +222,7 @@ async def _hand_off_all(flow: Users, index: int) -> None:
     async def save(uid: str, *_: Any) -> None:
         flow.handed_off.add(uid)  # where a real pod would persist or push the user's state
 
-    await server.hand_off_all(before=save)  # type: ignore[attr-defined]
+    await server.hand_off_all(before=save)
 
 
 def _count(flow: Users, result: Moves) -> None:
