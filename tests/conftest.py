@@ -18,6 +18,22 @@ from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
+E2E = Path(__file__).parent / "e2e"
+# Markers that follow from the fixtures a test uses, so `-m "not ..."` never misses one.
+MARKED_BY_FIXTURE = {"redis_cluster_url": "cluster", "tls_files": "tls", "private_redis": "e2e"}
+# Tests that start servers or processes of their own are outside the fast loop too.
+E2E_ALSO = ("cluster", "tls", "sentinel", "slow")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``e2e`` every test under tests/e2e and every test that starts servers or processes
+    of its own, so ``pytest -m "not e2e"`` is the fast loop: in-process, against one Redis."""
+    for item in items:
+        for fixture, marker in MARKED_BY_FIXTURE.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+        if item.path.is_relative_to(E2E) or any(item.get_closest_marker(m) for m in E2E_ALSO):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

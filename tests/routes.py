@@ -28,11 +28,13 @@ async def make_route(
 async def clients(
     make_redis: Callable[..., aioredis.Redis], prefix: str, count: int, **options: Any
 ) -> AsyncIterator[list[ClientDriver]]:
-    """``count`` independent ClientDrivers, each with its own Redis connection pool."""
+    """``count`` independent ClientDrivers, each with its own Redis connection pool, all serving
+    ``namespace`` (default NS) and built with the same ``options``."""
+    namespace = options.pop("namespace", NS)  # once: popping per driver left the others on NS
     async with contextlib.AsyncExitStack() as stack:
         drivers = [
             await stack.enter_async_context(
-                ClientDriver(make_redis(), namespace=options.pop("namespace", NS), prefix=prefix, **options)
+                ClientDriver(make_redis(), namespace=namespace, prefix=prefix, **options)
             )
             for _ in range(count)
         ]

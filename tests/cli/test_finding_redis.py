@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 from typer.testing import CliRunner
 
@@ -28,6 +29,7 @@ def test_without_redis_and_without_redis_server_the_demo_says_how_in_one_line():
     assert "redis-server" in line
 
 
+@pytest.mark.e2e  # the whole demo: the operator against the emulated cluster
 def test_the_demo_leaves_other_keys_alone(redis_url):
     client = redis.Redis.from_url(redis_url)
     client.set("someone-else:key", "untouched")

@@ -92,3 +92,8 @@ async def test_route_view_methods(redis, prefix):
         await client.compute_linked_pod(NS, "u", SVC)
         await asyncio.sleep(0.7)  # link counts ride on the periodic refresh
         assert await client.best_pod(NS, SVC) == 2
+
+
+async def test_every_client_of_a_group_serves_the_namespace_it_was_given(make_redis, prefix):
+    async with clients(make_redis, prefix, 3, namespace="lobby") as drivers:
+        assert [d.namespaces for d in drivers] == [frozenset({"lobby"})] * 3

@@ -7,6 +7,7 @@ import random
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
+import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from stateful_route import ClientDriver, RouteTable
@@ -37,6 +38,7 @@ def compute_all(url: str, prefix: str, seed: int) -> list[int]:
     return asyncio.run(run())
 
 
+@pytest.mark.slow
 async def test_eight_processes_agree_on_one_pod_per_user_and_counts_match(redis, redis_url, prefix):
     await make_route(redis, prefix, pods=8)
     with ProcessPoolExecutor(PROCESSES, mp_context=get_context("spawn")) as pool:
