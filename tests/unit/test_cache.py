@@ -32,6 +32,11 @@ def test_size_is_bounded():
         cache.put(("ns", "svc", str(i)), i)
     assert len(cache) == 100
     assert cache.get(("ns", "svc", "999")) == 999
+    assert cache.get(("ns", "svc", "899")) is None  # the oldest went first
+    cache.put(("ns", "svc", "900"), 900)  # refreshed: it starts again at the back
+    cache.put(("ns", "svc", "new"), 1)
+    assert cache.get(("ns", "svc", "900")) == 900
+    assert cache.get(("ns", "svc", "901")) is None
 
 
 def test_keys_with_separators_do_not_collide():
