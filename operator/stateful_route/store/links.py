@@ -109,10 +109,7 @@ class LinkStore:
         rebind, hand-offs). Costs O(log pods) in Redis.
         """
         reply = await self._guarded(
-            self._place(
-                keys=[route_keys.link(uid), *_route(route_keys)],
-                args=[route_keys.pod_links, uid, _ms(ttl), _excluded(exclude)],
-            ),
+            self._place(keys=[route_keys.link(uid)], args=[route_keys.base, _ms(ttl), _excluded(exclude)]),
             self.timeout,
         )
         if reply is None:

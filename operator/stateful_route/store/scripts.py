@@ -170,16 +170,18 @@ end
 PLACE = (
     _PRELUDE
     + r"""
--- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
--- KEYS[5]: available pods
--- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: temporary link TTL in ms when the
--- route's policy has none  ARGV[4]: a pod the user must leave and never be placed on ('' = none)
+-- KEYS[1]: the user's link (the route's base, 'l:', the uid)
+-- ARGV[1]: the route's base (keys.RouteKeys.base; the other keys' names are built from it)
+-- ARGV[2]: temporary link TTL in ms when the route's policy has none
+-- ARGV[3]: a pod the user must leave and never be placed on ('' = none)
 -- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound},
 --         or nil when the user has no routable link and no pod is available.
--- A link to a pod that is no longer routable (or to ARGV[4]) is moved from *that* pod
+-- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
-local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
-local uid, exclude = ARGV[2], ARGV[4]
+-- The hot path of every new user: few arguments (each costs the client encoding time).
+local base = ARGV[1]
+local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'p:')
+local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
 local cur = redis.call('GET', KEYS[1])
 local old = nil
 if cur then
@@ -193,7 +195,7 @@ end
 local now = now_ms()
 local best = choose(rt, exclude, now)
 if not best then return nil end
-local cap, ttl = policy(rt, ARGV[3])
+local cap, ttl = policy(rt, ARGV[2])
 if old ~= nil then
   redis.call('ZREM', rt.pod_links .. old, uid)
   rescore(rt, old, cap, now)
