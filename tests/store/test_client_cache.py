@@ -40,7 +40,9 @@ async def test_concurrent_tasks_on_one_client_agree(make_redis, prefix):
     # A blocking pool queues tasks for its 20 connections, as a gateway's pool should.
     redis = make_redis(blocking_pool=20)
     await make_route(redis, prefix, pods=4)
-    async with ClientDriver(redis, namespace=NS, prefix=prefix, cache_size=50) as client:
+    # 2,000 tasks queue for 20 connections: a generous timeout, as this checks agreement, not
+    # speed (with 1 s, the last in the queue timed out now and then on a busy machine).
+    async with ClientDriver(redis, namespace=NS, prefix=prefix, cache_size=50, timeout=10) as client:
         users = [f"u{i % 100}" for i in range(2_000)]
         answers = await asyncio.gather(*(client.compute_linked_pod(NS, uid, SVC) for uid in users))
         first = dict(zip(users, answers, strict=False))
