@@ -40,3 +40,24 @@ async def test_a_version_that_goes_back_is_followed_within_max_age(make_redis, p
         assert loop.time() - lost <= 1.0 + 0.1  # max_age, and the time to ask
         assert (await a.route_view(NS, SVC)).version == 1
         assert await a.is_pod_routable(NS, SVC, 1) is False
+
+
+async def test_data_loss_is_noticed_when_the_version_comes_back_equal(make_redis, private_redis, prefix):
+    server = private_redis()
+    redis = make_redis(server.url)
+    table = RouteTable(redis, prefix=prefix)
+    await table.put_pods(NS, SVC, [PodState(0), PodState(1)])  # version 1, never changed
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as a:
+        assert await a.compute_linked_pod(NS, "u", SVC) == 0
+        await redis.flushall()
+        await table.put_pods(NS, SVC, [PodState(0, load=50), PodState(1)])  # version 1 again
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as b:
+            assert await b.compute_linked_pod(NS, "u", SVC) == 1
+
+            async def a_follows() -> bool:
+                return (
+                    await a.get_linked_pod(NS, "u", SVC) == 1
+                    and await a.compute_linked_pod(NS, "u", SVC) == 1
+                )
+
+            await poll_until(a_follows, within=1.0)

@@ -92,6 +92,7 @@ class RouteSnapshot:
     available: frozenset[int]  # new users may go here (capacity included)
     best: int | None
     version: int = 0  # the route's version when read: later snapshots have higher ones
+    born: int = 0  # when this incarnation of the route was first written (Redis ms; 0: unknown)
 
     @property
     def routable(self) -> frozenset[int]:

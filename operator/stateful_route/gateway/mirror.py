@@ -117,23 +117,32 @@ class RouteMirror:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
         and report pods that stopped being routable: links cached to them are suspect.
 
-        Versions go back only when Redis lost data (a flush, a failover to a replica that was
-        behind): a read that began after the current view was learnt is then the truth, and
-        every cached link is suspect, since the links it named may be gone."""
+        A read that began after the current view was learnt and finds the version gone back or
+        the route born again (Redis lost its data: a flush, a failover to a replica that was
+        behind; or the route was deleted and written again) is the truth, and every cached link
+        is suspect, since the links it named may be gone."""
         views = self.views[service_id[0]]
         current = views.get(service_id[1])
-        if current is not None and view.version < current.version:
-            if not (read and view.ticket > current.ticket):
+        if current is not None:
+            if (
+                read
+                and view.ticket > current.ticket
+                and (view.version < current.version or view.snapshot.born != current.snapshot.born)
+            ):
+                log.warning(
+                    "event=route_data_lost namespace=%s service=%s version=%d->%d born=%d->%d "
+                    "action=forget_cache",
+                    *service_id,
+                    current.version,
+                    view.version,
+                    current.snapshot.born,
+                    view.snapshot.born,
+                )
+                views[service_id[1]] = view
+                self._on_gap()
+                return view
+            if view.version < current.version:
                 return current
-            log.warning(
-                "event=route_version_went_back namespace=%s service=%s seen=%d now=%d action=forget_cache",
-                *service_id,
-                current.version,
-                view.version,
-            )
-            views[service_id[1]] = view
-            self._on_gap()
-            return view
         views[service_id[1]] = view
         if current is not None and (lost := current.routable - view.routable):
             self._on_lost(*service_id, lost)

@@ -426,9 +426,10 @@ SNAPSHOT = (
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
 -- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix
--- returns {best pod or -1, version, index, ready, terminating, routing, load, links, available, ...}
--- (7 entries per pod, ordered by index). Links are exact live counts; the best pod is the head
--- of the available set, the pod placement would choose now.
+-- returns {best pod or -1, version, born, index, ready, terminating, routing, load, links,
+-- available, ...} (7 entries per pod, ordered by index; born: see WRITE_TABLE). Links are
+-- exact live counts; the best pod is the head of the available set, the pod placement would
+-- choose now.
 local now = now_ms()
 local cap = policy(route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1]), '0')
 local reports = read_reports(KEYS[2])
@@ -442,7 +443,8 @@ for i = 1, #raw, 2 do
 end
 table.sort(pods, function(a, b) return a.index < b.index end)
 local head = redis.call('ZRANGE', KEYS[5], 0, 0)
-local out = {tonumber(head[1] or '-1'), tonumber(redis.call('GET', KEYS[4]) or '0')}
+local out = {tonumber(head[1] or '-1'), tonumber(redis.call('GET', KEYS[4]) or '0'),
+             tonumber(redis.call('HGET', KEYS[3], 'born') or '0')}
 for _, p in ipairs(pods) do
   out[#out + 1] = p.index
   out[#out + 1] = p.ready and 1 or 0
@@ -467,6 +469,9 @@ WRITE_TABLE = (
 -- Announces the change (see announce) only when the table changed; the version survives
 -- 'delete' so it never goes back. Every pod written is re-scored from exact counts, changed or
 -- not (the operator's periodic rewrite is what bounds how long expired links count).
+-- The route's config keeps when this incarnation of the route was first written ('born', ms):
+-- a table rewritten after Redis lost its data, or after the route was deleted, has a new one,
+-- which tells clients that every link they cached may be gone, whatever the version says.
 -- Returns 1 if changed, else 0.
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[4])
 local mode = ARGV[1]
@@ -500,6 +505,7 @@ else
     end
   end
   local now = now_ms()
+  redis.call('HSETNX', KEYS[3], 'born', now)
   local cap = policy(rt, '0')
   for i = 5, #ARGV, 2 do rescore(rt, ARGV[i], cap, now) end
 end

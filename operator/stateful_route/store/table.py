@@ -171,14 +171,14 @@ def _fields(pods: Iterable[PodState]) -> list[str]:
 
 
 def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
-    best, version = int(reply[0]), int(reply[1])
+    best, version, born = int(reply[0]), int(reply[1]), int(reply[2])
     pods: dict[int, PodState] = {}
     links: dict[int, int] = {}
     available: set[int] = set()
-    for i in range(2, len(reply), 7):
+    for i in range(3, len(reply), 7):
         index, ready, terminating, routing, load, count, is_available = (int(v) for v in reply[i : i + 7])
         pods[index] = PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
         links[index] = count
         if is_available:
             available.add(index)
-    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best, version)
+    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best, version, born)
