@@ -68,6 +68,10 @@ async def scenario(redis: AnyRedis, prefix: str) -> dict[str, Any]:
             if uid not in evicted and uid != "user-5"
         )
         seen["links"] = (await table.snapshot(NS, ROOM)).links
+        seen["pod 2 users"] = len([uid async for uid in server.linked_users()])
+        seen["handed off"] = await server.hand_off("user-2")  # persistent on pod 2, one slot too
+        seen["hand off again"] = await server.hand_off("user-2")
+        seen["pod 2 users after"] = len([uid async for uid in server.linked_users()])
         seen["subscribed"] = client.subscribed.is_set()
     return seen
 
@@ -97,6 +101,9 @@ async def test_a_cluster_gives_the_same_answers_as_one_server(
     links = on_one["links"]
     assert (links[0], sum(links.values())) == (0, 401)  # 400 users and the newcomer
     assert max(links.values()) - min(links[p] for p in (1, 2, 3)) <= 2
+    assert on_one["handed off"] in (1, 3)  # the best pod but 2 (pod 0 is terminating)
+    assert on_one["hand off again"] is None  # no longer linked to pod 2
+    assert on_one["pod 2 users after"] == on_one["pod 2 users"] - 1 == links[2] - 1
     assert on_one["subscribed"] is True
 
 
