@@ -3,7 +3,7 @@ but take no new ones while a pod that stays takes new users."""
 
 from __future__ import annotations
 
-from stateful_route import ClientDriver, RouteTable
+from stateful_route import ClientDriver, RouteTable, RoutingState, ServerDriver
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 from tests.routes import poll_until
@@ -59,6 +59,32 @@ async def test_outdated_pods_take_no_new_users_during_a_rollout_and_do_again_aft
         assert await client.compute_linked_pod(NS, "after", ROUTE) == best
 
 
+async def test_users_of_the_first_replaced_pod_wait_for_the_new_revision_not_an_outdated_pod(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        early = await place(client, "early", 60)
+        on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
+        await cluster.start_rollout("rev-2")
+        # No pod runs rev-2 while pod 2 is replaced: its evicted users are not rebound onto pods
+        # 0 and 1, which the rollout replaces next, but onto the new pod 2 once it is Ready.
+        await cluster.replace_pod(2, grace=1, exit_after=0.1, start_after=1.0)
+
+        async def rebound_to_new_pod() -> bool:
+            grouped = await client.batch_get_linked_pod(NS, on_2, ROUTE)
+            return sorted(grouped.get(2, [])) == on_2
+
+        await poll_until(rebound_to_new_pod, within=5, every=0.1)
+        others = {uid: pod for uid, pod in early.items() if pod != 2}
+        assert {uid: await client.compute_linked_pod(NS, uid, ROUTE) for uid in others} == others
+
+
 async def test_a_partition_is_honoured(cluster, redis, redis_url, prefix):
     await cluster.start(4)
     table = RouteTable(redis, prefix=prefix)
@@ -105,3 +131,27 @@ async def test_scale_down_pods_take_no_new_users(cluster, redis, redis_url, pref
         await outdated_in_status(cluster, [2, 3])
         assert set((await place(client, "late", 40)).values()) == {0, 1}
         assert {uid: await client.compute_linked_pod(NS, uid, ROUTE) for uid in early} == early
+
+
+async def test_a_pod_replaced_under_its_name_loses_the_old_ones_users_and_shutdown(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        early = await place(client, "early", 30)
+        on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
+        # The old pod reports Shutdown as it leaves (hand_off_all ends so); its replacement
+        # appears at once, possibly before the operator hears that the old one went.
+        await ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=2, prefix=prefix).set_routing_state(
+            RoutingState.SHUTDOWN
+        )
+        await cluster.delete_pod(2)
+        await cluster.create_pod(2)
+        await wait_for_table(table, [0, 1, 2])  # the new pod 2 is not held by the old one's report
+        grouped = await client.batch_get_linked_pod(NS, on_2, ROUTE)
+        assert set(grouped) <= {0, 1}

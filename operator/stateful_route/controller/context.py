@@ -128,4 +128,10 @@ class OperatorContext:
                 route.namespace, route.name, eviction.pod, eviction.removed, eviction.rebound,
                 eviction.reason,
             )  # fmt: skip
+        if result.rebound_later:
+            metrics.rebinds.labels(route.namespace, service).inc(result.rebound_later)
+            log.info(
+                "event=rebound_later namespace=%s route=%s rebound=%d reason='a pod runs the new revision'",
+                route.namespace, route.name, result.rebound_later,
+            )  # fmt: skip
         return result

@@ -32,6 +32,8 @@ class Plan:
     gone: frozenset[int]
     suspects: frozenset[int]  # NotReady within their grace
     phases: dict[int, PodPhase] = field(default_factory=dict)  # terminating (Handoff) or outdated
+    held_back: bool = False  # outdated pods take no new users: a pod that stays does
+    uids: dict[int, str] = field(default_factory=dict)  # the pod (incarnation) behind each index
 
     def with_gone_fenced(self) -> list[PodState]:
         """The table with gone pods still present but terminating (unroutable until evicted)."""
@@ -90,24 +92,29 @@ def plan(
     live_uids = {rec.uid for rec in chosen.values()}
     for uid in [uid for uid in not_ready_since if uid not in live_uids]:
         del not_ready_since[uid]
+    held_back = False
     if stateful_set is not None:
-        _hold_back_outdated(pods, phases, [r for r in chosen.values() if stateful_set.outdated(r)], blocked)
+        outdated = [r for r in chosen.values() if stateful_set.outdated(r)]
+        held_back = _hold_back_outdated(pods, phases, outdated, blocked)
     gone = frozenset(i for i in in_table if i not in pods)
-    return Plan(pods, gone, frozenset(suspects), phases)
+    uids = {index: rec.uid for index, rec in chosen.items()}
+    return Plan(pods, gone, frozenset(suspects), phases, held_back, uids)
 
 
 def _hold_back_outdated(
     pods: dict[int, PodState], phases: dict[int, PodPhase], outdated: list[PodRecord], blocked: frozenset[int]
-) -> None:
-    """Mark outdated pods, and keep new users off them while a pod that stays takes new users."""
+) -> bool:
+    """Mark outdated pods, and keep new users off them while a pod that stays takes new users;
+    whether they are kept off."""
     old = {rec.ordinal for rec in outdated}
     for index in old:
         phases[index] = dataclasses.replace(phases.get(index, PodPhase()), outdated=True)
     if not any(p.available and i not in blocked for i, p in pods.items() if i not in old):
-        return  # never leave new users with nowhere to go
+        return False  # never leave new users with nowhere to go
     for index in old:
         pod = pods[index]
         pods[index] = dataclasses.replace(pod, routing=max(pod.routing, RoutingState.DENY_NEW_CALL))
+    return True
 
 
 def unroutable_reason(pod: PodState | None, grace: float) -> str:

@@ -34,6 +34,7 @@ class Result:
     snapshot: RouteSnapshot  # after evictions
     evictions: list[Eviction]
     wrote: bool = False  # whether the table changed
+    rebound_later: int = 0  # users evicted earlier in a rolling update, placed now (see ``reconcile``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,8 @@ class Reconciler:
         self._clock = clock
         self._wall_clock = wall_clock
         self._phases: dict[RouteName, dict[int, PodPhase]] = {}
+        self._deferred: dict[RouteName, tuple[float, list[str]]] = {}  # since, evicted users to place
+        self._uids: dict[RouteName, dict[int, str]] = {}  # the pod last seen behind each index
         self._locks: collections.defaultdict[RouteName, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._not_ready_since: collections.defaultdict[RouteName, dict[str, float]] = collections.defaultdict(
             dict
@@ -101,19 +104,47 @@ class Reconciler:
                 stateful_set=stateful_set,
                 blocked=blocked,
             )
+            # A pod replaced by a new one with its ordinal before we saw it go: its users' state
+            # went with it, and so do its own reports (a Shutdown must not stick to the new pod).
+            seen = self._uids.get(name, {})
+            replaced = {i for i, uid in plan.uids.items() if seen.get(i, uid) != uid and i in before.pods}
+            self._uids[name] = plan.uids
+            for index in replaced:
+                await self.table.remove_pod(ns, service, index)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
             wrote = await self.table.put_pods(ns, service, plan.with_gone_fenced())
             fenced = await self.table.snapshot(ns, service)
             route_keys = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
+            # Early in a rolling update no pod runs the new revision yet: users rebound now would
+            # land on pods about to be replaced and move again. They are placed when the first
+            # new pod takes users (at their next lookup if sooner), or after the grace at worst.
+            defer = rebind_ttl is not None and bool(stateful_set and stateful_set.rolling and plan.outdated)
+            waiting = self._deferred.get(name, (self._clock(), []))
+            later = defer and not plan.held_back
             evictions = []
             for index, pod in fenced.pods.items():
-                if index in plan.gone or (not pod.routable and fenced.links.get(index, 0) > 0):
+                if (
+                    index in plan.gone
+                    or index in replaced
+                    or (not pod.routable and fenced.links.get(index, 0))
+                ):
                     reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
+                    reason = "replaced" if index in replaced else reason
                     evictions.append(
-                        await evict(self.store, route_keys, index, reason=reason, rebind_ttl=rebind_ttl)
-                    )
+                        await evict(
+                            self.store, route_keys, index, reason=reason,
+                            rebind_ttl=None if later else rebind_ttl, unlinked=waiting[1] if later else None,
+                        )
+                    )  # fmt: skip
+            rebound_later = 0
+            if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
+                placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
+                rebound_later = sum(p is not None for p in placed)
+                self._deferred.pop(name, None)
+            elif waiting[1]:
+                self._deferred[name] = waiting
             if plan.gone:
                 wrote = await self.table.put_pods(ns, service, plan.pods.values()) or wrote
             useful = [e for e in evictions if e.removed]
@@ -123,7 +154,7 @@ class Reconciler:
             if not before.pods or self._phases.get(name) != plan.phases:
                 await self.table.put_phases(ns, service, plan.phases)
                 self._phases[name] = plan.phases
-            return Result(plan, after, useful, wrote)
+            return Result(plan, after, useful, wrote, rebound_later)
 
     async def _blocked(self, route: RouteRef, before: RouteSnapshot) -> frozenset[int]:
         """Pods taking no new users whatever the table says: their own report, or the cap."""
@@ -148,5 +179,7 @@ class Reconciler:
         self._locks.pop(name, None)
         self._not_ready_since.pop(name, None)
         self._phases.pop(name, None)
+        self._deferred.pop(name, None)
+        self._uids.pop(name, None)
         self.last_eviction.pop(name, None)
         return Removal(pods, removed)

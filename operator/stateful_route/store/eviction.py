@@ -36,11 +36,13 @@ async def evict(
     reason: str,
     rebind_ttl: float | None,
     batch: int = BATCH,
+    unlinked: list[str] | None = None,
 ) -> Eviction:
     """Remove every link to ``pod`` (only links that still point there), tell the clients, and when
     ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement,
     never on ``pod`` itself (it may still be available, e.g. ``stateful-route evict --rebind``).
-    ``rebind_ttl`` is the rebound links' lifetime when the route's policy sets none."""
+    ``rebind_ttl`` is the rebound links' lifetime when the route's policy sets none. The users
+    unlinked and not rebound are appended to ``unlinked`` when given (to rebind them later)."""
     removed = rebound = 0
     while True:
         left, uids = await store.evict_batch(route_keys, pod, batch)
@@ -48,6 +50,8 @@ async def evict(
         if rebind_ttl is not None and uids:
             placed = await store.place_many(route_keys, uids, rebind_ttl, exclude=pod)
             rebound += sum(p is not None for p in placed)
+        elif unlinked is not None:
+            unlinked.extend(uids)
         if left == 0:
             break
     await store.announce_eviction(route_keys, pod)
