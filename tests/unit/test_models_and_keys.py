@@ -73,3 +73,11 @@ def test_change_messages_round_trip(svc, uid, pod):
     assert parse(b"nonsense") is None
     assert parse(b"x|room|1") is None
     assert parse(b"t|") is None
+
+
+@pytest.mark.parametrize(("value", "minimum"), [(0, 1), (-1, 0), (True, 0), (1.0, 0), ("3", 0), (2**31, 0)])
+def test_integers_out_of_range_or_of_another_type_name_their_field(value, minimum):
+    with pytest.raises(InvalidInput) as caught:
+        v.integer("spec.x", value, minimum=minimum)
+    assert caught.value.field == "spec.x"
+    assert v.integer("spec.x", minimum, minimum=minimum) == minimum

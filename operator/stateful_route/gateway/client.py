@@ -61,8 +61,7 @@ class ClientDriver:
         self.cache_ttl = validation.seconds("cache_ttl", cache_ttl, minimum=0.001)
         if self.cache_ttl > self.link_ttl:
             raise InvalidInput("cache_ttl", f"must not exceed link_ttl ({self.link_ttl}), got {cache_ttl}")
-        if type(cache_size) is not int or cache_size < 1:
-            raise InvalidInput("cache_size", f"must be a positive int, got {cache_size!r:.40}")
+        validation.integer("cache_size", cache_size, minimum=1)
         interval = validation.seconds("refresh_interval", refresh_interval, minimum=0.01)
         max_age = validation.seconds("max_age", max_age, minimum=0.02)
         if interval >= max_age:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from stateful_route.core import validation
+from stateful_route.core.state import ServiceId
 
 __all__ = ["Keyring", "RouteKeys", "changes_channel", "services_key"]
 
@@ -83,7 +84,7 @@ class Keyring:
 
     def __init__(self, prefix: str, size: int = 4096) -> None:
         self.prefix = validation.prefix(prefix)
-        self._routes: LRUCache[tuple[str, str], RouteKeys] = LRUCache(size)
+        self._routes: LRUCache[ServiceId, RouteKeys] = LRUCache(size)
 
     def route(self, namespace: str, service: str) -> RouteKeys:
         """Keys of a route; raises InvalidInput naming a bad namespace or service."""

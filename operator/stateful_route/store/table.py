@@ -11,6 +11,7 @@ from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, Routing
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
+from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
 __all__ = ["RouteTable", "encode_pod"]
@@ -101,14 +102,14 @@ class RouteTable:
     async def put_phases(self, namespace: str, service: str, phases: Mapping[int, PodPhase]) -> None:
         """Replace what the operator says about pods beyond the table (read by displays only);
         one JSON string, so a reader sees the old or the new whole."""
-        k = self.keyring.route(namespace, service)
+        route_keys = self.keyring.route(namespace, service)
         value = json.dumps({str(validation.pod_index(i)): p.encode() for i, p in sorted(phases.items())})
-        await guarded(self._redis.set(k.phases, value), self.timeout)
+        await guarded(self._redis.set(route_keys.phases, value), self.timeout)
 
     async def phases(self, namespace: str, service: str) -> dict[int, PodPhase]:
         """Pods the operator reports as terminating (Handoff) or outdated."""
-        k = self.keyring.route(namespace, service)
-        raw = await guarded(self._redis.get(k.phases), self.timeout)
+        route_keys = self.keyring.route(namespace, service)
+        raw = await guarded(self._redis.get(route_keys.phases), self.timeout)
         try:
             found = json.loads(raw) if raw else {}
         except ValueError:
@@ -117,13 +118,13 @@ class RouteTable:
 
     async def reports(self, namespace: str, service: str) -> dict[int, RoutingState]:
         """The routing state each pod reported itself (pods that never reported are absent)."""
-        k = self.keyring.route(namespace, service)
-        raw = await guarded(self._redis.hgetall(k.reports), self.timeout)
+        route_keys = self.keyring.route(namespace, service)
+        raw = await guarded(self._redis.hgetall(route_keys.reports), self.timeout)
         found: dict[int, RoutingState] = {}
         for index, report in raw.items():
-            routing = _text(report).partition(",")[0]
-            if _text(index).isdigit() and routing.isdigit() and int(routing) <= max(RoutingState):
-                found[int(_text(index))] = RoutingState(int(routing))
+            routing = text(report).partition(",")[0]
+            if text(index).isdigit() and routing.isdigit() and int(routing) <= max(RoutingState):
+                found[int(text(index))] = RoutingState(int(routing))
         return found
 
     async def services(self, namespace: str) -> list[str]:
@@ -151,10 +152,6 @@ class RouteTable:
 
 def _table(route_keys: keys.RouteKeys) -> list[str]:
     return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _fields(pods: Iterable[PodState]) -> list[str]:
