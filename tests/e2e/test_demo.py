@@ -25,6 +25,7 @@ def test_the_demo_runs_its_story_and_every_invariant_holds(redis_url):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
+    assert "kubectl: export KUBECONFIG=/" in result.stderr  # how to watch it with kubectl
     assert summary["users_placed"] > 0
     assert summary["lookups"] > summary["users_placed"]
     assert summary["errors"] == []
