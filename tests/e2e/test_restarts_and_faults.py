@@ -55,7 +55,10 @@ async def test_a_restarted_operator_converges_and_a_second_run_changes_nothing(
     assert len(await cluster.events()) == events
 
 
-async def test_a_failed_handler_loses_no_links_and_is_retried(cluster, redis, redis_url, prefix):
+async def test_a_failed_handler_loses_no_links_and_is_retried(cluster, make_redis, private_redis, prefix):
+    # A private server: pausing writes must not stall other suites sharing the machine's Redis.
+    redis_url = private_redis().url
+    redis = make_redis(redis_url)
     await cluster.start(3, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix, redis_timeout=0.3):

@@ -8,9 +8,12 @@ from stateful_route import ClientDriver, PodState, ServerDriver
 from tests.routes import NS, SVC, make_route, poll_until
 
 
-async def test_a_pubsub_reconnect_drops_cached_links_and_rereads_the_view(redis, make_redis, prefix):
+async def test_a_pubsub_reconnect_drops_cached_links_and_rereads_the_view(make_redis, private_redis, prefix):
+    # A private server: killing every pub/sub connection must not reach other suites sharing Redis.
+    url = private_redis().url
+    redis = make_redis(url)
     table = await make_route(redis, prefix, pods=3)
-    async with ClientDriver(make_redis(), namespace=NS, prefix=prefix) as client:
+    async with ClientDriver(make_redis(url), namespace=NS, prefix=prefix) as client:
         await asyncio.wait_for(client.subscribed.wait(), 2)
         for i in range(10):
             await client.compute_linked_pod(NS, f"u{i}", SVC)
