@@ -27,13 +27,33 @@ def test_only_absent_pods_created_well_before_the_list_are_gone():
     assert census.gone_uids(records, {"listed"}, NOW, margin=60) == {"old-absent", "no-timestamp"}
 
 
+def route_of(name: str, stateful_set: str) -> RouteRef:
+    return RouteRef("games", name, f"uid-{name}", RouteSpec.parse(name, {"statefulSetName": stateful_set}))
+
+
 async def test_a_failing_census_is_logged_and_changes_nothing(mocker, caplog):
     taken = census.Census(None, interval=30, margin=60)
-    taken.gone = {"earlier"}
+    route = route_of("room", "game")
+    mocker.patch.object(census, "listed_uids", return_value=set())
+    await taken.take(route, [record("earlier", "")])
+    assert taken.gone == {"earlier"}
     # The Kubernetes API failing is what cannot be made real here (kmock cannot fail a list).
     mocker.patch.object(census, "listed_uids", side_effect=RuntimeError("503 from the API server"))
-    route = RouteRef("games", "room", "uid-1", RouteSpec.parse("room", {"statefulSetName": "game"}))
     with caplog.at_level(logging.WARNING):
         await taken.take(route, [record("earlier", "")])
     assert taken.gone == {"earlier"}
     assert "event=census_failed namespace=games route=room" in caplog.text
+
+
+async def test_one_routes_proof_survives_another_routes_census(mocker):
+    """Issue 11 point 3: with one shared set trimmed to each route's pods, the chat route's
+    census forgot what the room route's had proved, and the deleted pod came back."""
+    taken = census.Census(None, interval=30, margin=60)
+    mocker.patch.object(census, "listed_uids", return_value={"game-0"})
+    await taken.take(route_of("room", "game"), [record("game-0", ""), record("game-2", "")])
+    mocker.patch.object(census, "listed_uids", return_value={"chat-0"})
+    await taken.take(route_of("chat", "chat"), [record("chat-0", "")])
+    assert taken.gone == {"game-2"}
+    assert [r.uid for r in taken.present([record("game-0", ""), record("game-2", "")])] == ["game-0"]
+    taken.forget(route_of("room", "game"))
+    assert taken.gone == set()

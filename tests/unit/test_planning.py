@@ -34,9 +34,10 @@ def pod(i: int, *, ready: bool = True, terminating: bool = False, uid: str | Non
 
 @given(records_st, table_st)
 def test_every_pod_kubernetes_has_is_planned_and_the_rest_of_the_table_is_gone(records, table):
-    got = planning.plan(records, table, grace=GRACE, not_ready_since={}, now=0.0)
+    got = planning.plan(records, table, {}, grace=GRACE, now=0.0)
     assert set(got.pods) == {r.ordinal for r in records}
     assert got.gone == frozenset(table) - {r.ordinal for r in records}
+    assert set(got.instances) == set(got.pods)
     fenced = {p.index: p for p in got.with_gone_fenced()}
     assert all(not fenced[i].routable for i in got.gone)
     for rec in records:
@@ -47,41 +48,58 @@ def test_every_pod_kubernetes_has_is_planned_and_the_rest_of_the_table_is_gone(r
                 rec.terminating,
                 rec.routing,
             )
-        else:  # NotReady: a suspect within its grace, unless the table already had it NotReady
-            was_not_ready = rec.ordinal in table and not table[rec.ordinal].ready
-            assert (rec.ordinal in got.suspects) == (not was_not_ready)
-            assert planned.routable == (not was_not_ready and rec.routing is not RoutingState.SHUTDOWN)
+        else:  # NotReady: a suspect within its grace only if it was Ready (here: the table says so)
+            was_ready = rec.ordinal in table and table[rec.ordinal].alive
+            assert (rec.ordinal in got.suspects) == was_ready
+            assert planned.routable == (was_ready and rec.routing is not RoutingState.SHUTDOWN)
             assert not planned.available
 
 
 @given(st.floats(0, 3 * GRACE))
 def test_a_not_ready_pod_keeps_its_users_for_the_grace_then_becomes_unroutable(later):
-    since: dict[str, float] = {}
-    first = planning.plan([pod(2, ready=False)], {}, grace=GRACE, not_ready_since=since, now=100.0)
+    ready = planning.plan([pod(2)], {}, {}, grace=GRACE, now=90.0)
+    # Only what is kept in Redis is carried from one run to the next, as after a restart.
+    first = planning.plan([pod(2, ready=False)], ready.pods, ready.instances, grace=GRACE, now=100.0)
     assert first.suspects == {2}
     assert first.pods[2].routable
     assert not first.pods[2].available
-    again = planning.plan(
-        [pod(2, ready=False)], first.pods, grace=GRACE, not_ready_since=since, now=100 + later
-    )
+    again = planning.plan([pod(2, ready=False)], first.pods, first.instances, grace=GRACE, now=100 + later)
     assert (2 in again.suspects) == (later < GRACE)
     assert again.pods[2].routable == (later < GRACE)
-    back = planning.plan([pod(2)], again.pods, grace=GRACE, not_ready_since=since, now=100 + later)
+    back = planning.plan([pod(2)], again.pods, again.instances, grace=GRACE, now=100 + later)
     assert back.pods[2].available
-    assert since == {}
+    assert back.instances == {2: "uid-2,r"}
+
+
+def test_a_pod_never_seen_ready_gets_no_grace():
+    """Issue 11 point 14: a new pod still starting was written routable (DenyNewCall)."""
+    new = planning.plan([pod(2, ready=False)], {}, {}, grace=GRACE, now=100.0)
+    assert not new.pods[2].routable
+    assert new.suspects == frozenset()
+    # Nor does a new pod (another uid) at the index of one that was Ready.
+    replaced = planning.plan(
+        [pod(2, ready=False, uid="new")], {2: PodState(2)}, {2: "old,r"}, grace=GRACE, now=100.0
+    )
+    assert not replaced.pods[2].routable
+    assert replaced.instances == {2: "new,n"}
+    # Once Ready, a flap gets the grace.
+    up = planning.plan([pod(2, uid="new")], replaced.pods, replaced.instances, grace=GRACE, now=101.0)
+    down = planning.plan([pod(2, ready=False, uid="new")], up.pods, up.instances, grace=GRACE, now=102.0)
+    assert down.suspects == {2}
 
 
 def test_the_live_pod_wins_over_the_terminating_one_with_the_same_ordinal():
     old, new = pod(1, terminating=True, uid="old"), pod(1, uid="new")
     for records in ([old, new], [new, old]):
-        got = planning.plan(records, {}, grace=GRACE, not_ready_since={}, now=0.0)
+        got = planning.plan(records, {}, {}, grace=GRACE, now=0.0)
         assert got.pods[1] == PodState(1)
+        assert got.uids == {1: "new"}
 
 
-def test_not_ready_since_forgets_pods_that_left():
-    since = {"uid-3": 1.0, "someone-else": 2.0}
-    planning.plan([pod(3, ready=False)], {}, grace=GRACE, not_ready_since=since, now=5.0)
-    assert since == {"uid-3": 1.0}
+def test_instances_are_kept_only_for_pods_kubernetes_has():
+    got = planning.plan([pod(3, ready=False)], {}, {3: "uid-3,1000", 5: "uid-5,r"}, grace=GRACE, now=5.0)
+    assert got.instances == {3: "uid-3,1000"}
+    assert got.suspects == {3}  # NotReady since 1 s, within its grace
 
 
 def test_unroutable_reasons_name_what_happened():

@@ -45,7 +45,7 @@ sts_st = st.builds(
 
 def planned(records, sts=None, blocked=frozenset(), handoff=True):
     return planning.plan(
-        records, {}, grace=10, not_ready_since={}, now=0.0, wall=NOW, handoff=handoff,
+        records, {}, {}, grace=10, now=NOW, handoff=handoff,
         stateful_set=sts, blocked=blocked,
     )  # fmt: skip
 

@@ -43,7 +43,12 @@ class Census:
         self._margin = margin
         self._clock = clock
         self._taken: dict[RouteName, float] = {}
-        self.gone: set[str] = set()  # uids of pods proved deleted although still indexed
+        self._proved: dict[str, set[str]] = {}  # route uid -> pods it proved deleted, still indexed
+
+    @property
+    def gone(self) -> set[str]:
+        """Uids of pods some route's census proved deleted although still indexed."""
+        return set().union(*self._proved.values())
 
     def due(self, route: RouteRef) -> bool:
         """Whether the route's pods should be listed now (at most every ``interval``); if so,
@@ -65,13 +70,20 @@ class Census:
             )
             return
         gone = gone_uids(records, listed, started, self._margin)
-        if gone - self.gone:
+        known = self._proved.get(route.uid, set())
+        if gone - known:
             log.warning(
                 "event=stale_index namespace=%s route=%s pods=%s action=treated_as_deleted",
                 route.namespace, route.name, ",".join(sorted(r.name for r in records if r.uid in gone)),
             )  # fmt: skip
-        # Forget uids no longer indexed: kopf saw them go after all.
-        self.gone = (self.gone & {r.uid for r in records}) | gone
+        # Each route keeps its own proofs (another route's census lists other pods) and forgets
+        # uids no longer indexed: kopf saw them go after all.
+        self._proved[route.uid] = (known & {r.uid for r in records}) | gone
+
+    def forget(self, route: RouteRef) -> None:
+        """The route is deleted: drop its census."""
+        self._taken.pop(route.key, None)
+        self._proved.pop(route.uid, None)
 
     def present(self, records: Iterable[PodRecord]) -> list[PodRecord]:
         """The indexed pods, less those the census proved deleted."""

@@ -17,7 +17,7 @@ from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.rollouts import StatefulSetRecord
 from stateful_route.controller.spec import RouteName, RouteRef
-from stateful_route.core.errors import StatefulRouteError
+from stateful_route.core.errors import StatefulRouteError, StoreUnavailable
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
 
@@ -45,17 +45,22 @@ class StatusThrottle:
 
 
 class WarnOnce:
-    """Remembers the bad annotation value each pod was warned about, so a value is told once."""
+    """Remembers what each object (a pod's bad annotation, a route's conflict) was warned about,
+    by uid, so a warning is told once."""
 
     def __init__(self) -> None:
         self._told: dict[str, str] = {}
 
-    def first(self, pod_uid: str, value: str) -> bool:
-        """Whether ``value`` is news for this pod (if so, it counts as told)."""
-        if self._told.get(pod_uid) == value:
+    def first(self, uid: str, value: str) -> bool:
+        """Whether ``value`` is news for this object (if so, it counts as told)."""
+        if self._told.get(uid) == value:
             return False
-        self._told[pod_uid] = value
+        self._told[uid] = value
         return True
+
+    def forget(self, uid: str) -> None:
+        """The object's trouble is over (or the object gone): a new one is news again."""
+        self._told.pop(uid, None)
 
 
 @dataclass
@@ -69,6 +74,7 @@ class OperatorContext:
     census: Census = field(init=False)
     redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
+    closed: bool = False
 
     def __post_init__(self) -> None:
         config = self.config
@@ -78,7 +84,10 @@ class OperatorContext:
         )
 
     async def open(self) -> Reconciler:
-        """Connect to Redis (once)."""
+        """Connect to Redis (once); after ``close``, StoreUnavailable (the operator is stopping)."""
+        if self.closed:
+            # A handler outliving the operator's cleanup must not open a connection nobody closes.
+            raise StoreUnavailable("the operator is stopping")
         if self.reconciler is None:
             self.redis = connection.connect(self.config.redis_url)
             self.reconciler = Reconciler(
@@ -87,7 +96,8 @@ class OperatorContext:
         return self.reconciler
 
     async def close(self) -> None:
-        """Disconnect from Redis."""
+        """Disconnect from Redis, for good."""
+        self.closed = True
         if self.redis is not None:
             await self.redis.aclose()
         self.redis = self.reconciler = None
@@ -113,11 +123,14 @@ class OperatorContext:
         records: Iterable[PodRecord],
         stateful_set: StatefulSetRecord | None,
         handler: str,
-    ) -> Result:
+    ) -> Result | None:
         """Reconcile one route, timed per ``handler``; the outcome goes to metrics and logs, and a
-        fault (StatefulRouteError) is counted, logged and raised."""
+        fault (StatefulRouteError) is counted, logged and raised. None when the reconciler
+        skipped it (a stale spec, a refused or a deleted route)."""
         with self.counted(route, handler):
             result = await (await self.open()).reconcile(route, records, stateful_set)
+        if result is None:
+            return None
         metrics = self.metrics
         service = route.spec.service
         metrics.reconciled(route.namespace, service, result.snapshot, result.evictions, result.wrote)

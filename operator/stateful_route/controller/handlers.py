@@ -39,6 +39,43 @@ def _route(namespace: str, name: str, uid: str, spec: Any) -> RouteRef:
         raise kopf.PermanentError(f"invalid StatefulRoute spec: {exc}") from exc
 
 
+def _previous(namespace: str, name: str, uid: str, old: Any) -> RouteRef | None:
+    """The route as its spec read before an update, if that spec was valid."""
+    try:
+        return RouteRef(namespace, name, uid, RouteSpec.parse(name, old)) if old else None
+    except InvalidInput:
+        return None
+
+
+async def _rival(ctx: OperatorContext, claims: kopf.Index[Any, Any], route: RouteRef) -> str | None:
+    """The name of the StatefulRoute that keeps this route's service, if another does. Of the
+    routes naming one service in one namespace, the one owning its table keeps it; if none of
+    them does (none handled yet), the first created (then by name)."""
+    found = sorted(list(claims.get((route.namespace, route.spec.service), [])))
+    if all(uid == route.uid for _, _, uid in found):
+        return None
+    owner = await (await ctx.open()).table.owner(route.namespace, route.spec.service)
+    keeper = next((c for c in found if c[2] == owner), found[0])
+    return None if keeper[2] == route.uid else str(keeper[1])
+
+
+async def _refuse(ctx: OperatorContext, route: RouteRef, rival: str, patch: kopf.Patch) -> None:
+    """Leave what the route held, warn once, and say so in its status."""
+    await (await ctx.open()).configure(route, claim=False)
+    message = (
+        f"service {route.spec.service!r} is routed by StatefulRoute {rival!r}; "
+        "this route is ignored while that one exists"
+    )
+    if ctx.warnings.first(route.uid, message):
+        log.warning(
+            "event=service_conflict namespace=%s route=%s rival=%s", route.namespace, route.name, rival
+        )
+        kopf.warn(kopf.Body(route.body), reason="ServiceConflict", message=message)
+    built = status.build_refused(route, message)
+    if ctx.status.due(route, built):
+        patch.status.update(built)
+
+
 def _indexed(route_pods: kopf.Index[Any, Any], route: RouteRef) -> list[pods.PodRecord]:
     return list(route_pods.get((route.namespace, route.spec.stateful_set), []))
 
@@ -70,11 +107,13 @@ async def _reconcile(
     records: Iterable[pods.PodRecord],
     stateful_set: rollouts.StatefulSetRecord | None,
     handler: str,
-) -> Result:
+) -> Result | None:
     try:
         result = await ctx.reconcile(route, records, stateful_set, handler)
     except StatefulRouteError as exc:  # already counted and logged
         raise kopf.TemporaryError(f"reconciling {route.namespace}/{route.name}: {exc}", delay=1) from exc
+    if result is None:  # a stale spec, a refused or a deleted route: nothing done
+        return None
     for eviction in result.evictions:
         kopf.info(kopf.Body(route.body), reason="Evicted", message=eviction.message)
     return result
@@ -91,6 +130,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.posting.level = 20  # INFO: evictions are posted as events
+        # A tick under way when its route is deleted, or the operator stops, finishes first
+        # (a reconcile takes milliseconds) instead of being orphaned, still writing.
+        settings.background.instant_exit_timeout = 0.5
         # Resources and namespaces are discovered once at start: no cluster-wide watch of
         # namespaces and CRDs, which keeps the RBAC small (the CRD is installed with us).
         settings.scanning.disabled = True
@@ -118,12 +160,25 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         return {(namespace, name): rollouts.record(body)}
 
     @kopf.index(*ROUTES, id="routes", registry=registry)
-    def routes(namespace: str, name: str, uid: str, spec: kopf.Spec, **_: Any) -> dict[Any, RouteRef]:
+    def routes(
+        namespace: str, name: str, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    ) -> dict[Any, RouteRef]:
         try:
             route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
         except InvalidInput:
             return {}  # reported by the route's own handlers
+        if meta.get("deletionTimestamp"):
+            return {}  # being deleted: pod events must not reconcile it any more
         return {(namespace, route.spec.stateful_set): route}
+
+    @kopf.index(*ROUTES, id="route_claims", registry=registry)
+    def route_claims(
+        namespace: str, name: str, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    ) -> dict[Any, tuple[str, str, str]]:
+        if meta.get("deletionTimestamp"):
+            return {}  # a route being deleted gives its service up
+        service = spec.get("service", name)
+        return {(namespace, service): (str(meta.get("creationTimestamp") or ""), name, uid)}
 
     @kopf.on.event("pods", labels=ROUTE_PODS, id="pod_changed", registry=registry)
     async def pod_changed(
@@ -145,7 +200,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             kopf.warn(
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
-        for route in routes.get((namespace, sts), []):
+        # A copy: the live index changes while we await, and iterating it then would skip routes.
+        for route in list(routes.get((namespace, sts), [])):
             records = _records(route_pods, route, memo.ctx)
             await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "pod_changed")
 
@@ -159,7 +215,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
-        for route in routes.get((namespace, name), []):
+        for route in list(routes.get((namespace, name), [])):  # a copy, as in pod_changed
             records = _records(route_pods, route, memo.ctx)
             sts = _stateful_set(stateful_sets, route)
             await _reconcile(memo.ctx, route, records, sts, "stateful_set_changed")
@@ -172,16 +228,26 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         name: str,
         uid: str,
         spec: kopf.Spec,
+        old: Any,
         route_pods: kopf.Index[Any, pods.PodRecord],
         stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
+        route_claims: kopf.Index[Any, Any],
         memo: kopf.Memo,
+        patch: kopf.Patch,
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
+        rival = await _rival(memo.ctx, route_claims, route)
+        if rival is not None:
+            await _refuse(memo.ctx, route, rival, patch)
+            return
+        memo.ctx.warnings.forget(uid)
+        # A changed service or StatefulSet: the old table (and links) go, the new one is built.
         with _retried(memo.ctx, route, "route_changed"):
-            await (await memo.ctx.open()).configure(route)
-        records = _records(route_pods, route, memo.ctx)
-        await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
+            configured = await (await memo.ctx.open()).configure(route, _previous(namespace, name, uid, old))
+        if configured:
+            records = _records(route_pods, route, memo.ctx)
+            await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
 
     @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
@@ -190,6 +256,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         route = _route(namespace, name, uid, spec)
         with _retried(memo.ctx, route, "route_deleted"):
             removal = await (await memo.ctx.open()).remove(route)
+        memo.ctx.census.forget(route)
+        memo.ctx.warnings.forget(uid)
         memo.ctx.metrics.forget(namespace, route.spec.service, removal.pods)
         log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removal.links)
 
@@ -201,11 +269,21 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         spec: kopf.Spec,
         route_pods: kopf.Index[Any, pods.PodRecord],
         stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
+        route_claims: kopf.Index[Any, Any],
         memo: kopf.Memo,
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
+        rival = await _rival(memo.ctx, route_claims, route)
+        if rival is not None:
+            await _refuse(memo.ctx, route, rival, patch)
+            return
+        memo.ctx.warnings.forget(uid)
+        reconciler = await memo.ctx.open()
+        # Not configured yet: the older route of its service went, or route_changed failed.
+        if reconciler.current(uid) is None and not await reconciler.configure(route):
+            return
         if memo.ctx.census.due(route):
             await memo.ctx.census.take(route, _indexed(route_pods, route))
         records = _records(route_pods, route, memo.ctx)
@@ -219,7 +297,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             if memo.ctx.status.due(route, condition):
                 patch.status["conditions"] = condition["conditions"]
             raise
-        reconciler = await memo.ctx.open()
+        if result is None:  # this tick carries a spec older than the one configured
+            return
         last = reconciler.last_eviction.get(route.key)
         built = status.build_status(route, records, result.snapshot, last, result.plan.phases)
         if memo.ctx.status.due(route, built):

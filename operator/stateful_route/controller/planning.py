@@ -1,8 +1,15 @@
-"""From the pods Kubernetes shows to the route table we want (pure; the clocks are passed in).
+"""From the pods Kubernetes shows to the route table we want (pure; the clock is passed in).
 
-A NotReady pod is *suspect* for the route's grace period: it keeps its users but takes no new
-ones (written as DenyNewCall), so a flapping pod does not move everyone. After the grace it is
-written not ready, which makes it unroutable and gets it evicted.
+A NotReady pod that was Ready is *suspect* for the route's grace period: it keeps its users but
+takes no new ones (written as DenyNewCall), so a flapping pod does not move everyone. After the
+grace it is written not ready, which makes it unroutable and gets it evicted. A pod never seen
+Ready gets no grace: it is not routable until it is Ready.
+
+What the planner must remember between runs lives in Redis with the table, one *instance*
+per index, ``"<pod uid>,<note>"``: the note is ``r`` (seen Ready), ``n`` (never seen Ready) or
+the Unix time in milliseconds since which the pod has been NotReady. So a restarted operator
+neither restarts a grace nor gives one to a pod that never earned it, and a new uid at an index
+is a new pod.
 
 Under the Handoff termination policy a terminating pod that is still Ready is written routable
 but DenyNewCall until its deadline (its ``deletionTimestamp``); it stops being routable when it
@@ -14,7 +21,7 @@ that stays takes new users, so nobody is placed on a pod that will be replaced.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from stateful_route.controller.pods import PodRecord
@@ -22,6 +29,8 @@ from stateful_route.controller.rollouts import StatefulSetRecord
 from stateful_route.core.state import PodPhase, PodState, RoutingState
 
 __all__ = ["Plan", "plan", "unroutable_reason"]
+
+SEEN_READY, NEVER_READY = "r", "n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +43,7 @@ class Plan:
     phases: dict[int, PodPhase] = field(default_factory=dict)  # terminating (Handoff) or outdated
     held_back: bool = False  # outdated pods take no new users: a pod that stays does
     uids: dict[int, str] = field(default_factory=dict)  # the pod (incarnation) behind each index
+    instances: dict[int, str] = field(default_factory=dict)  # index -> "<pod uid>,<note>", kept in Redis
 
     def with_gone_fenced(self) -> list[PodState]:
         """The table with gone pods still present but terminating (unroutable until evicted)."""
@@ -48,19 +58,18 @@ class Plan:
 def plan(
     records: Iterable[PodRecord],
     in_table: Mapping[int, PodState],
+    instances: Mapping[int, str],
     *,
     grace: float,
-    not_ready_since: MutableMapping[str, float],
     now: float,
-    wall: float = 0.0,
     handoff: bool = False,
     stateful_set: StatefulSetRecord | None = None,
     blocked: frozenset[int] = frozenset(),
 ) -> Plan:
-    """The desired table. ``not_ready_since`` (pod uid → first seen NotReady, on the ``now``
-    clock) is updated. ``wall`` is Unix time, compared with termination deadlines when
-    ``handoff``; ``blocked`` are pods that take no new users whatever the table says (their own
-    report or the route's cap), so they do not count as somewhere new users can go."""
+    """The desired table. ``instances`` are those written last time; ``now`` is Unix time (grace
+    starts are kept in Redis, and termination deadlines are Unix times); ``blocked`` are pods that
+    take no new users whatever the table says (their own report or the route's cap), so they do
+    not count as somewhere new users can go."""
     chosen: dict[int, PodRecord] = {}
     for rec in records:
         # Two pods with one ordinal exist briefly while a pod is replaced: the live one wins.
@@ -68,37 +77,62 @@ def plan(
             chosen[rec.ordinal] = rec
     pods: dict[int, PodState] = {}
     phases: dict[int, PodPhase] = {}
+    notes: dict[int, str] = {}
     suspects: set[int] = set()
     for index, rec in chosen.items():
-        if rec.terminating and handoff and rec.ready and rec.deadline is not None and wall < rec.deadline:
-            not_ready_since.pop(rec.uid, None)
+        if rec.terminating and handoff and rec.ready and rec.deadline is not None and now < rec.deadline:
             pods[index] = PodState(index, routing=max(rec.routing, RoutingState.DENY_NEW_CALL))
             phases[index] = PodPhase(terminating_until=rec.deadline)
+            notes[index] = SEEN_READY
             continue
         if rec.ready or rec.terminating:
-            not_ready_since.pop(rec.uid, None)
             pods[index] = PodState(index, ready=rec.ready, terminating=rec.terminating, routing=rec.routing)
+            notes[index] = SEEN_READY if rec.ready else _note(instances.get(index), rec.uid) or NEVER_READY
             continue
-        previous = in_table.get(index)
-        if previous is not None and not previous.ready and not previous.terminating:
-            since = not_ready_since.setdefault(rec.uid, now - grace)  # already past its grace
-        else:
-            since = not_ready_since.setdefault(rec.uid, now)
+        since = _not_ready_since(rec, in_table.get(index), instances.get(index), grace, now)
+        if since is None:
+            pods[index] = PodState(index, ready=False, routing=rec.routing)
+            notes[index] = NEVER_READY
+            continue
+        notes[index] = str(round(since * 1000))
         if now - since < grace:
             suspects.add(index)
             pods[index] = PodState(index, routing=max(rec.routing, RoutingState.DENY_NEW_CALL))
         else:
             pods[index] = PodState(index, ready=False, routing=rec.routing)
-    live_uids = {rec.uid for rec in chosen.values()}
-    for uid in [uid for uid in not_ready_since if uid not in live_uids]:
-        del not_ready_since[uid]
     held_back = False
     if stateful_set is not None:
         outdated = [r for r in chosen.values() if stateful_set.outdated(r)]
         held_back = _hold_back_outdated(pods, phases, outdated, blocked)
     gone = frozenset(i for i in in_table if i not in pods)
     uids = {index: rec.uid for index, rec in chosen.items()}
-    return Plan(pods, gone, frozenset(suspects), phases, held_back, uids)
+    written = {index: f"{uids[index]},{note}" for index, note in notes.items()}
+    return Plan(pods, gone, frozenset(suspects), phases, held_back, uids, written)
+
+
+def _note(instance: str | None, uid: str) -> str | None:
+    """The note written for this very pod (same uid), if any."""
+    if instance is None:
+        return None
+    written_uid, _, note = instance.rpartition(",")
+    return note if written_uid == uid else None
+
+
+def _not_ready_since(
+    rec: PodRecord, previous: PodState | None, instance: str | None, grace: float, now: float
+) -> float | None:
+    """Since when the NotReady pod has been NotReady after being Ready; None if never seen Ready."""
+    note = _note(instance, rec.uid)
+    if note is not None:
+        if note == SEEN_READY:
+            return now
+        return int(note) / 1000 if note.isdigit() else None
+    if instance is not None or previous is None:
+        return None  # a new pod at this index (another uid), or one never written
+    # A table written before instances were kept: trust what it says of the pod.
+    if previous.alive:
+        return now
+    return now - grace if not previous.terminating else None
 
 
 def _hold_back_outdated(

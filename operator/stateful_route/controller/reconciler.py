@@ -3,21 +3,30 @@
 Safe to run again and again (after a restart, on every pod event, on a timer): each run reads
 the table, writes the planned one (a no-op when nothing changed) and evicts only pods that are
 unroutable and still hold links, or that Kubernetes no longer has.
+
+A route is reconciled only with the spec this reconciler last configured for it, and never
+after its removal: a pod event or a timer still carrying an older spec, or a deleted route, is
+skipped. The table itself names its owner (the route's uid), so a write that slips past is
+refused by Redis instead of bringing back a table nobody maintains.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from stateful_route.controller import planning
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.rollouts import StatefulSetRecord
-from stateful_route.controller.spec import OnTermination, Rebind, RouteName, RouteRef
-from stateful_route.core.state import PodPhase, RouteSnapshot, RoutingState
+from stateful_route.controller.spec import OnTermination, Rebind, RouteName, RouteRef, RouteSpec
+from stateful_route.core.errors import NotOwner
+from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import Eviction, evict
 from stateful_route.store.links import LinkStore
@@ -55,7 +64,7 @@ class Reconciler:
         prefix: str = "sr",
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] = time.time,  # grace starts are kept in Redis, so Unix time
     ) -> None:
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
         self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
@@ -63,57 +72,71 @@ class Reconciler:
         self._wall_clock = wall_clock
         self._phases: dict[RouteName, dict[int, PodPhase]] = {}
         self._deferred: dict[RouteName, tuple[float, list[str]]] = {}  # since, evicted users to place
-        self._uids: dict[RouteName, dict[int, str]] = {}  # the pod last seen behind each index
-        self._locks: collections.defaultdict[RouteName, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
-        self._not_ready_since: collections.defaultdict[RouteName, dict[str, float]] = collections.defaultdict(
-            dict
-        )
+        self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._routes: dict[str, RouteRef] = {}  # by uid: the spec each route was configured with
+        self._removed: LRUCache[str, bool] = LRUCache(100_000)  # uids of deleted routes
         self.last_eviction: dict[RouteName, Eviction] = {}
 
-    async def configure(self, route: RouteRef) -> None:
-        """Write the route's policy where placement reads it (every placement obeys its link TTL)."""
-        await self.table.configure(
-            route.namespace,
-            route.spec.service,
-            max_links_per_pod=route.spec.max_links_per_pod,
-            link_ttl=route.spec.link_ttl,
-        )
+    def current(self, uid: str) -> RouteRef | None:
+        """The route as last configured here, or None (not yet, refused, or deleted)."""
+        return self._routes.get(uid)
+
+    async def configure(
+        self, route: RouteRef, previous: RouteRef | None = None, *, claim: bool = True
+    ) -> bool:
+        """Make ``route`` the spec reconciled from now on: leave what an earlier spec (the one
+        configured here, else ``previous``) used if its service or StatefulSet changed, then claim
+        the service and write its policy (every placement obeys its cap and link TTL).
+        ``claim=False`` (another route keeps the service) only leaves. False unless claimed, or
+        for a deleted route."""
+        if route.uid in self._removed:
+            return False
+        async with self._locks[route.uid]:
+            known = self._routes.pop(route.uid, None) or previous
+            if known is not None and _moved(known.spec, route.spec):
+                await self._leave(known, keep_links=route.spec.keep_links_on_delete)
+                self._phases.pop(route.key, None)
+            if claim:
+                await self._claim(route)
+                self._routes[route.uid] = route
+        return claim
 
     async def reconcile(
         self, route: RouteRef, records: Iterable[PodRecord], stateful_set: StatefulSetRecord | None = None
-    ) -> Result:
+    ) -> Result | None:
         """Make the table match ``records`` (the route's pods) and ``stateful_set`` (its rollout,
-        if known), and evict what is unroutable."""
+        if known), and evict what is unroutable; None when ``route`` is not the spec configured
+        here (a stale one, or a refused or deleted route)."""
         name = route.key
         ns, service, spec = route.namespace, route.spec.service, route.spec
-        async with self._locks[name]:
+        async with self._locks[route.uid]:
+            if self._routes.get(route.uid) != route:
+                return None
             before = await self.table.snapshot(ns, service)
-            if not before.pods:  # a new route, or a Redis that came back empty: policy first
-                await self.configure(route)
             blocked: frozenset[int] = frozenset()
             if stateful_set is not None:
                 blocked = await self._blocked(route, before)
+            instances = await self.table.instances(ns, service)
             plan = planning.plan(
                 records,
                 before.pods,
+                instances,
                 grace=spec.grace,
-                not_ready_since=self._not_ready_since[name],
-                now=self._clock(),
-                wall=self._wall_clock(),
+                now=self._wall_clock(),
                 handoff=spec.on_termination is OnTermination.HANDOFF,
                 stateful_set=stateful_set,
                 blocked=blocked,
             )
-            # A pod replaced by a new one with its ordinal before we saw it go: its users' state
-            # went with it, and so do its own reports (a Shutdown must not stick to the new pod).
-            seen = self._uids.get(name, {})
+            # A pod replaced by a new one with its ordinal before we saw it go (the uid written
+            # with the table, so a restart does not forget it): its users' state went with it,
+            # and so do its own reports (a Shutdown must not stick to the new pod).
+            seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
             replaced = {i for i, uid in plan.uids.items() if seen.get(i, uid) != uid and i in before.pods}
-            self._uids[name] = plan.uids
             for index in replaced:
                 await self.table.remove_pod(ns, service, index)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
-            wrote = await self.table.put_pods(ns, service, plan.with_gone_fenced())
+            wrote = await self._put(route, plan.with_gone_fenced(), plan)
             fenced = await self.table.snapshot(ns, service)
             route_keys = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -146,7 +169,7 @@ class Reconciler:
             elif waiting[1]:
                 self._deferred[name] = waiting
             if plan.gone:
-                wrote = await self.table.put_pods(ns, service, plan.pods.values()) or wrote
+                wrote = await self._put(route, plan.pods.values(), plan) or wrote
             useful = [e for e in evictions if e.removed]
             if useful:
                 self.last_eviction[name] = useful[-1]
@@ -165,21 +188,61 @@ class Reconciler:
         )
 
     async def remove(self, route: RouteRef) -> Removal:
-        """Forget a deleted route: its table, and its links unless the route keeps them."""
-        name = route.key
+        """Forget a deleted route: its table, and its links unless the route keeps them. Nothing
+        is removed from a table another route owns (a refused duplicate)."""
+        self._removed[route.uid] = True
+        async with self._locks[route.uid]:
+            known = self._routes.pop(route.uid, None)
+            removal = await self._leave(route, keep_links=route.spec.keep_links_on_delete)
+            if known is not None and known.spec.service != route.spec.service:
+                more = await self._leave(known, keep_links=route.spec.keep_links_on_delete)
+                removal = Removal(removal.pods + more.pods, removal.links + more.links)
+        self._locks.pop(route.uid, None)
+        self._phases.pop(route.key, None)
+        self._deferred.pop(route.key, None)
+        self.last_eviction.pop(route.key, None)
+        return removal
+
+    async def _claim(self, route: RouteRef) -> None:
+        await self.table.configure(
+            route.namespace,
+            route.spec.service,
+            max_links_per_pod=route.spec.max_links_per_pod,
+            link_ttl=route.spec.link_ttl,
+            owner=route.uid,
+        )
+
+    async def _put(self, route: RouteRef, pods: Iterable[PodState], plan: planning.Plan) -> bool:
         ns, service = route.namespace, route.spec.service
-        async with self._locks[name]:
-            pods = sorted((await self.table.snapshot(ns, service)).pods)
-            # The table goes first (announced, so clients stop placing users here), then every
-            # key under the route's prefix: links to pods no longer in the table included.
-            await self.table.delete(ns, service)
+        try:
+            return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
+        except NotOwner as exc:
+            if exc.claimed:
+                raise
+        # No route owns the table: Redis lost its data (a deleted route never gets here).
+        await self._claim(route)
+        return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
+
+    async def _leave(self, route: RouteRef, *, keep_links: bool) -> Removal:
+        """Remove the route's table and every key under its prefix (links too unless kept), if
+        the route owns it."""
+        ns, service = route.namespace, route.spec.service
+        owner = await self.table.owner(ns, service)
+        if owner is not None and owner != route.uid:
+            return Removal([], 0)
+        pods = sorted((await self.table.snapshot(ns, service)).pods)
+        # The table goes first (announced, so clients stop placing users here), then every key
+        # under the route's prefix: links to pods no longer in the table included.
+        with contextlib.suppress(NotOwner):  # claimed by another route meanwhile: its table now
+            await self.table.delete(ns, service, owner=owner)
             removed = await self.store.delete_route(
-                self.table.keyring.route(ns, service), keep_links=route.spec.keep_links_on_delete
+                self.table.keyring.route(ns, service), keep_links=keep_links
             )
-        self._locks.pop(name, None)
-        self._not_ready_since.pop(name, None)
-        self._phases.pop(name, None)
-        self._deferred.pop(name, None)
-        self._uids.pop(name, None)
-        self.last_eviction.pop(name, None)
-        return Removal(pods, removed)
+            return Removal(pods, removed)
+        return Removal([], 0)
+
+
+def _moved(before: RouteSpec, after: RouteSpec) -> bool:
+    """Whether a spec change leaves the old table behind: another service, or another
+    StatefulSet (its pods are other pods, even at the same indices)."""
+    return before.service != after.service or before.stateful_set != after.stateful_set

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "InvalidInput",
     "NoAvailablePod",
+    "NotOwner",
     "StatefulRouteError",
     "StoreError",
     "StoreUnavailable",
@@ -31,6 +32,18 @@ class NoAvailablePod(StatefulRouteError):
         super().__init__(f"no available pod for service {namespace}/{service}")
         self.namespace = namespace
         self.service = service
+
+
+class NotOwner(StatefulRouteError):
+    """A route table write was refused: the table belongs to another StatefulRoute (``claimed``),
+    or to none any more (deleted, or lost with Redis's data). Nothing was written."""
+
+    def __init__(self, namespace: str, service: str, *, claimed: bool) -> None:
+        whose = "another route" if claimed else "no route"
+        super().__init__(f"the table of {namespace}/{service} belongs to {whose}")
+        self.namespace = namespace
+        self.service = service
+        self.claimed = claimed
 
 
 class StoreError(StatefulRouteError):

@@ -4,9 +4,10 @@ Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<
 expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
 a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
 (sorted set scored by links + load, the head is the best pod), ``pods`` the route table, ``srv``
-the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``), ``ver`` the table's version,
-``phase`` what the operator says of pods beyond the table (terminating with a deadline, outdated;
-for display).
+the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid of the
+StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
+operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
+table (terminating with a deadline, outdated; for display).
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
 same key.
 """
@@ -36,6 +37,7 @@ class RouteKeys:
     pods: str
     reports: str
     config: str
+    instances: str
     version: str
     phases: str
     channel: str
@@ -55,6 +57,7 @@ class RouteKeys:
             pods=base + "pods",
             reports=base + "srv",
             config=base + "cfg",
+            instances=base + "ids",
             version=base + "ver",
             phases=base + "phase",
             channel=changes_channel(prefix, namespace),

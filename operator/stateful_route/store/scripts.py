@@ -462,36 +462,55 @@ WRITE_TABLE = (
     _PRELUDE
     + r"""
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: route version
--- KEYS[5]: available pods
+-- KEYS[5]: available pods  KEYS[6]: pod instances
 -- ARGV[1]: 'replace' | 'upsert' | 'remove' | 'delete'  ARGV[2]: channel  ARGV[3]: message prefix
 -- ARGV[4]: per-pod link set prefix
--- ARGV[5..]: index, encoded state pairs (replace, upsert) or indices (remove)
+-- ARGV[5]: owner: write only if the config names this owner ('' = unchecked)
+-- ARGV[6..]: index, encoded state, instance triples (replace, upsert; instance '' = leave it) or
+-- indices (remove). An instance is "<pod uid>,<note>"; when the uid at an index changes, the
+-- reports of the previous pod are dropped (a report belongs to the pod that made it).
 -- Announces the change (see announce) only when the table changed; the version survives
 -- 'delete' so it never goes back. Every pod written is re-scored from exact counts, changed or
 -- not (the operator's periodic rewrite is what bounds how long expired links count).
 -- The route's config keeps when this incarnation of the route was first written ('born', ms):
 -- a table rewritten after Redis lost its data, or after the route was deleted, has a new one,
 -- which tells clients that every link they cached may be gone, whatever the version says.
--- Returns 1 if changed, else 0.
+-- Returns 1 if changed, 0 if not, -1 refused as no route owns the table, -2 refused as another
+-- owns it.
+if ARGV[5] ~= '' then
+  local owner = redis.call('HGET', KEYS[3], 'owner')
+  if not owner then return -1 end
+  if owner ~= ARGV[5] then return -2 end
+end
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[4])
+local function uid_of(instance) return string.match(instance, '^[^,]*') end
 local mode = ARGV[1]
 local changed = false
 if mode == 'delete' then
   changed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0
-  redis.call('DEL', KEYS[5])
+  redis.call('DEL', KEYS[5], KEYS[6])
 elseif mode == 'remove' then
-  for i = 5, #ARGV do
+  for i = 6, #ARGV do
     if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then changed = true end
     redis.call('HDEL', KEYS[2], ARGV[i])
+    redis.call('HDEL', KEYS[6], ARGV[i])
     redis.call('ZREM', KEYS[5], ARGV[i])
   end
 else
   local wanted = {}
-  for i = 5, #ARGV, 2 do
-    wanted[ARGV[i]] = true
-    if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then
+  for i = 6, #ARGV, 3 do
+    local idx, state, instance = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+    wanted[idx] = true
+    if instance ~= '' then
+      local before = redis.call('HGET', KEYS[6], idx)
+      if before and uid_of(before) ~= uid_of(instance) and redis.call('HDEL', KEYS[2], idx) == 1 then
+        changed = true
+      end
+      if before ~= instance then redis.call('HSET', KEYS[6], idx, instance) end
+    end
+    if redis.call('HGET', KEYS[1], idx) ~= state then
       changed = true
-      redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+      redis.call('HSET', KEYS[1], idx, state)
     end
   end
   if mode == 'replace' then
@@ -499,6 +518,7 @@ else
       if not wanted[idx] then
         redis.call('HDEL', KEYS[1], idx)
         redis.call('HDEL', KEYS[2], idx)
+        redis.call('HDEL', KEYS[6], idx)
         redis.call('ZREM', KEYS[5], idx)
         changed = true
       end
@@ -507,7 +527,7 @@ else
   local now = now_ms()
   redis.call('HSETNX', KEYS[3], 'born', now)
   local cap = policy(rt, '0')
-  for i = 5, #ARGV, 2 do rescore(rt, ARGV[i], cap, now) end
+  for i = 6, #ARGV, 3 do rescore(rt, ARGV[i], cap, now) end
 end
 if changed then
   announce(KEYS[1], KEYS[2], KEYS[4], ARGV[2], ARGV[3])
@@ -523,9 +543,11 @@ CONFIGURE = (
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: link cap per pod (0 = none)
 -- ARGV[3]: temporary link TTL in ms ('' = none: callers' own TTLs apply)
+-- ARGV[4]: the owner, a StatefulRoute's uid, claiming the table ('' = keep the present one)
 -- Writes the route's policy and re-scores every pod (a cap change changes availability).
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'cap', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], 'owner', ARGV[4]) end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[3], 'ttl')
 else

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from stateful_route.core import validation
+from stateful_route.core.errors import NotOwner
 from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
@@ -42,16 +43,30 @@ class RouteTable:
         """Whether Redis answers (for liveness probes)."""
         return bool(await guarded(self._redis.ping(), self.timeout))
 
-    async def put_pods(self, namespace: str, service: str, pods: Iterable[PodState]) -> bool:
-        """Replace the whole table of a service; returns whether anything changed."""
+    async def put_pods(
+        self,
+        namespace: str,
+        service: str,
+        pods: Iterable[PodState],
+        *,
+        owner: str | None = None,
+        instances: Mapping[int, str] | None = None,
+    ) -> bool:
+        """Replace the whole table of a service; returns whether anything changed.
+
+        With ``owner``, the write happens only if the route's policy names that owner (else
+        NotOwner): a route deleted or claimed by another is never written back. ``instances``
+        names the pod behind each index (``"<pod uid>,<note>"``); a new uid drops the reports
+        its predecessor made.
+        """
         route_keys = self.keyring.route(namespace, service)
-        fields = _fields(pods)
-        return await self._run(route_keys, "replace", fields)
+        fields = _fields(pods, instances or {})
+        return await self._run(route_keys, "replace", fields, owner=owner)
 
     async def update_pod(self, namespace: str, service: str, pod: PodState) -> bool:
         """Insert or update one pod; returns whether anything changed."""
         route_keys = self.keyring.route(namespace, service)
-        return await self._run(route_keys, "upsert", _fields([pod]))
+        return await self._run(route_keys, "upsert", _fields([pod], {}))
 
     async def remove_pod(self, namespace: str, service: str, index: int) -> bool:
         """Remove one pod (and its own reports); returns whether it was there."""
@@ -60,26 +75,48 @@ class RouteTable:
         return await self._run(route_keys, "remove", [str(index)])
 
     async def configure(
-        self, namespace: str, service: str, *, max_links_per_pod: int = 0, link_ttl: float | None = None
+        self,
+        namespace: str,
+        service: str,
+        *,
+        max_links_per_pod: int = 0,
+        link_ttl: float | None = None,
+        owner: str | None = None,
     ) -> None:
         """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available
         (0 = no cap), and temporary links placed anywhere (gateways, rebinds) live ``link_ttl``
-        seconds (None: each caller's own TTL). Every pod is re-scored."""
+        seconds (None: each caller's own TTL). Every pod is re-scored. ``owner`` (a
+        StatefulRoute's uid) claims the table: writes naming another owner are refused."""
         route_keys = self.keyring.route(namespace, service)
         validation.load(max_links_per_pod, "max_links_per_pod")
         ttl = "" if link_ttl is None else str(int(validation.seconds("link_ttl", link_ttl, minimum=1) * 1000))
+        if owner is not None and (type(owner) is not str or not owner):
+            raise validation.invalid("owner", "must be a non-empty str (a StatefulRoute's uid)")
         await guarded(
             self._configure(
                 keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.available],
-                args=[route_keys.pod_links, max_links_per_pod, ttl],
+                args=[route_keys.pod_links, max_links_per_pod, ttl, owner or ""],
             ),
             self.timeout,
         )
 
-    async def delete(self, namespace: str, service: str) -> None:
-        """Remove the table, reports and policy of a route (links are the store's business)."""
+    async def owner(self, namespace: str, service: str) -> str | None:
+        """The uid of the StatefulRoute that owns the table, if one does."""
         route_keys = self.keyring.route(namespace, service)
-        await self._run(route_keys, "delete", [])
+        found = await guarded(self._redis.hget(route_keys.config, "owner"), self.timeout)
+        return None if found is None else text(found)
+
+    async def instances(self, namespace: str, service: str) -> dict[int, str]:
+        """The pod behind each index as last written (``"<pod uid>,<note>"``)."""
+        route_keys = self.keyring.route(namespace, service)
+        found = await guarded(self._redis.hgetall(route_keys.instances), self.timeout)
+        return {int(text(i)): text(v) for i, v in found.items() if text(i).isdigit()}
+
+    async def delete(self, namespace: str, service: str, *, owner: str | None = None) -> None:
+        """Remove the table, reports and policy of a route (links are the store's business);
+        with ``owner``, only if that owner holds it (else NotOwner)."""
+        route_keys = self.keyring.route(namespace, service)
+        await self._run(route_keys, "delete", [], owner=owner)
         await guarded(self._redis.delete(route_keys.phases), self.timeout)
         await self._services.discard(namespace, service)
 
@@ -131,22 +168,27 @@ class RouteTable:
         """Services that have a route table in ``namespace``."""
         return await self._services.members(namespace)
 
-    async def _run(self, route_keys: keys.RouteKeys, mode: str, fields: list[str]) -> bool:
+    async def _run(
+        self, route_keys: keys.RouteKeys, mode: str, fields: list[str], *, owner: str | None = None
+    ) -> bool:
         if mode != "delete":
             await self._services.add(route_keys)
         changed = await guarded(
             self._write(
-                keys=[*_table(route_keys), route_keys.available],
+                keys=[*_table(route_keys), route_keys.available, route_keys.instances],
                 args=[
                     mode,
                     route_keys.channel,
                     changes.table_changed(route_keys.service),
                     route_keys.pod_links,
+                    owner or "",
                     *fields,
                 ],
             ),
             self.timeout,
         )
+        if changed < 0:
+            raise NotOwner(route_keys.namespace, route_keys.service, claimed=changed == -2)
         return bool(changed)
 
 
@@ -154,7 +196,7 @@ def _table(route_keys: keys.RouteKeys) -> list[str]:
     return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
 
 
-def _fields(pods: Iterable[PodState]) -> list[str]:
+def _fields(pods: Iterable[PodState], instances: Mapping[int, str]) -> list[str]:
     fields: list[str] = []
     seen: set[int] = set()
     for pod in pods:
@@ -163,7 +205,7 @@ def _fields(pods: Iterable[PodState]) -> list[str]:
         if pod.index in seen:
             raise validation.invalid("pods", f"pod index {pod.index} appears twice")
         seen.add(pod.index)
-        fields += [str(pod.index), encode_pod(pod)]
+        fields += [str(pod.index), encode_pod(pod), instances.get(pod.index, "")]
     return fields
 
 

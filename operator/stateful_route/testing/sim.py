@@ -150,7 +150,7 @@ class Cluster:
                 "name": name,
                 "namespace": NS,
                 "uid": str(uuid.uuid4()),
-                "creationTimestamp": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "creationTimestamp": _rfc3339(datetime.datetime.now(datetime.UTC)),
                 "labels": {STS_POD_NAME_LABEL: name, POD_INDEX_LABEL: str(index), "app": sts,
                            REVISION_LABEL: self.revision},
                 "ownerReferences": [
@@ -166,14 +166,14 @@ class Cluster:
     def _ready(ready: bool) -> dict[str, str]:
         return {"type": "Ready", "status": "True" if ready else "False"}
 
-    async def create_pod(self, index: int, *, ready: bool = True) -> None:
-        await self._call("POST", f"/api/v1/namespaces/{NS}/pods", self.pod_body(index, ready=ready))
+    async def create_pod(self, index: int, *, ready: bool = True, sts: str = STS) -> None:
+        await self._call("POST", f"/api/v1/namespaces/{NS}/pods", self.pod_body(index, ready=ready, sts=sts))
 
-    async def set_ready(self, index: int, ready: bool) -> None:
+    async def set_ready(self, index: int, ready: bool, *, sts: str = STS) -> None:
         """What kubelet does when a readiness probe flips."""
         await self._call(
             "PATCH",
-            f"/api/v1/namespaces/{NS}/pods/{STS}-{index}/status",
+            f"/api/v1/namespaces/{NS}/pods/{sts}-{index}/status",
             {"status": {"conditions": [self._ready(ready)]}},
             "application/merge-patch+json",
         )
@@ -348,10 +348,25 @@ class Cluster:
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "StatefulRoute",
             # kmock keeps resourceVersion as given; kopf tests it when patching finalizers.
-            "metadata": {"name": name, "namespace": NS, "uid": str(uuid.uuid4()), "resourceVersion": "1"},
+            "metadata": {
+                "name": name,
+                "namespace": NS,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": "1",
+                "creationTimestamp": _rfc3339(datetime.datetime.now(datetime.UTC)),
+            },
             "spec": {"statefulSetName": STS, **spec},
         }
         await self._call("POST", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}", body)
+
+    async def update_route(self, name: str = ROUTE, **spec: Any) -> None:
+        """`kubectl patch sroute NAME --type merge -p '{"spec": {...}}'` (None removes a field)."""
+        await self._call(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}",
+            {"spec": spec},
+            "application/merge-patch+json",
+        )
 
     async def start(self, pods: int, **spec: Any) -> None:
         """A StatefulSet of ``pods`` ready pods game-0.. and a route over them."""
@@ -380,10 +395,10 @@ class Cluster:
         """The KopfPeering object: ``status`` maps each live instance to its priority."""
         return dict(await self._call("GET", f"/apis/kopf.dev/v1/namespaces/{NS}/kopfpeerings/{name}"))
 
-    def lose_deletion(self, index: int) -> None:
+    def lose_deletion(self, index: int, *, sts: str = STS) -> None:
         """Remove a pod from the emulator's storage without telling any watcher, as a watch
         that missed the deletion (a replica paused by peering meanwhile) would leave it."""
-        del self.api.objects["v1/pods", NS, f"{STS}-{index}"]
+        del self.api.objects["v1/pods", NS, f"{sts}-{index}"]
 
     async def events(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
