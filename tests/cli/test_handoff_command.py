@@ -7,11 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from stateful_route import RouteTable, RoutingState, ServerDriver
 from stateful_route.testing.local_redis import free_port
 from tests.routes import NS, SVC, clients, make_route
 
 SCRIPT = Path(sys.executable).parent / "stateful-route"  # the installed console script
+pytestmark = pytest.mark.e2e  # each test runs the command as a process of its own
 
 
 async def run(*args: str) -> tuple[int, str, str, float]:
