@@ -1,5 +1,5 @@
-"""The demo's script of pod events (drain, delete, flap, scale up), told as it plays, and the
-state the live display shows."""
+"""The demo's script of pod events (drain, delete, flap, scale up, rolling update), told as it
+plays, and the state the live display shows."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from stateful_route.core.state import RouteSnapshot
+from stateful_route.core.state import PodPhase, RouteSnapshot
 from stateful_route.demo.summary import Summary
 from stateful_route.testing.sim import STS, Cluster
 
 __all__ = ["GRACE", "DisplayState", "Story"]
 
 GRACE = 2  # seconds a NotReady pod keeps its users
+ROLLOUT_GRACE = 1.5  # terminationGracePeriodSeconds of the pods in the rolling update
 
 
 @dataclass
@@ -24,6 +25,7 @@ class DisplayState:
     """What the display shows while the demo runs (updated in place)."""
 
     snapshot: RouteSnapshot | None = None
+    phases: dict[int, PodPhase] = field(default_factory=dict)  # terminating (Handoff) or outdated
     present: set[int] = field(default_factory=set)  # pods Kubernetes has
     lines: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
@@ -34,23 +36,29 @@ class DisplayState:
 class Story:
     """The script: each step at a fraction of the duration, told on the live display."""
 
-    def __init__(self, cluster: Cluster, live: DisplayState, pods: int, rng: random.Random) -> None:
+    def __init__(
+        self, cluster: Cluster, live: DisplayState, pods: int, rng: random.Random, rolling: asyncio.Event
+    ) -> None:
         self.cluster = cluster
+        self.rolling = rolling  # set when the rolling update begins
         self.live = live
         self.pods = pods
         drained, deleted, flapping = rng.sample(range(pods), 3)
         self.steps: list[tuple[float, str, Callable[[], Coroutine[Any, Any, None]]]] = [
-            (0.15, f"drain {STS}-{drained}: keeps its users, takes no new ones",
+            (0.08, f"drain {STS}-{drained}: keeps its users, takes no new ones",
              lambda: cluster.annotate(drained, "DenyNewCall")),
-            (0.30, f"delete {STS}-{deleted}: its users are evicted and rebound",
+            (0.16, f"delete {STS}-{deleted}: its users are evicted and rebound",
              lambda: self._delete(deleted)),
-            (0.45, f"{STS}-{deleted} is back (the StatefulSet recreated it)",
+            (0.24, f"{STS}-{deleted} is back (the StatefulSet recreated it)",
              lambda: self._create(deleted)),
-            (0.55, f"{STS}-{flapping} flaps NotReady for {GRACE / 2:.0f}s (grace {GRACE}s): nobody moves",
+            (0.30, f"{STS}-{flapping} flaps NotReady for {GRACE / 2:.0f}s (grace {GRACE}s): nobody moves",
              lambda: self._flap(flapping)),
-            (0.70, f"scale up: {STS}-{pods} joins and takes new users",
+            (0.36, f"scale up: {STS}-{pods} joins and takes new users",
              lambda: self._scale_up(pods + 1)),
-            (0.85, f"undrain {STS}-{drained}", lambda: cluster.annotate(drained, None)),
+            (0.42, f"undrain {STS}-{drained}", lambda: cluster.annotate(drained, None)),
+            (0.46, "rolling update to rev-2, highest pod first: pods not yet updated keep their users "
+                   "and take no new ones; a terminating pod keeps its users until its deadline",
+             lambda: self._roll(pods + 1)),
         ]  # fmt: skip
 
     def say(self, line: str) -> None:
@@ -69,6 +77,16 @@ class Story:
         await self.cluster.scale(replicas)
         self.live.present.add(replicas - 1)
 
+    async def _roll(self, replicas: int) -> None:
+        self.rolling.set()
+
+        def replacing(index: int) -> None:
+            self.say(f"rolling update: {STS}-{index} terminates (grace {ROLLOUT_GRACE:g}s)")
+
+        await self.cluster.roll("rev-2", ROLLOUT_GRACE, start_after=0.5, step=replacing)
+        self.live.present = set(range(replicas))
+        self.say("rolling update done: every pod runs rev-2")
+
     async def _flap(self, index: int) -> None:
         await self.cluster.set_ready(index, False)
         await asyncio.sleep(GRACE / 2)
@@ -77,10 +95,15 @@ class Story:
     async def play(self, duration: float, summary: Summary) -> None:
         start = time.monotonic()
         pending: list[asyncio.Task[None]] = []
-        for at, text, action in self.steps:
-            await asyncio.sleep(max(0.0, start + at * duration - time.monotonic()))
-            self.say(text)
-            summary.story.append(text)
-            pending.append(asyncio.create_task(action()))
-        await asyncio.sleep(max(0.0, start + duration - time.monotonic()))
-        await asyncio.gather(*pending)
+        try:
+            for at, text, action in self.steps:
+                await asyncio.sleep(max(0.0, start + at * duration - time.monotonic()))
+                self.say(text)
+                summary.story.append(text)
+                pending.append(asyncio.create_task(action()))
+            await asyncio.sleep(max(0.0, start + duration - time.monotonic()))
+            await asyncio.gather(*pending)
+        finally:  # interrupted: no step goes on behind the summary's back
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)

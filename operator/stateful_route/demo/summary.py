@@ -20,6 +20,11 @@ class Summary:
     evictions: int = 0
     links_evicted: int = 0
     rebinds: int = 0
+    users_moved: int = 0  # users whose pod changed at least once (seen by their lookups)
+    max_moves: int = 0  # the most times one user's pod changed
+    rollout_users_moved: int = 0  # the same, during the rolling update only
+    rollout_max_moves: int = 0
+    rollout_moved_twice: int = 0  # users the rolling update moved more than once
     worst_imbalance: float = 1.0  # max links / mean links over available pods, worst sample
     final_imbalance: float = 1.0
     p50_ms: float = 0.0

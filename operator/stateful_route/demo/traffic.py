@@ -30,6 +30,9 @@ class Traffic:
         self.took_ns: list[int] = []
         self.sessions: Counter[int] = Counter()  # lookups per pod since the last load report
         self.summary = Summary()
+        self.moves: Counter[str] = Counter()  # uid -> times its pod changed
+        self.rollout_moves: Counter[str] = Counter()  # the same, since ``rolling`` was set
+        self.rolling = asyncio.Event()  # the story's rolling update has begun
         self.stop = asyncio.Event()
 
     def all_users(self) -> list[str]:
@@ -70,6 +73,10 @@ class Traffic:
             self.summary.users_placed += 1
             self.position[uid] = len(self.online)
             self.online.append(uid)
+        elif self.where[uid] != pod:
+            self.moves[uid] += 1
+            if self.rolling.is_set():
+                self.rollout_moves[uid] += 1
         self.where[uid] = pod
 
     async def _leave(self, uid: str) -> None:

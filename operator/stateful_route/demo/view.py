@@ -12,13 +12,15 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from stateful_route.controller.status import pod_state
 from stateful_route.demo.story import DisplayState
 from stateful_route.demo.summary import Summary
 from stateful_route.testing.sim import STS
 
 __all__ = ["kubectl_hint", "live_display", "summary_table"]
 
-STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim"}
+STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim",
+               "Terminating": "magenta", "Outdated": "cyan"}  # fmt: skip
 
 
 def _pods(live: DisplayState) -> Table:
@@ -31,15 +33,15 @@ def _pods(live: DisplayState) -> Table:
         return table
     for index in sorted(set(snapshot.pods) | live.present):
         pod = snapshot.pods.get(index)
-        if pod is None or (index not in live.present and not pod.alive):
+        phase = live.phases.get(index)
+        state = pod_state(pod, phase)
+        if pod is not None and index not in live.present and not pod.alive:
             state = "gone"
-        elif not pod.ready or pod.terminating:
-            state = "NotReady"
-        else:
-            state = pod.routing.label
+        until = phase.terminating_until if phase is not None and state == "Terminating" else None
+        shown = state if until is None else f"{state} ({max(0.0, until - time.time()):.1f}s left)"
         table.add_row(
             f"{STS}-{index}",
-            Text(state, style=STATE_STYLE.get(state, "")),
+            Text(shown, style=STATE_STYLE.get(state, "")),
             f"{snapshot.links.get(index, 0):,}",
             str(pod.load if pod else 0),
             "★" if snapshot.best == index else "",
@@ -79,6 +81,11 @@ def summary_table(summary: Summary) -> Table:
         ("lookups", f"{summary.lookups:,}"),
         ("evictions (links evicted)", f"{summary.evictions} ({summary.links_evicted:,})"),
         ("rebinds", f"{summary.rebinds:,}"),
+        ("users moved (max moves per user)", f"{summary.users_moved:,} ({summary.max_moves})"),
+        (
+            "… by the rolling update (max; moved twice)",
+            f"{summary.rollout_users_moved:,} ({summary.rollout_max_moves}; {summary.rollout_moved_twice:,})",
+        ),
         ("NoAvailablePod", f"{summary.no_available_pod:,}"),
         ("worst imbalance (max/mean links)", f"{summary.worst_imbalance:.2f}"),
         ("final imbalance", f"{summary.final_imbalance:.2f}"),

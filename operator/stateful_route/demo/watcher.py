@@ -27,6 +27,7 @@ async def watch(
     while not stop.is_set():
         with contextlib.suppress(Exception):
             live.snapshot = await table.snapshot(NS, ROUTE)
+            live.phases = await table.phases(NS, ROUTE)
             summary.worst_imbalance = max(summary.worst_imbalance, imbalance(live.snapshot))
             for event in await cluster.events():
                 name = event["metadata"]["name"]
