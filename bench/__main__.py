@@ -141,8 +141,6 @@ async def measure(bench: Bench) -> None:
 
     console.log("figure 7: a rolling update of 6 pods")
     for variant in rollout.VARIANTS:
-        if variant.hand_off and not rollout.hand_off_available():
-            continue
         moves = await rollout.measure(bench.url, variant, users=1_000 if bench.quick else 3_000, grace=4)
         rows.append(rollout.row(moves, baseline=not variant.aware))
 

@@ -4,7 +4,7 @@ full rolling update; for every user, how many times its pod changed.
 
 Variants, in one run against the same Redis: today's behaviour (``onTermination: Evict``, the
 operator blind to StatefulSets), Handoff with rollout-aware placement, and the same with each
-pod calling ``ServerDriver.hand_off_all`` in its preStop hook when the library has it.
+pod calling ``ServerDriver.hand_off_all`` in its preStop hook.
 ``python -m bench.rollout [--quick]`` measures this figure alone.
 """
 
@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -48,11 +47,6 @@ VARIANTS = [
     Variant("Handoff + rollout-aware", "Handoff", aware=True),
     Variant("Handoff + rollout-aware + hand_off_all", "Handoff", aware=True, hand_off=True),
 ]
-
-
-def hand_off_available() -> bool:
-    """Whether this library's ServerDriver has ``hand_off_all`` (issue 12, point 2)."""
-    return hasattr(ServerDriver, "hand_off_all")
 
 
 @dataclass
@@ -204,8 +198,8 @@ async def _roll(cluster: Cluster, flow: Users, variant: Variant, grace: float, r
     async def pre_stop(index: int) -> None:
         flow.running_old.add(index)
         try:
-            if variant.hand_off and hand_off_available():
-                await _hand_off_all(flow, index)
+            if variant.hand_off:
+                await _hand_off_all(flow, index, grace)
             else:
                 await asyncio.sleep(grace)  # the pod serves its users until it is killed
         finally:
@@ -216,13 +210,11 @@ async def _roll(cluster: Cluster, flow: Users, variant: Variant, grace: float, r
     flow.window = (began, time.monotonic())
 
 
-async def _hand_off_all(flow: Users, index: int) -> None:
-    server = flow.servers[index]
-
-    async def save(uid: str, *_: Any) -> None:
+async def _hand_off_all(flow: Users, index: int, grace: float) -> None:
+    async def save(uid: str) -> None:
         flow.handed_off.add(uid)  # where a real pod would persist or push the user's state
 
-    await server.hand_off_all(before=save)
+    await flow.servers[index].hand_off_all(before=save, within=grace)
 
 
 def _count(flow: Users, result: Moves) -> None:
@@ -266,9 +258,6 @@ def main() -> None:
     quick = "--quick" in sys.argv
     with local_redis.redis_url(local_redis.DEFAULT_URL) as url:
         for variant in VARIANTS:
-            if variant.hand_off and not hand_off_available():
-                print(f"{variant.name}: skipped (ServerDriver.hand_off_all not in this library yet)")
-                continue
             moves = asyncio.run(measure(url, variant, users=1000 if quick else 3000, grace=2 if quick else 4))
             print(moves)
 
