@@ -3,8 +3,9 @@
 Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
 expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
 a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
-(sorted set scored by links + load, the head is the best pod), ``pods`` the route table, ``srv``
-the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid of the
+(sorted set scored by links + load, the head is the best pod), ``p:exp`` when each pod's
+earliest temporary link expires (sorted set, to sweep expired links out of scores), ``pods`` the
+route table, ``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid of the
 StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
 table (terminating with a deadline, outdated; for display).
@@ -34,6 +35,7 @@ class RouteKeys:
     links: str  # prefix of link keys: links + uid
     pod_links: str  # prefix of per-pod sets: pod_links + str(pod)
     available: str  # available pods scored by links + load
+    expiries: str  # pods scored by their earliest temporary link's expiry (ms)
     pods: str
     reports: str
     config: str
@@ -54,6 +56,7 @@ class RouteKeys:
             links=base + "l:",
             pod_links=base + "p:",
             available=base + "avail",
+            expiries=base + "p:exp",
             pods=base + "pods",
             reports=base + "srv",
             config=base + "cfg",

@@ -9,9 +9,11 @@ Placement reads the best pod from the head of the route's *available set* (a sor
 available pods scored by links + load) instead of scanning every pod, so its cost is O(log pods).
 Every script that changes a pod's links, load, routing state or availability keeps that set
 true (``rescore``). Temporary links expire without telling anyone, so a pod's score may still
-count links that expired since it was last re-scored: the chosen pod is pruned before it is used,
-and every table write (the operator's tick, every ``reconcile_interval``) re-scores every pod
-from exact counts.
+count links that expired since it was last re-scored. Three things bound that: the chosen pod
+is pruned before it is used; every placement first re-scores the pod whose earliest link expired
+longest ago (``sweep``, ordered by the route's ``expiries`` set), so in steady use each pod is
+swept about every <pods> placements; and every table write (the operator's tick, every
+``reconcile_interval``) re-scores every pod from exact counts.
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ local function parse_pod(idx, raw, report)
 end
 
 -- The keys a script needs to read pods and keep the available set true.
+-- `expiries` (keys.RouteKeys.expiries) holds, per pod, when its earliest temporary link expires.
 local function route(pods, reports, config, available, pod_links)
   return {pods = pods, reports = reports, config = config, available = available,
-          pod_links = pod_links}
+          pod_links = pod_links, expiries = pod_links .. 'exp'}
 end
 
 local function pod_state(rt, idx)
@@ -132,10 +135,28 @@ local function rescore(rt, idx, cap, now)
   redis.call('ZREM', rt.available, idx)
 end
 
+-- Re-score the pod whose earliest temporary link expired longest ago, if any is overdue: one pod
+-- per placement, so a pod that is never chosen still stops counting its expired links within
+-- a few placements (about one per pod) instead of keeping a score that hides its free room.
+local function sweep(rt, now)
+  local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
+  if due[1] == nil or tonumber(due[2]) >= now then return end
+  local idx = due[1]
+  rescore(rt, idx, policy(rt, '0'), now)
+  local first = redis.call('ZRANGE', rt.pod_links .. idx, 0, 0, 'WITHSCORES')
+  if first[1] and first[2] ~= 'inf' then
+    redis.call('ZADD', rt.expiries, first[2], idx)
+  else
+    redis.call('ZREM', rt.expiries, idx)
+  end
+end
+
 -- The best available pod other than `exclude` (an index as text, '' for none), or nil: the head
--- of the available set (lowest links + load; ties by index as text). Its expired links are
--- pruned first, which only lowers its score, so it stays the head. O(log pods).
+-- of the available set (lowest links + load; ties by index as text), after one `sweep`. Its
+-- expired links are pruned first, which only lowers its score, so it stays the head.
+-- O(log pods).
 local function choose(rt, exclude, now)
+  sweep(rt, now)
   for _, idx in ipairs(redis.call('ZRANGE', rt.available, 0, 1)) do
     if idx ~= exclude then
       local pruned = redis.call('ZREMRANGEBYSCORE', rt.pod_links .. idx, '-inf', '(' .. now)
@@ -151,6 +172,7 @@ end
 local function link_chosen(rt, link_key, uid, idx, ttl, cap, now)
   redis.call('SET', link_key, idx, 'PX', ttl)
   local set = rt.pod_links .. idx
+  redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
   if redis.call('ZADD', set, now + ttl, uid) == 1 then
     if cap > 0 and redis.call('ZCARD', set) >= cap then
       redis.call('ZREM', rt.available, idx)
@@ -164,6 +186,7 @@ end
 local function link_temporary(rt, link_key, uid, idx, ttl, now)
   redis.call('SET', link_key, idx, 'PX', ttl)
   redis.call('ZADD', rt.pod_links .. idx, now + ttl, uid)
+  redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
 end
 """
 
