@@ -1,12 +1,12 @@
 """Redis key and channel names: one hash tag per (namespace, service), so every script is slot-local.
 
 Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
-expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to
-a pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
-(sorted set scored by links + load, the head is the best pod), ``p:exp`` when each pod's
-earliest temporary link expires (sorted set, to sweep expired links out of scores), ``pods`` the
-route table, ``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid of the
-StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
+expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to a
+pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
+(sorted set scored by links + load, the head is the best pod), ``p:exp`` when each pod's earliest
+temporary link expires (sorted set, to sweep expired links out of scores), ``pods`` the route table,
+``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid
+of the StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
 table (terminating with a deadline, outdated; for display).
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
