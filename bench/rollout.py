@@ -63,6 +63,10 @@ class Moves:
     arrived: int = 0  # users who arrived during the rollout
     arrived_moved: int = 0  # of them, users whose pod changed
     split: int = 0  # moves away from a pod still running and holding the user's state
+    # Before the first updated pod is Ready, new users can only go to outdated pods: the users
+    # that step moves twice or places on a pod replaced later, and everyone else.
+    twice_others: int = 0  # users moved more than once who were not on the first replaced pod
+    arrived_later_moved: int = 0  # users who arrived after the first updated pod was Ready, moved
     no_pod: int = 0  # lookups answered NoAvailablePod
     errors: list[str] = field(default_factory=list)
 
@@ -77,6 +81,8 @@ class Users:
         self.online: set[str] = set()
         self.arrivals: dict[str, float] = {}  # uid -> when it arrived
         self.window = (0.0, 0.0)  # the rolling update, start and end
+        self.first_ready = 0.0  # when the first updated pod was Ready
+        self.first_users: set[str] = set()  # users on the first replaced pod when it began
         self.target = online
         self.created = 0
         self.where: dict[str, int] = {}
@@ -205,7 +211,13 @@ async def _roll(cluster: Cluster, flow: Users, variant: Variant, grace: float, r
         finally:
             flow.running_old.discard(index)
 
-    await cluster.roll("rev-2", grace, pre_stop=pre_stop, start_after=0.5)
+    def replacing(index: int) -> None:
+        if index == PODS - 1:
+            flow.first_users = {uid for uid, pod in flow.where.items() if pod == index}
+        elif not flow.first_ready:
+            flow.first_ready = time.monotonic()  # the previous step ended with its new pod Ready
+
+    await cluster.roll("rev-2", grace, pre_stop=pre_stop, start_after=0.5, step=replacing)
     result.seconds = time.monotonic() - began
     flow.window = (began, time.monotonic())
 
@@ -228,6 +240,10 @@ def _count(flow: Users, result: Moves) -> None:
     result.arrived = len(arrived)
     result.arrived_moved = sum(1 for uid in arrived if moves[uid])
     result.split = len(flow.split)
+    result.twice_others = sum(1 for uid, n in moves.items() if n > 1 and uid not in flow.first_users)
+    result.arrived_later_moved = sum(
+        1 for uid in arrived if moves[uid] and flow.arrivals[uid] > flow.first_ready
+    )
     result.no_pod = flow.no_pod
     result.errors = flow.errors[:5]
 
@@ -237,7 +253,9 @@ def row(moves: Moves, *, baseline: bool) -> Row:
     ours = (
         f"{moves.moved:,} of {moves.users:,} users moved, {moves.moved_twice:,} more than once "
         f"(max {moves.max_moves}); arrivals during it moved: {moves.arrived_moved:,} of "
-        f"{moves.arrived:,}; moved off a pod still holding their state: {moves.split:,}; "
+        f"{moves.arrived:,} ({moves.arrived_later_moved:,} of those who came after the first "
+        f"updated pod was Ready); moved off a pod still holding their state: {moves.split:,}; "
+        f"moved twice though not on the first replaced pod: {moves.twice_others:,}; "
         f"NoAvailablePod: {moves.no_pod:,}; {moves.seconds:.0f} s"
     )
     met = moves.max_moves <= 1 and moves.arrived_moved == 0 and moves.split == 0 and not moves.errors
