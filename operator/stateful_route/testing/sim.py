@@ -270,6 +270,10 @@ class Cluster:
             "POST", f"/apis/apps/v1/namespaces/{NS}/statefulsets", self.stateful_set_body(replicas)
         )
 
+    async def stateful_set(self) -> dict[str, Any]:
+        """The StatefulSet object as the API server has it."""
+        return dict(await self._call("GET", f"/apis/apps/v1/namespaces/{NS}/statefulsets/{STS}"))
+
     async def patch_stateful_set(self, patch: dict[str, Any]) -> None:
         if not self.stateful_set_visible:
             return
