@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import random
 
-from stateful_route import ClientDriver, NoAvailablePod, StoreUnavailable
+from stateful_route import ClientDriver, NoAvailablePod, PodState, StoreUnavailable
+from stateful_route.store.keys import Keyring
+from stateful_route.store.links import LinkStore
 from tests.routes import NS, SVC, make_route, poll_until
 
 USERS = 500
@@ -63,3 +65,34 @@ async def test_clients_fail_loudly_while_redis_is_down_and_recover_after(make_re
         await poll_until(serves, within=5, every=0.1)
         again = [await client.compute_linked_pod(NS, f"u{i}", SVC) for i in range(USERS)]
         assert sorted(again.count(p) for p in range(3)) == [166, 167, 167]
+
+
+async def test_after_redis_restarts_empty_the_namespace_service_set_is_rebuilt(
+    make_redis, private_redis, redis_url, prefix
+):
+    """``get_link_service`` and ``stateful-route links`` read the namespace's service set: the
+    same table writer and the same client must write it again into an emptied Redis."""
+    server = private_redis()
+    redis = make_redis(server.url, socket_connect_timeout=0.3)
+    table = await make_route(redis, prefix, pods=3)  # the writer the operator keeps for its life
+    async with ClientDriver(redis, namespace=NS, prefix=prefix, timeout=0.3) as client:
+        await client.compute_linked_pod(NS, "u1", SVC)
+        await client.set_linked_pod_if_absent(NS, "u1", "lobby", 1)
+        assert set(await client.get_link_service(NS, "u1")) == {SVC, "lobby"}
+
+        server.stop()
+        await asyncio.to_thread(server.start)  # empty: it keeps nothing
+        await table.put_pods(NS, SVC, [PodState(i) for i in range(3)])  # the operator's next tick
+
+        async def serves() -> bool:
+            try:
+                await client.compute_linked_pod(NS, "u1", SVC)
+                await client.set_linked_pod_if_absent(NS, "u1", "lobby", 1)
+            except StoreUnavailable:
+                return False
+            return True
+
+        await poll_until(serves, within=5, every=0.1)
+        fresh = LinkStore(make_redis(server.url), Keyring(prefix))  # what the CLI reads with
+        assert set(await fresh.links_of_user(NS, "u1")) == {SVC, "lobby"}
+        assert set(await client.get_link_service(NS, "u1")) == {SVC, "lobby"}

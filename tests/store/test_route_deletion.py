@@ -69,6 +69,18 @@ async def test_keep_links_on_delete_keeps_links_only(redis, prefix):
     }
 
 
+async def test_keep_links_on_delete_keeps_the_service_findable(redis, prefix):
+    """Kept links stay visible to ``get_link_service`` (the service stays in the namespace's set),
+    while a route deleted without keepLinksOnDelete leaves the set."""
+    await fill(redis, prefix)
+    await Reconciler(redis, prefix=prefix).remove(route_spec(keep_links=True))
+    assert await redis.smembers(keys.services_key(prefix, NS)) == {SVC.encode()}
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        assert await client.get_link_service(NS, "seven") == {SVC: 7}
+    await Reconciler(redis, prefix=prefix).remove(route_spec(keep_links=False))
+    assert await redis.smembers(keys.services_key(prefix, NS)) == set()
+
+
 @pytest.mark.cluster
 async def test_deleting_a_route_on_a_cluster(redis_cluster_url, prefix):
     cluster = aioredis.RedisCluster.from_url(redis_cluster_url.replace("?cluster=true", ""))

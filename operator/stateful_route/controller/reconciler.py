@@ -234,7 +234,7 @@ class Reconciler:
         # The table goes first (announced, so clients stop placing users here), then every key
         # under the route's prefix: links to pods no longer in the table included.
         with contextlib.suppress(NotOwner):  # claimed by another route meanwhile: its table now
-            await self.table.delete(ns, service, owner=owner)
+            await self.table.delete(ns, service, owner=owner, keep_service=keep_links)
             removed = await self.store.delete_route(
                 self.table.keyring.route(ns, service), keep_links=keep_links
             )

@@ -348,3 +348,5 @@ class ClientDriver:
     def _forget_all(self) -> None:
         self._epoch += 1
         self.cache.clear()
+        # A gap may be a Redis restarted empty: register services again at the next placement.
+        self._store.services.forget()

@@ -18,7 +18,9 @@ class ServiceSet:
     """Adds, removes and lists the services of a namespace (``<prefix>:ns:<ns>:services``).
 
     The set lives in another hash slot than any route, so it is written on its own, outside the
-    scripts; each instance adds a service once (SADD is idempotent, the memo saves round trips).
+    scripts. Each instance remembers what it added (SADD is idempotent, the memo saves round
+    trips) until told that Redis may have lost it (``forget``, ``add(..., again=True)``): a Redis
+    restarted empty must get its set back, or ``get_link_service`` finds nothing.
     """
 
     def __init__(
@@ -34,15 +36,20 @@ class ServiceSet:
         self._guard = guard
         self._added: set[ServiceId] = set()
 
-    async def add(self, route_keys: RouteKeys) -> None:
-        """Record that ``route_keys.service`` is used in its namespace (once per instance)."""
+    async def add(self, route_keys: RouteKeys, *, again: bool = False) -> None:
+        """Record that ``route_keys.service`` is used in its namespace (once per instance, unless
+        ``again``: the caller has just seen Redis without it, e.g. a table it had to rewrite)."""
         service: ServiceId = (route_keys.namespace, route_keys.service)
-        if service not in self._added:
+        if again or service not in self._added:
             await self._guard(
                 self._redis.sadd(self._keyring.services(route_keys.namespace), route_keys.service),
                 self._timeout,
             )
             self._added.add(service)
+
+    def forget(self) -> None:
+        """Forget what was added (after a reconnect: Redis may have restarted empty)."""
+        self._added.clear()
 
     async def discard(self, namespace: str, service: str) -> None:
         """Forget a service (its route was deleted)."""

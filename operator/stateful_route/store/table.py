@@ -112,13 +112,18 @@ class RouteTable:
         found = await guarded(self._redis.hgetall(route_keys.instances), self.timeout)
         return {int(text(i)): text(v) for i, v in found.items() if text(i).isdigit()}
 
-    async def delete(self, namespace: str, service: str, *, owner: str | None = None) -> None:
+    async def delete(
+        self, namespace: str, service: str, *, owner: str | None = None, keep_service: bool = False
+    ) -> None:
         """Remove the table, reports and policy of a route (links are the store's business);
-        with ``owner``, only if that owner holds it (else NotOwner)."""
+        with ``owner``, only if that owner holds it (else NotOwner). The service leaves its
+        namespace's set unless ``keep_service`` (its links stay, and ``get_link_service`` should
+        still find them)."""
         route_keys = self.keyring.route(namespace, service)
         await self._run(route_keys, "delete", [], owner=owner)
         await guarded(self._redis.delete(route_keys.phases), self.timeout)
-        await self._services.discard(namespace, service)
+        if not keep_service:
+            await self._services.discard(namespace, service)
 
     async def pods(self, namespace: str, service: str) -> dict[int, PodState]:
         """The effective state of every pod (table combined with the pods' own reports)."""
@@ -189,6 +194,9 @@ class RouteTable:
         )
         if changed < 0:
             raise NotOwner(route_keys.namespace, route_keys.service, claimed=changed == -2)
+        if changed and mode != "delete":
+            # A write that changed the table may have rebuilt it in a Redis restarted empty.
+            await self._services.add(route_keys, again=True)
         return bool(changed)
 
 
