@@ -150,3 +150,28 @@ async def test_the_operator_rebuilds_the_table_when_redis_comes_back_empty(
         await poll_until(rebuilt, within=10, every=0.1)
         # The route's policy came back with the table: a pod at the cap takes no new users.
         assert await redis.hget(table.keyring.route(NS, ROUTE).config, "cap") == b"500"
+
+
+async def test_a_route_deleted_and_created_again_with_the_same_name_gets_a_status(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(2)
+    table = RouteTable(redis, prefix=prefix)
+
+    async def mirrored() -> bool:
+        return (await status_of(cluster)).get("summary") == "2/2"
+
+    async with operator(cluster, redis_url, prefix, status_interval=0.2):
+        await wait_for_table(table, [0, 1])
+        await poll_until(mirrored, within=5, every=0.1)
+        await cluster.delete_route()
+
+        async def recreated() -> bool:
+            try:
+                await cluster.create_route()  # refused while the old object still exists
+            except Exception:
+                return False
+            return True
+
+        await poll_until(recreated, within=5, every=0.1)
+        await poll_until(mirrored, within=5, every=0.1)

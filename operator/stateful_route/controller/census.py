@@ -19,7 +19,7 @@ import kubernetes
 
 from stateful_route.controller import login
 from stateful_route.controller.pods import PodRecord, owner
-from stateful_route.controller.spec import RouteName, RouteRef
+from stateful_route.controller.spec import RouteRef
 from stateful_route.core.constants import STS_POD_NAME_LABEL
 
 __all__ = ["Census", "gone_uids", "listed_uids"]
@@ -42,7 +42,7 @@ class Census:
         self._interval = interval
         self._margin = margin
         self._clock = clock
-        self._taken: dict[RouteName, float] = {}
+        self._taken: dict[str, float] = {}  # by route uid
         self._proved: dict[str, set[str]] = {}  # route uid -> pods it proved deleted, still indexed
 
     @property
@@ -54,9 +54,9 @@ class Census:
         """Whether the route's pods should be listed now (at most every ``interval``); if so,
         the census counts as taken."""
         now = self._clock()
-        if now - self._taken.get(route.key, float("-inf")) < self._interval:
+        if now - self._taken.get(route.uid, float("-inf")) < self._interval:
             return False
-        self._taken[route.key] = now
+        self._taken[route.uid] = now
         return True
 
     async def take(self, route: RouteRef, records: list[PodRecord]) -> None:
@@ -82,7 +82,7 @@ class Census:
 
     def forget(self, route: RouteRef) -> None:
         """The route is deleted: drop its census."""
-        self._taken.pop(route.key, None)
+        self._taken.pop(route.uid, None)
         self._proved.pop(route.uid, None)
 
     def present(self, records: Iterable[PodRecord]) -> list[PodRecord]:

@@ -16,7 +16,7 @@ from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.rollouts import StatefulSetRecord
-from stateful_route.controller.spec import RouteName, RouteRef
+from stateful_route.controller.spec import RouteRef
 from stateful_route.core.errors import StatefulRouteError, StoreUnavailable
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
@@ -27,21 +27,28 @@ log = logging.getLogger("stateful_route.operator")
 
 
 class StatusThrottle:
-    """Writes a route's status only when it changed and the last write is ``interval`` old."""
+    """Writes a route's status only when it changed and the last write is ``interval`` old.
+
+    Keyed by the route's uid: a route deleted and created again under the same name is another
+    object, whose status must be written even if it equals the old one's."""
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._interval = interval
         self._clock = clock
-        self._written: dict[RouteName, tuple[float, dict[str, Any]]] = {}
+        self._written: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def due(self, route: RouteRef, new: dict[str, Any]) -> bool:
         """Whether to write ``new`` now (if so, it counts as written)."""
-        last = self._written.get(route.key)
+        last = self._written.get(route.uid)
         now = self._clock()
         if last is not None and (last[1] == new or now - last[0] < self._interval):
             return False
-        self._written[route.key] = (now, new)
+        self._written[route.uid] = (now, new)
         return True
+
+    def forget(self, route: RouteRef) -> None:
+        """Drop what was written for a deleted route."""
+        self._written.pop(route.uid, None)
 
 
 class WarnOnce:

@@ -259,6 +259,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo.ctx.census.forget(route)
         memo.ctx.warnings.forget(uid)
         memo.ctx.metrics.forget(namespace, route.spec.service, removal.pods)
+        memo.ctx.status.forget(route)
         log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removal.links)
 
     @kopf.timer(*ROUTES, interval=config.reconcile_interval, backoff=1, id="route_tick", registry=registry)
