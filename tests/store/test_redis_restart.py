@@ -82,10 +82,10 @@ async def test_after_redis_restarts_empty_the_namespace_service_set_is_rebuilt(
 
         server.stop()
         await asyncio.to_thread(server.start)  # empty: it keeps nothing
-        await table.put_pods(NS, SVC, [PodState(i) for i in range(3)])  # the operator's next tick
 
         async def serves() -> bool:
             try:
+                await table.put_pods(NS, SVC, [PodState(i) for i in range(3)])  # the operator's tick
                 await client.compute_linked_pod(NS, "u1", SVC)
                 await client.set_linked_pod_if_absent(NS, "u1", "lobby", 1)
             except StoreUnavailable:
