@@ -110,14 +110,15 @@ class OperatorContext:
         self.redis = self.reconciler = None
 
     @contextlib.contextmanager
-    def counted(self, route: RouteRef, handler: str) -> Iterator[None]:
-        """Time a handler's Redis work; a fault (StatefulRouteError) is counted, logged and raised."""
-        metrics = self.metrics
-        with metrics.handler_seconds.labels(handler).time():
+    def counted(self, route: RouteRef, handler: str, *, timed: bool = True) -> Iterator[None]:
+        """Time a handler's Redis work (unless not ``timed``); a fault (StatefulRouteError) is
+        counted, logged and raised."""
+        timer = self.metrics.handler_seconds.labels(handler).time() if timed else contextlib.nullcontext()
+        with timer:
             try:
                 yield
             except StatefulRouteError as exc:
-                metrics.redis_errors.labels(handler).inc()
+                self.metrics.redis_errors.labels(handler).inc()
                 log.warning(
                     "event=reconcile_failed namespace=%s route=%s handler=%s error=%r",
                     route.namespace, route.name, handler, str(exc),

@@ -237,13 +237,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        rival = await _rival(memo.ctx, route_claims, route)
-        if rival is not None:
-            await _refuse(memo.ctx, route, rival, patch)
-            return
-        memo.ctx.warnings.forget(uid)
-        # A changed service or StatefulSet: the old table (and links) go, the new one is built.
         with _retried(memo.ctx, route, "route_changed"):
+            rival = await _rival(memo.ctx, route_claims, route)
+            if rival is not None:
+                await _refuse(memo.ctx, route, rival, patch)
+                return
+            memo.ctx.warnings.forget(uid)
+            # A changed service or StatefulSet: the old table (and links) go, the new one is built.
             configured = await (await memo.ctx.open()).configure(route, _previous(namespace, name, uid, old))
         if configured:
             records = _records(route_pods, route, memo.ctx)
@@ -276,19 +276,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         **_: Any,
     ) -> None:
         route = _route(namespace, name, uid, spec)
-        rival = await _rival(memo.ctx, route_claims, route)
-        if rival is not None:
-            await _refuse(memo.ctx, route, rival, patch)
-            return
-        memo.ctx.warnings.forget(uid)
-        reconciler = await memo.ctx.open()
-        # Not configured yet: the older route of its service went, or route_changed failed.
-        if reconciler.current(uid) is None and not await reconciler.configure(route):
-            return
-        if memo.ctx.census.due(route):
-            await memo.ctx.census.take(route, _indexed(route_pods, route))
-        records = _records(route_pods, route, memo.ctx)
         try:
+            with _retried(memo.ctx, route, "route_tick"):
+                rival = await _rival(memo.ctx, route_claims, route)
+                if rival is not None:
+                    await _refuse(memo.ctx, route, rival, patch)
+                    return
+                memo.ctx.warnings.forget(uid)
+                reconciler = await memo.ctx.open()
+                # Not configured yet: the older route of its service went, or route_changed failed.
+                if reconciler.current(uid) is None and not await reconciler.configure(route):
+                    return
+            if memo.ctx.census.due(route):
+                await memo.ctx.census.take(route, _indexed(route_pods, route))
+            records = _records(route_pods, route, memo.ctx)
             result = await _reconcile(
                 memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick"
             )
