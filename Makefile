@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean model
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(ARGS)
+
+# A long exploration of the model-based test (tests/store/test_model.py); `make test` runs a short one.
+model: $(STAMP)
+	SR_MODEL_EXAMPLES=$${SR_MODEL_EXAMPLES:-400} SR_MODEL_STEPS=$${SR_MODEL_STEPS:-50} \
+		$(BIN)/pytest -q -p no:logging tests/store/test_model.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
