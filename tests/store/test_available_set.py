@@ -257,3 +257,27 @@ async def test_concurrent_clients_and_pods_keep_scores_exact(redis, make_redis, 
             place_more(), evict(store, route_keys, 3, reason="test", rebind_ttl=60, batch=50)
         )
     await check(redis, route_keys, users, pruned=True, pods=8)
+
+
+async def test_a_pod_whose_links_expired_is_swept_before_the_next_placement(redis, prefix):
+    # Pod 0 is never the head while its expired links still count (10 against 5): the sweep of
+    # the most overdue pod, before each placement, is what brings its score down.
+    table = await make_route(redis, prefix, pods=3)
+    await table.configure(NS, SVC, link_ttl=1)
+    store = LinkStore(redis, table.keyring)
+    route_keys = table.keyring.route(NS, SVC)
+    for i in range(10):
+        await store.link_if_absent(route_keys, f"short-{i}", 0, 300)
+    for i in range(10):
+        await store.link_persistent(route_keys, f"kept-{i}", 1 + i % 2, only_if_free=False)
+    assert await redis.zrange(route_keys.available, 0, -1, withscores=True) == [
+        (b"1", 5.0),
+        (b"2", 5.0),
+        (b"0", 10.0),
+    ]
+    await asyncio.sleep(1.1)
+    placed = await store.place(route_keys, "newcomer", 300)
+    assert placed is not None
+    assert placed.pod == 0
+    assert await redis.zscore(route_keys.available, "0") == 1.0
+    await check(redis, route_keys, ["newcomer"] + [f"kept-{i}" for i in range(10)], pruned=True, pods=3)
