@@ -156,6 +156,7 @@ class Scenario:
             if raw is not None and not raw.endswith(b"p"):
                 await self.redis.delete(route_keys.link(args[0]))
                 await self.redis.zadd(route_keys.pod(int(raw)), {args[0]: 1}, xx=True)
+                await self.redis.zadd(route_keys.expiries, {raw.decode(): 1}, lt=True)
                 self.pruned = False
         elif kind == "report":
             pod, routing, load = args

@@ -91,7 +91,8 @@ async def test_pod_zero_is_a_pod_not_an_absence(redis, prefix):
 async def test_rebind_moves_the_link_once_and_racing_clients_agree(redis, make_redis, prefix):
     table = await make_route(redis, prefix, pods=4)
     users = [f"u{i}" for i in range(200)]
-    async with clients(make_redis, prefix, 6) as drivers:
+    # Hundreds of racing calls open connections at once: a timeout for agreement, not for speed.
+    async with clients(make_redis, prefix, 6, timeout=10) as drivers:
         first = {uid: await drivers[0].compute_linked_pod(NS, uid, SVC) for uid in users}
         on_dead = [uid for uid, pod in first.items() if pod == 2]
         await table.update_pod(NS, SVC, PodState(2, terminating=True))

@@ -140,7 +140,7 @@ end
 -- a few placements (about one per pod) instead of keeping a score that hides its free room.
 local function sweep(rt, now)
   local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
-  if due[1] == nil or tonumber(due[2]) >= now then return end
+  if due[1] == nil or tonumber(due[2]) >= now then return false end
   local idx = due[1]
   rescore(rt, idx, policy(rt, '0'), now)
   local first = redis.call('ZRANGE', rt.pod_links .. idx, 0, 0, 'WITHSCORES')
@@ -149,18 +149,29 @@ local function sweep(rt, now)
   else
     redis.call('ZREM', rt.expiries, idx)
   end
+  return true
+end
+
+-- Sweep every overdue pod (a batch does this once: its clock does not move while it runs).
+local function sweep_all(rt, now)
+  for _ = 1, redis.call('ZCARD', rt.expiries) do
+    if not sweep(rt, now) then return end
+  end
 end
 
 -- The best available pod other than `exclude` (an index as text, '' for none), or nil: the head
 -- of the available set (lowest links + load; ties by index as text), after one `sweep`. Its
 -- expired links are pruned first, which only lowers its score, so it stays the head.
--- O(log pods).
-local function choose(rt, exclude, now)
-  sweep(rt, now)
+-- O(log pods). `swept`: every overdue pod was swept at `now` already (`sweep_all`), so neither
+-- the sweep nor the prune can find anything.
+local function choose(rt, exclude, now, swept)
+  if not swept then sweep(rt, now) end
   for _, idx in ipairs(redis.call('ZRANGE', rt.available, 0, 1)) do
     if idx ~= exclude then
-      local pruned = redis.call('ZREMRANGEBYSCORE', rt.pod_links .. idx, '-inf', '(' .. now)
-      if pruned > 0 then redis.call('ZINCRBY', rt.available, -pruned, idx) end
+      if not swept then
+        local pruned = redis.call('ZREMRANGEBYSCORE', rt.pod_links .. idx, '-inf', '(' .. now)
+        if pruned > 0 then redis.call('ZINCRBY', rt.available, -pruned, idx) end
+      end
       return idx
     end
   end
@@ -245,6 +256,7 @@ local cap, ttl = policy(rt, ARGV[3])
 local routable = {}  -- index -> whether routable, read once per pod
 local left = {}  -- pods whose users moved away, re-scored at the end
 local out = {}
+sweep_all(rt, now)
 for i = 5, #ARGV do
   local uid = ARGV[i]
   local key = ARGV[2] .. uid
@@ -257,7 +269,7 @@ for i = 5, #ARGV do
     if routable[idx] and tostring(idx) ~= exclude then pod = idx else old = idx end
   end
   if not pod then
-    local best = choose(rt, exclude, now)
+    local best = choose(rt, exclude, now, true)
     if best then
       if old ~= nil then
         redis.call('ZREM', rt.pod_links .. old, uid)
