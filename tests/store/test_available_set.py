@@ -131,12 +131,18 @@ class Scenario:
         route_keys, store = self.route_keys, self.store
         if kind == "place":
             uid, exclude = args
-            head = [int(m) for m in await self.redis.zrange(route_keys.available, 0, 1)]
             placed = await store.place(route_keys, uid, 60, exclude=exclude)
             assert placed is None or placed.pod != exclude
-            if placed is not None and placed.outcome != "kept":
-                # The head of the set, the excluded pod skipped: the best pod.
-                assert placed.pod == next(p for p in head if p != exclude)
+            if placed is not None and placed.outcome == "placed":
+                # The best pod: no other available pod scores less than it did (the sweep before
+                # the choice may have lowered some; nothing else moved but the chosen one, +1).
+                scores = {
+                    int(m): v
+                    for m, v in await self.redis.zrange(route_keys.available, 0, -1, withscores=True)
+                }
+                if placed.pod in scores:
+                    chosen = scores.pop(placed.pod) - 1
+                    assert all(v >= chosen for p, v in scores.items() if p != exclude), (placed, scores)
         elif kind == "place_many":
             batch, exclude = args
             assert exclude is None or exclude not in await store.place_many(
