@@ -128,12 +128,11 @@ class Reconciler:
                 blocked=blocked,
             )
             # A pod replaced by a new one with its ordinal before we saw it go (the uid written
-            # with the table, so a restart does not forget it): its users' state went with it,
-            # and so do its own reports (a Shutdown must not stick to the new pod).
+            # with the table, so a restart does not forget it): its users' state went with it, so
+            # its links are evicted, and so do its own reports (the table write below drops the
+            # reports of an index whose uid changed: a Shutdown must not stick to the new pod).
             seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
             replaced = {i for i, uid in plan.uids.items() if seen.get(i, uid) != uid and i in before.pods}
-            for index in replaced:
-                await self.table.remove_pod(ns, service, index)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
             wrote = await self._put(route, plan.with_gone_fenced(), plan)
@@ -218,6 +217,9 @@ class Reconciler:
             return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
         except NotOwner as exc:
             if exc.claimed:
+                # Another route took the service meanwhile: this one is not reconciled until its
+                # handlers decide again which route keeps the service (at its next tick).
+                self._routes.pop(route.uid, None)
                 raise
         # No route owns the table: Redis lost its data (a deleted route never gets here).
         await self._claim(route)

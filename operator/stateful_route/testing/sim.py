@@ -187,9 +187,13 @@ class Cluster:
             "application/merge-patch+json",
         )
 
-    async def delete_pod(self, index: int, *, grace: float = 0) -> None:
+    async def delete_pod(self, index: int, *, grace: float = 0, sts: str = STS) -> None:
         """`kubectl delete pod`: at once with ``grace`` 0; otherwise graceful (see ``terminate``),
-        and the pod is removed in the background when its grace ends."""
+        and the pod is removed in the background when its grace ends. Pods of another
+        StatefulSet than ``STS`` are only deleted at once."""
+        if sts != STS:
+            await self._call("DELETE", f"/api/v1/namespaces/{NS}/pods/{sts}-{index}")
+            return
         if grace <= 0:
             await self._remove(index)
             return
@@ -403,6 +407,14 @@ class Cluster:
         """Remove a pod from the emulator's storage without telling any watcher, as a watch
         that missed the deletion (a replica paused by peering meanwhile) would leave it."""
         del self.api.objects["v1/pods", NS, f"{sts}-{index}"]
+
+    async def pods(self) -> list[dict[str, Any]]:
+        """Every pod of the namespace, as `kubectl get pods -o json` lists them."""
+        return list((await self._call("GET", f"/api/v1/namespaces/{NS}/pods"))["items"])
+
+    async def routes(self) -> list[dict[str, Any]]:
+        """Every StatefulRoute of the namespace (those being deleted included)."""
+        return list((await self._call("GET", f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}"))["items"])
 
     async def events(self) -> list[dict[str, Any]]:
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/events"))["items"])
