@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean model
+.PHONY: demo test lint bench clean model scenarios
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint
 model: $(STAMP)
 	SR_MODEL_EXAMPLES=$${SR_MODEL_EXAMPLES:-400} SR_MODEL_STEPS=$${SR_MODEL_STEPS:-50} \
 		$(BIN)/pytest -q -p no:logging tests/store/test_model.py $(ARGS)
+
+# The randomized operator scenarios at length (tests/e2e/test_operator_scenarios.py); `make test` runs 4.
+scenarios: $(STAMP)
+	SR_SCENARIOS=$${SR_SCENARIOS:-50} $(BIN)/pytest -q tests/e2e/test_operator_scenarios.py $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
