@@ -190,6 +190,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
+        if memo.ctx.closed:
+            return  # the operator is stopping: the next one re-lists every pod
         sts = pods.owner(body)
         rec = pods.record(body)
         if (
@@ -215,6 +217,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo: kopf.Memo,
         **_: Any,
     ) -> None:
+        if memo.ctx.closed:
+            return  # the operator is stopping
         for route in list(routes.get((namespace, name), [])):  # a copy, as in pod_changed
             records = _records(route_pods, route, memo.ctx)
             sts = _stateful_set(stateful_sets, route)
@@ -275,6 +279,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
+        if memo.ctx.closed:
+            return  # the operator is stopping: a tick skipped changes nothing lasting
         route = _route(namespace, name, uid, spec)
         try:
             with _retried(memo.ctx, route, "route_tick"):
