@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections import Counter
-from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
-from stateful_route import ClientDriver, NoAvailablePod, RouteTable
-from stateful_route.store.changes import parse
+from stateful_route import ClientDriver, RouteTable
 from stateful_route.store.keys import changes_channel
+from stateful_route.testing.judge import Findings, Timeline, ask, counts_agree, observe
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
@@ -28,116 +24,6 @@ CLIENTS = 4
 CHURN_SECONDS = 40
 STALENESS_BOUND = 1.0
 SEED = 20261128
-
-# Counts links per pod from the link keys themselves and from the per-pod sets, atomically.
-COUNT_LINKS = """
-local counted = {}
-for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
-  local pod = string.match(redis.call('GET', key) or '', '^(%d+)')
-  if pod then counted[pod] = (counted[pod] or 0) + 1 end
-end
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local out = {}
-for i = 0, tonumber(ARGV[3]) do
-  local p = tostring(i)
-  out[#out + 1] = counted[p] or 0
-  out[#out + 1] = redis.call('ZCOUNT', ARGV[2] .. p, ms, '+inf')
-end
-return out
-"""
-
-
-@dataclass
-class Timeline:
-    """When each pod stopped and started being routable, as read from Redis on every change."""
-
-    since: dict[int, float] = field(default_factory=dict)  # pod -> unroutable since
-    episodes: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # closed ones
-
-    def update(self, routable: set[int], now: float) -> None:
-        for pod in range(PODS):
-            if pod not in routable and pod not in self.since:
-                self.since[pod] = now
-            elif pod in routable and pod in self.since:
-                self.episodes.setdefault(pod, []).append((self.since.pop(pod), now))
-
-    def unroutable_since(self, pod: int, at: float, until: float | None = None) -> float | None:
-        """When ``pod`` became unroutable, if it was unroutable from ``at`` to ``until`` (a pod
-        that came back during a call may rightly be its answer)."""
-        until = at if until is None else until
-        if pod in self.since and self.since[pod] <= at:
-            return self.since[pod]
-        return next((a for a, b in self.episodes.get(pod, []) if a <= at and until < b), None)
-
-    def none_routable_at(self, at: float) -> bool:
-        return all(self.unroutable_since(pod, at) is not None for pod in range(PODS))
-
-    def unroutable_between(self, pod: int, start: float, end: float) -> bool:
-        if pod in self.since and self.since[pod] <= end:
-            return True
-        return any(a <= end and b >= start for a, b in self.episodes.get(pod, []))
-
-
-@dataclass
-class Findings:
-    """Every answer, judged against the timeline once it is complete: the observer may read a
-    change from its socket after a client already acted on it, so judging at once would blame
-    the client for the observer's lag."""
-
-    answers: list[tuple[str, int, float, float]] = field(default_factory=list)  # uid, pod, start, end
-    no_pod: list[float] = field(default_factory=list)  # when NoAvailablePod was raised
-    unexpected: list[str] = field(default_factory=list)
-
-    def judge(self, timeline: Timeline) -> tuple[float, list[str], list[str]]:
-        """Worst staleness, answers beyond the bound, and moves off a pod that stayed routable."""
-        worst, stale, moves = 0.0, [], []
-        last: dict[str, tuple[int, float]] = {}  # uid -> (pod, when) of its last fresh answer
-        for uid, pod, start, end in self.answers:
-            since = timeline.unroutable_since(pod, start, end)
-            if since is not None:  # unroutable throughout the call
-                worst = max(worst, end - since)
-                if start - since > STALENESS_BOUND:
-                    stale.append(f"{uid} -> pod {pod}, unroutable for {start - since:.3f}s")
-                continue
-            previous = last.get(uid)
-            if previous is not None and previous[0] != pod:
-                left, when = previous
-                if not timeline.unroutable_between(left, when, end):
-                    moves.append(f"{uid} moved {left} -> {pod} at {end:.3f} while {left} stayed routable")
-            last[uid] = (pod, end)
-        return worst, stale, moves
-
-
-async def observe(redis: aioredis.Redis, timeline: Timeline, prefix: str, stop: asyncio.Event) -> None:
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(changes_channel(prefix, NS))
-    try:
-        while not stop.is_set():
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
-            change = parse(message["data"]) if message is not None else None
-            if change is not None and change.routable is not None and change.at is not None:
-                timeline.update(set(change.routable), change.at)  # when Redis applied it
-    finally:
-        await pubsub.aclose()
-
-
-async def ask(client: ClientDriver, findings: Findings, rng: random.Random, stop: asyncio.Event) -> None:
-    # Wall-clock time, the clock Redis stamps changes with (one machine, one clock). Stopped by a
-    # flag, not by cancellation: redis-py 8.1 can swallow a cancellation in flight.
-    while not stop.is_set():
-        for uid in (f"user-{rng.randrange(USERS)}" for _ in range(100)):
-            start = time.time()
-            try:
-                pod = await client.compute_linked_pod(NS, uid, ROUTE)
-            except NoAvailablePod:
-                findings.no_pod.append(start)
-                continue
-            except Exception as exc:  # (d): anything else breaks the promise
-                findings.unexpected.append(repr(exc))
-                continue
-            findings.answers.append((uid, pod, start, time.time()))
-        await asyncio.sleep(0)
 
 
 async def churn(cluster: Cluster, rng: random.Random, seconds: float) -> Counter[str]:
@@ -182,18 +68,11 @@ async def churn(cluster: Cluster, rng: random.Random, seconds: float) -> Counter
     return done
 
 
-async def counts_agree(redis: aioredis.Redis, table: RouteTable) -> tuple[bool, list[int]]:
-    route_keys = table.keyring.route(NS, ROUTE)
-    flat = await redis.eval(COUNT_LINKS, 0, route_keys.links, route_keys.pod_links, PODS - 1)
-    pairs = list(zip(flat[::2], flat[1::2], strict=True))
-    return all(a == b for a, b in pairs), [a for a, _ in pairs]
-
-
 async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, prefix):
     rng = random.Random(SEED)
     await cluster.start(PODS, unroutableGraceSeconds=1, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
-    timeline, findings = Timeline(), Findings()
+    timeline, findings = Timeline(PODS), Findings(bound=STALENESS_BOUND)
     async with operator(cluster, redis_url, prefix, reconcile_interval=0.5):
         await wait_for_table(table, list(range(PODS)))
         t0 = asyncio.get_running_loop().time()
@@ -202,12 +81,16 @@ async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, pr
                 await first.compute_linked_pod(NS, f"user-{uid}", ROUTE)
         print(f"\nplaced {USERS} in {asyncio.get_running_loop().time() - t0:.1f}s", flush=True)
         stop = asyncio.Event()
-        observer = asyncio.create_task(observe(make_redis(), timeline, prefix, stop))
+        observer = asyncio.create_task(
+            observe(make_redis(), timeline, changes_channel(prefix, NS), stop, table, (NS, ROUTE))
+        )
         drivers = [ClientDriver(make_redis(), namespace=NS, prefix=prefix) for _ in range(CLIENTS)]
         for driver in drivers:
             await driver.__aenter__()
         askers = [
-            asyncio.create_task(ask(d, findings, random.Random(SEED + i), stop))
+            asyncio.create_task(
+                ask(d, findings, random.Random(SEED + i), stop, users=USERS, route=(NS, ROUTE))
+            )
             for i, d in enumerate(drivers)
         ]
         checks = 0
@@ -215,7 +98,7 @@ async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, pr
             churning = asyncio.create_task(churn(cluster, rng, CHURN_SECONDS))
             while not churning.done():
                 await asyncio.sleep(5)
-                agree, _ = await counts_agree(redis, table)
+                agree, _ = await counts_agree(redis, table, (NS, ROUTE), PODS)
                 assert agree, "per-pod link counts differ from the links that exist"
                 checks += 1
             episodes = await churning
@@ -228,11 +111,11 @@ async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, pr
             for driver in drivers:
                 await driver.__aexit__(None, None, None)
 
-        worst, stale, moves = findings.judge(timeline)
-        refused = [at for at in findings.no_pod if not timeline.none_routable_at(at)]
+        verdict = findings.judge(timeline)
+        worst, stale, moves, refused = verdict.worst, verdict.stale, verdict.moves, verdict.refused
         print(
-            f"\nchurn: {dict(episodes)}; {len(findings.answers)} answers, "
-            f"{len(findings.no_pod)} NoAvailablePod, "
+            f"\nchurn: {dict(episodes)}; {findings.count} answers, "
+            f"{findings.errors['NoAvailablePod']} NoAvailablePod, "
             f"worst staleness {worst * 1000:.1f} ms (bound {STALENESS_BOUND:.0f} s), {len(moves)} moves "
             "off a routable pod"
         )
@@ -241,13 +124,13 @@ async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, pr
         assert stale == [], stale[:5]  # (b)
         assert worst <= STALENESS_BOUND
         assert moves == [], moves[:5]  # (a)
-        assert len(findings.answers) > 50_000
+        assert findings.count > 50_000
         assert checks >= 5
         assert sum(episodes.values()) >= 20
         assert {"not-ready", "delete", "drain", "shutdown"} <= set(episodes)
 
         # At the end: counts match, nobody lost, every client names the same pod for everyone.
-        agree, per_pod = await counts_agree(redis, table)
+        agree, per_pod = await counts_agree(redis, table, (NS, ROUTE), PODS)
         assert agree
         assert sum(per_pod) == USERS
         users = [f"user-{i}" for i in range(USERS)]

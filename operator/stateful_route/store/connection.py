@@ -12,13 +12,15 @@ one slot in every case.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import parse_url
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from stateful_route.core.errors import InvalidInput
 
@@ -113,6 +115,35 @@ def _sentinel_address(host: str) -> tuple[str, int]:
     return address.hostname, port
 
 
+RECHECK_PRIMARY = 0.5  # seconds between asking the Sentinels where the primary is
+
+
+class _PrimaryPool(SentinelConnectionPool):
+    """Asks the Sentinels where the primary is on a checkout at most every RECHECK_PRIMARY
+    seconds, not only when connecting, and when the answer changes closes every connection,
+    pub/sub included, so all of them reconnect to the new primary: a primary that comes back
+    after Sentinel promoted a replica still acts as one until Sentinel demotes it (about 8 s
+    later), and what is written to or read from it meanwhile is lost or stale."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+        self._checked = -math.inf
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now - self._checked >= RECHECK_PRIMARY:
+            self._checked = now
+            await self.get_master_address()
+        return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def get_master_address(self) -> Any:
+        address = await self.sentinel_manager.discover_master(self.service_name)
+        if self.master_address != address:
+            self.master_address = address
+            await self.disconnect(inuse_connections=True)  # in-flight calls fail: StoreUnavailable
+        return address
+
+
 class _SentinelPrimary(Redis):
     """The primary's client; closing it also closes its connections to the Sentinels."""
 
@@ -127,7 +158,10 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> Redis:
     sockets = {k: v for k, v in options.items() if k.startswith("socket_")}
     sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **sockets})  # type: ignore[no-untyped-call]
     client: Redis = sentinel.master_for(
-        parsed.service, redis_class=_SentinelPrimary, **{**parsed.primary, **options}
+        parsed.service,
+        redis_class=_SentinelPrimary,
+        connection_pool_class=_PrimaryPool,
+        **{**parsed.primary, **options},
     )
     return client
 

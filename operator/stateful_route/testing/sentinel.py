@@ -18,7 +18,8 @@ __all__ = ["SentinelGroup"]
 class SentinelGroup:
     """``replicas`` replicas of one primary, watched by ``sentinels`` Sentinels that agree on a
     failure with a quorum of two and call the primary down after ``down_after_ms``; the data
-    servers require ``password`` when one is given (the Sentinels do not)."""
+    servers require ``password`` when one is given (the Sentinels do not), and keep an
+    append-only file when ``persistent`` (so a restarted server comes back with its data)."""
 
     def __init__(
         self,
@@ -28,14 +29,20 @@ class SentinelGroup:
         sentinels: int = 3,
         down_after_ms: int = 1000,
         password: str | None = None,
+        persistent: bool = False,
     ) -> None:
         self.service = service
         self.down_after_ms = down_after_ms
         self.password = password
-        auth = () if password is None else ("--masterauth", password)  # a replica logs in to its primary
-        self.data = [PrivateRedis(*auth, password=password)]
-        primary = ("--replicaof", "127.0.0.1", str(self.data[0].port))
-        self.data += [PrivateRedis(*primary, *auth, password=password) for _ in range(replicas)]
+        # Every data server's options; replicas log in to the primary with the password.
+        self.options: tuple[str, ...] = () if password is None else ("--masterauth", password)
+        if persistent:
+            self.options += ("--appendonly", "yes")
+        self.data = [PrivateRedis(*self.options, password=password)]
+        self.data += [
+            PrivateRedis(*self.options, *self._replica_of(self.data[0].port), password=password)
+            for _ in range(replicas)
+        ]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.sentinels: list[PrivateRedis] = []
 
@@ -50,10 +57,7 @@ class SentinelGroup:
         """Start every server, then wait until each Sentinel sees the replicas and its peers."""
         for server in self.data:
             server.start()
-        replicas = [server.port for server in self.data[1:]]
-        self._wait(
-            lambda: all(self._info(p).get("master_link_status") == "up" for p in replicas), "replication"
-        )
+        self.wait_synced([server.port for server in self.data[1:]])
         for port in self.sentinel_ports:
             sentinel = _SentinelServer(
                 port, self.data[0].port, self.service, self.down_after_ms, self.password
@@ -73,6 +77,35 @@ class SentinelGroup:
         (found,) = [server for server in self.data if server.port == port]
         return found
 
+    def restart(self, port: int) -> None:
+        """Stop the data server on ``port`` cleanly and start it again in the role the Sentinels
+        give it now (a primary, or a replica of the current primary); return once every replica
+        has synchronised again."""
+        primary = self.primary_port()
+        server = self.server(port)
+        server.stop()
+        server.extra = (*self.options, *(() if port == primary else self._replica_of(primary)))
+        server.start()
+        self.wait_synced([s.port for s in self.data if s.port != primary])
+
+    def wait_synced(self, replicas: list[int]) -> None:
+        """Block until each replica's link to its primary is up and no full sync is under way."""
+
+        def synced(port: int) -> bool:
+            info = self._info(port)
+            return info.get("master_link_status") == "up" and info.get("master_sync_in_progress") == 0
+
+        self._wait(lambda: all(synced(port) for port in replicas), "replication")
+
+    def fail_primary(self) -> tuple[int, int]:
+        """Kill the primary (SIGKILL, as a lost node), wait for the Sentinels to promote a
+        replica, then bring the old one back as a replica of the new: (old, new) ports."""
+        old = self.primary_port()
+        self.server(old).kill()
+        new = self.wait_for_new_primary(old)
+        self.restart(old)
+        return old, new
+
     def wait_for_new_primary(self, old: int, within: float = 30) -> int:
         """Block until every Sentinel names a primary other than ``old`` and it answers as one."""
 
@@ -91,6 +124,10 @@ class SentinelGroup:
         """Stop every server and remove their folders."""
         for server in [*self.sentinels, *self.data]:
             server.cleanup()
+
+    @staticmethod
+    def _replica_of(port: int) -> tuple[str, ...]:
+        return ("--replicaof", "127.0.0.1", str(port))
 
     def _settled(self) -> bool:
         for port in self.sentinel_ports:
