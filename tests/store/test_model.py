@@ -273,8 +273,7 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             started = self.clock()
             services = self.world.run(self.world.clients[c].get_link_service(NS, uid))
             assert set(services) <= {SVC}, services  # the neighbour's links are its own
-            if SVC in services:
-                self.answers.append(Answer("link_service", uid, services[SVC], started))
+            self.answers.append(Answer("link_service", uid, services.get(SVC), started))
 
         # -- pods --------------------------------------------------------------------------
 
@@ -359,10 +358,8 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             async def call() -> None:
                 await self.world.redis.flushall()
                 await self.world.outsiders()
-                if self.model.table:
-                    await RouteTable(self.world.redis, prefix=self.world.prefix).put_pods(
-                        NS, SVC, self.model.table.values()
-                    )
+                if self.model.table:  # by the same (long-lived) table writer
+                    await self.world.table.put_pods(NS, SVC, self.model.table.values())
 
             self.model.reports.clear()
             self.write(call)
