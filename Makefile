@@ -28,7 +28,7 @@ test: lint
 # A long exploration of the model-based test (tests/store/test_model.py); `make test` runs a short one.
 model: $(STAMP)
 	SR_MODEL_EXAMPLES=$${SR_MODEL_EXAMPLES:-400} SR_MODEL_STEPS=$${SR_MODEL_STEPS:-50} \
-		$(BIN)/pytest -q -p no:logging tests/store/test_model.py $(ARGS)
+		$(BIN)/pytest -q -p no:logging --timeout=0 tests/store/test_model.py $(ARGS)
 
 # The randomized operator scenarios at length (tests/e2e/test_operator_scenarios.py); `make test` runs 4.
 scenarios: $(STAMP)
