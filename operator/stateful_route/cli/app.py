@@ -20,10 +20,14 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRouteError
-from stateful_route.core.logs import LogFormat, redact
+from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
+from stateful_route.core.urls import redact_url
+from stateful_route.store.connection import check_url
 from stateful_route.testing import local_redis
 
 __all__ = ["app", "main"]
@@ -39,7 +43,37 @@ EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_TIMED_OUT, EXI
 # What one Redis call of ``handoff`` may wait, whatever its overall --timeout.
 HANDOFF_REDIS_WAIT = 2.0
 
+
+class _Commands(TyperGroup):
+    """Usage errors (a missing argument, an unknown option, a value of the wrong type) as one line
+    on stderr, and as a JSON object on stdout when ``--json`` was given, with exit code 2."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        with _usage_errors(args):
+            ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta["stateful_route.argv"] = list(args)
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_errors(ctx.meta.get("stateful_route.argv", [])):
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _usage_errors(argv: list[str]) -> Iterator[None]:
+    try:
+        yield
+    except typer.TyperException as exc:
+        # Typer's own click raises these; a usage error (exit code 2) carries its context.
+        if getattr(exc, "exit_code", None) != EXIT_INVALID or not hasattr(exc, "format_message"):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        raise _fail(EXIT_INVALID, exc.format_message() + where, "--json" in argv) from exc
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Sticky, load-aware routing of users to StatefulSet pods.\n\n"
     "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod, 5 timed out.",
     no_args_is_help=True,
@@ -113,7 +147,8 @@ def admin_command(
 def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": message, **extra}))
-    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line, for scripts
+    # One line, for scripts; the message is plain text (brackets in it are not markup).
+    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -135,7 +170,7 @@ def _admin(target: Target, action: Callable[[Any], Awaitable[T]]) -> T:
     except NoAvailablePod as exc:
         raise _fail(EXIT_NO_POD, str(exc), as_json) from exc
     except StatefulRouteError as exc:
-        raise _fail(EXIT_UNAVAILABLE, f"{redact(target.redis_url)}: {exc}", as_json) from exc
+        raise _fail(EXIT_UNAVAILABLE, f"{redact_url(target.redis_url)}: {exc}", as_json) from exc
 
 
 def _emit(data: Any, target: Target, table: Callable[[], Table | str]) -> None:
@@ -340,7 +375,7 @@ def operator(
         typer.Option(help="With --peering: the highest priority acts (random if unset, so replicas differ)."),
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
+        int | None, typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port (/metrics).")
     ] = 9090,
     log_format: Annotated[str, typer.Option(help="Log lines as key=value (kv) or JSON (json).")] = "kv",
 ) -> None:
@@ -359,20 +394,27 @@ def operator(
     if log_format not in ("kv", "json"):
         raise typer.BadParameter("--log-format is kv or json")
     fmt: LogFormat = "json" if log_format == "json" else "kv"
+    try:
+        check_url(redis_url)
+    except InvalidInput as exc:
+        raise _fail(EXIT_INVALID, str(exc), False, field=exc.field) from exc
     logs.configure(fmt)
     config = OperatorConfig(
         redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
     )
-    with _interruptible():
-        asyncio.run(
-            run(
-                config,
-                namespaces=namespace or (),
-                peering=peering,
-                priority=priority,
-                liveness=liveness or None,
+    try:
+        with _interruptible():
+            asyncio.run(
+                run(
+                    config,
+                    namespaces=namespace or (),
+                    peering=peering,
+                    priority=priority,
+                    liveness=liveness or None,
+                )
             )
-        )
+    except InvalidInput as exc:  # raised before kopf starts (the metrics port in use)
+        raise _fail(EXIT_INVALID, str(exc), False, field=exc.field) from exc
 
 
 @app.command()
@@ -397,6 +439,10 @@ def demo(
     from stateful_route.demo.run import run_demo
     from stateful_route.demo.view import kubectl_hint, live_display, summary_table
 
+    try:
+        check_url(redis_url)
+    except InvalidInput as exc:
+        raise _fail(EXIT_INVALID, str(exc), as_json, field=exc.field) from exc
     logs.configure("kv", level=40)  # the display tells the story; only errors are logged
     options = DemoOptions(duration=duration, pods=pods, users=users, seed=seed)
 

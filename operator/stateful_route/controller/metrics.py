@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from stateful_route.core.errors import InvalidInput
 from stateful_route.core.state import RouteSnapshot
 from stateful_route.store.eviction import Eviction
 
@@ -74,7 +75,10 @@ def serve(metrics: OperatorMetrics, port: int | None, addr: str = "0.0.0.0") -> 
     if port is None:
         yield None
         return
-    server, thread = start_http_server(port, addr, registry=metrics.registry)
+    try:
+        server, thread = start_http_server(port, addr, registry=metrics.registry)
+    except OSError as exc:
+        raise InvalidInput("metrics_port", f"cannot serve metrics on port {port}: {exc.strerror}") from exc
     try:
         yield server.server_port
     finally:

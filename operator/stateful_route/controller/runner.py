@@ -13,7 +13,7 @@ from stateful_route.controller import metrics as operator_metrics
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.context import OperatorContext
 from stateful_route.controller.handlers import register
-from stateful_route.core.logs import redact
+from stateful_route.core.urls import redact_url
 
 __all__ = ["run"]
 
@@ -47,8 +47,8 @@ async def run(
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
         log.info(
             "event=operator_start redis=%s prefix=%s namespaces=%s peering=%s priority=%s metrics_port=%s",
-            redact(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-", priority,
-            port,
+            redact_url(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-",
+            priority, port,
         )  # fmt: skip
         await kopf.operator(
             registry=registry,

@@ -7,18 +7,18 @@ import logging
 import re
 from typing import Literal
 
+from stateful_route.core import urls
+
 __all__ = ["LogFormat", "configure", "redact"]
 
 LogFormat = Literal["kv", "json"]
 
-# A password inside a URL ("redis://user:secret@host" or "rediss://:secret@host").
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]*@", re.IGNORECASE)
 _NEEDS_QUOTES = re.compile(r"[\s\"=]")
 
 
 def redact(text: str) -> str:
-    """``text`` with the user and password of every URL replaced by ``***``."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+    """``text`` with the user and password of every URL replaced by ``***`` (``urls.redact_text``)."""
+    return urls.redact_text(text)
 
 
 def _quote(value: str) -> str:

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
@@ -27,6 +28,7 @@ from stateful_route.core.errors import InvalidInput
 __all__ = [
     "AnyRedis",
     "SentinelUrl",
+    "check_url",
     "connect",
     "is_cluster_url",
     "is_sentinel_url",
@@ -70,7 +72,8 @@ class SentinelUrl:
 
     sentinels: tuple[tuple[str, int], ...]
     service: str
-    primary: dict[str, Any]  # options for connections to the primary: credentials, db, TLS, query
+    # Options for connections to the primary: credentials, db, TLS, query (never printed).
+    primary: dict[str, Any] = field(repr=False)
     sentinel: dict[str, Any]  # options for connections to the Sentinels: TLS and query, no credentials
 
 
@@ -90,7 +93,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         )
     db = names[1] if len(names) == 2 else "0"
     if not db.isdigit():
-        raise InvalidInput("redis_url", f"database must be a number, not {db!r}")
+        raise InvalidInput("redis_url", "the database after the primary's name must be a number")
     auth = f"{credentials}@" if credentials else ""
     # redis-py parses credentials, db and query options exactly as it does for redis:// URLs.
     primary: dict[str, Any] = dict(
@@ -105,13 +108,14 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
 
 
 def _sentinel_address(host: str) -> tuple[str, int]:
+    # The address is not echoed: a password holding '/' ends up here.
     try:
         address = urlsplit(f"//{host}")
         port = address.port or _SENTINEL_PORT
-    except ValueError as exc:
-        raise InvalidInput("redis_url", f"bad Sentinel address {host!r}: {exc}") from exc
+    except ValueError:
+        raise InvalidInput("redis_url", f"a Sentinel address is not host[:port]{_ENCODE}") from None
     if not address.hostname:
-        raise InvalidInput("redis_url", f"bad Sentinel address {host!r}")
+        raise InvalidInput("redis_url", f"a Sentinel address is not host[:port]{_ENCODE}")
     return address.hostname, port
 
 
@@ -166,18 +170,59 @@ def _connect_sentinel(url: str, options: dict[str, Any]) -> Redis:
     return client
 
 
+def check_url(url: str) -> None:
+    """Raise InvalidInput (field ``redis_url``) unless ``url`` is a Redis URL this module can
+    connect with; no I/O. The message never echoes the URL or a part of it: a password that
+    breaks the URL's structure would be what got echoed."""
+    _parsed(url, lambda: None)
+
+
 def connect(url: str, **options: Any) -> AnyRedis:
     """An asyncio client for ``url``: ``Redis``, ``RedisCluster`` with ``?cluster=true``, or the
-    current primary behind Redis Sentinel for ``redis[s]+sentinel://``."""
-    plain, cluster = _split(url)
+    current primary behind Redis Sentinel for ``redis[s]+sentinel://``. A malformed URL raises
+    InvalidInput (see ``check_url``); nothing is connected until the first command."""
+    return _parsed(url, lambda: _connect(url, options))
+
+
+T = TypeVar("T")
+
+# redis-py's own messages for a malformed URL that name no part of it, and what to say instead
+# of those that do.
+_BAD_PORT = "the port must be a number from 0 to 65535"
+_ENCODE = " (percent-encode '/', '?', '#' and '@' inside a password: %2F %3F %23 %40)"
+
+
+def _parsed(url: str, then: Callable[[], T]) -> T:
+    if not isinstance(url, str):
+        raise InvalidInput("redis_url", f"must be a str, got {type(url).__name__}")
+    try:
+        plain, cluster = _split(url)
+        if is_sentinel_url(url):
+            if cluster:
+                raise InvalidInput("redis_url", "cluster=true does not apply to a Sentinel URL")
+            parse_sentinel_url(url)
+        elif not plain.startswith(("redis://", "rediss://")):
+            raise InvalidInput(
+                "redis_url", "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
+            )
+        else:
+            parse_url(plain)
+        return then()
+    except InvalidInput:
+        raise
+    except ValueError as exc:  # not chained: redis-py's message may quote the URL's parts
+        message = str(exc)
+        if message.startswith("Invalid value for ") and message.endswith(" in connection URL."):
+            raise InvalidInput("redis_url", message.removesuffix(".")) from None
+        if message.startswith("Port "):
+            raise InvalidInput("redis_url", _BAD_PORT + _ENCODE) from None
+        raise InvalidInput("redis_url", "cannot be parsed" + _ENCODE) from None
+
+
+def _connect(url: str, options: dict[str, Any]) -> AnyRedis:
     if is_sentinel_url(url):
-        if cluster:
-            raise InvalidInput("redis_url", "cluster=true does not apply to a Sentinel URL")
         return _connect_sentinel(url, options)
-    if not plain.startswith(("redis://", "rediss://")):
-        raise InvalidInput(
-            "redis_url", "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
-        )
+    plain, cluster = _split(url)
     if cluster:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(plain, **options)

@@ -15,6 +15,7 @@ from urllib.parse import quote
 import redis
 import redis.sentinel
 
+from stateful_route.core.urls import redact_url
 from stateful_route.store.connection import is_sentinel_url, parse_sentinel_url, seed_url
 
 __all__ = [
@@ -208,7 +209,7 @@ def redis_url(url: str, *, allow_private: bool = True) -> Iterator[str]:
         return
     if not allow_private or shutil.which("redis-server") is None:
         raise NoRedis(
-            f"no Redis answers at {url}; set REDIS_URL, or install redis-server "
+            f"no Redis answers at {redact_url(url)}; set REDIS_URL, or install redis-server "
             "(e.g. `apt-get install redis-server`) and it will be started for you"
         )
     server = PrivateRedis().start()

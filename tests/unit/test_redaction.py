@@ -1,0 +1,108 @@
+"""Passwords in Redis URLs never reach output: redaction by the URL's structure, for passwords
+holding any of ``@ : / ? #`` unencoded, in every URL form; unparsable URLs are not echoed."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from stateful_route.controller.config import OperatorConfig
+from stateful_route.core.errors import InvalidInput
+from stateful_route.core.logs import JsonFormatter, KeyValueFormatter
+from stateful_route.core.urls import redact_text, redact_url
+from stateful_route.store.connection import check_url, connect, parse_sentinel_url
+from stateful_route.testing.local_redis import NoRedis, free_port, redis_url
+
+# Distinctive pieces, so finding one in the output means the password leaked.
+PIECES = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=4, max_size=8)
+SEPARATORS = st.sampled_from(["@", ":", "/", "?", "#", "%", "=", "&", ""])
+PASSWORDS = st.lists(st.tuples(PIECES, SEPARATORS), min_size=1, max_size=4).map(
+    lambda parts: "".join(piece + sep for piece, sep in parts)
+)
+FORMS = [
+    "redis://{auth}127.0.0.1:6379/0",
+    "rediss://{auth}redis.example:6380/0?ssl_ca_certs=/etc/ca.pem",
+    "redis://{auth}10.0.0.5:7000/0?cluster=true",
+    "redis+sentinel://{auth}s1:26379,s2:26379/mymaster/0",
+    "rediss+sentinel://{auth}s1/mymaster",
+]
+
+
+def pieces_of(password: str) -> list[str]:
+    return [p for p in "".join(c if c.isalpha() else " " for c in password).split() if len(p) >= 4]
+
+
+def leaked(password: str, text: str) -> list[str]:
+    return [piece for piece in pieces_of(password) if piece in text]
+
+
+@given(password=PASSWORDS, user=st.sampled_from(["", "alice"]), form=st.sampled_from(FORMS))
+def test_no_piece_of_a_password_survives_redaction(password: str, user: str, form: str):
+    for written in (password, quote(password, safe="")):  # pasted raw, or percent-encoded
+        url = form.format(auth=f"{user}:{written}@")
+        assert leaked(password, redact_url(url)) == []
+        assert leaked(password, redact_text(f"event=start redis={url} prefix=sr")) == []
+        assert leaked(password, repr(OperatorConfig(redis_url=url))) == []
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "redis=%s", (url,), None)
+        for formatter in (KeyValueFormatter(), JsonFormatter()):
+            assert leaked(password, formatter.format(record)) == []
+        problem = _problem(url)  # a password that breaks the URL: said, never echoed
+        if problem is not None:
+            assert leaked(password, str(problem)) == []
+            assert problem.__cause__ is None
+            assert problem.__context__ is None or problem.__suppress_context__
+
+
+def _problem(url: str) -> InvalidInput | None:
+    try:
+        check_url(url)
+    except InvalidInput as exc:
+        return exc
+    return None
+
+
+@given(password=PASSWORDS)
+def test_sentinel_options_never_print_the_password(password: str):
+    url = f"redis+sentinel://:{quote(password, safe='')}@s1:26379/mymaster/0"
+    assert leaked(password, repr(parse_sentinel_url(url))) == []
+
+
+def test_the_rest_of_the_url_stays_readable():
+    url = "rediss://alice:p@ss:w/rd@redis.example:6380/0?ssl_ca_certs=/etc/ca.pem"
+    assert redact_url(url) == "rediss://***@redis.example:6380/0?ssl_ca_certs=/etc/ca.pem"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert "secret" not in redact_url("secret:pw@host:6379")  # no scheme: nothing is shown
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://:Sekr/Etpw@127.0.0.1:6379/0", "port"),
+        ("redis://127.0.0.1:abc/0", "port"),
+        ("redis://127.0.0.1:99999/0", "port"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
+        ("redis+sentinel://:Sekr/Etpw@s1:26379/mymaster", "Sentinel address"),
+        ("redis://[::1/0", "cannot be parsed"),
+        ("http://127.0.0.1/0", "must start with"),
+    ],
+)
+def test_a_malformed_url_is_bad_input_naming_the_problem_not_the_url(url: str, says: str):
+    with pytest.raises(InvalidInput) as raised:
+        connect(url)
+    assert raised.value.field == "redis_url"
+    assert says in str(raised.value)
+    assert "Sekr" not in str(raised.value)
+    assert "Etpw" not in str(raised.value)
+
+
+def test_no_redis_message_redacts_the_password():
+    dead = f"redis://:Sekr@Etpw@127.0.0.1:{free_port()}/0"
+    with pytest.raises(NoRedis) as raised, redis_url(dead, allow_private=False):
+        pass
+    assert "Sekr" not in str(raised.value)
+    assert "Etpw" not in str(raised.value)
+    assert "127.0.0.1" in str(raised.value)
