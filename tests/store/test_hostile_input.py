@@ -121,3 +121,22 @@ def _encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+@pytest.mark.parametrize("owner", [5, "", b"uid", ["uid"], True])
+@pytest.mark.parametrize("call", ["delete", "put_pods", "configure"])
+async def test_a_badly_typed_owner_is_invalid_input_before_any_check(redis, prefix, owner, call):
+    """Input is validated first: a bad owner is InvalidInput naming it, never NotOwner (which
+    would claim something about the stored table), and nothing is written."""
+    table = await make_route(redis, prefix, pods=2)
+    await table.configure(NS, SVC, owner="uid-1")
+    before = await keys_under(redis, prefix)
+    calls = {
+        "delete": lambda: table.delete(NS, SVC, owner=owner),
+        "put_pods": lambda: table.put_pods(NS, SVC, [], owner=owner),
+        "configure": lambda: table.configure(NS, SVC, owner=owner),
+    }
+    with pytest.raises(InvalidInput) as raised:
+        await calls[call]()
+    assert raised.value.field == "owner"
+    assert await keys_under(redis, prefix) == before

@@ -60,6 +60,7 @@ class RouteTable:
         its predecessor made.
         """
         route_keys = self.keyring.route(namespace, service)
+        _owner(owner)
         fields = _fields(pods, instances or {})
         return await self._run(route_keys, "replace", fields, owner=owner)
 
@@ -90,8 +91,7 @@ class RouteTable:
         route_keys = self.keyring.route(namespace, service)
         validation.load(max_links_per_pod, "max_links_per_pod")
         ttl = "" if link_ttl is None else str(int(validation.seconds("link_ttl", link_ttl, minimum=1) * 1000))
-        if owner is not None and (type(owner) is not str or not owner):
-            raise validation.invalid("owner", "must be a non-empty str (a StatefulRoute's uid)")
+        _owner(owner)
         await guarded(
             self._configure(
                 keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.available],
@@ -120,6 +120,8 @@ class RouteTable:
         namespace's set unless ``keep_service`` (its links stay, and ``get_link_service`` should
         still find them)."""
         route_keys = self.keyring.route(namespace, service)
+        _owner(owner)
+        validation.flag("keep_service", keep_service)
         await self._run(route_keys, "delete", [], owner=owner)
         await guarded(self._redis.delete(route_keys.phases), self.timeout)
         if not keep_service:
@@ -198,6 +200,13 @@ class RouteTable:
             # A write that changed the table may have rebuilt it in a Redis restarted empty.
             await self._services.add(route_keys, again=True)
         return bool(changed)
+
+
+def _owner(owner: object) -> None:
+    """Input is checked before anything is read or written: a badly typed owner is InvalidInput,
+    never a NotOwner from comparing it with the stored one."""
+    if owner is not None and (type(owner) is not str or not owner):
+        raise validation.invalid("owner", "must be a non-empty str (a StatefulRoute's uid)")
 
 
 def _table(route_keys: keys.RouteKeys) -> list[str]:
