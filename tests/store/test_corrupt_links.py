@@ -45,3 +45,33 @@ async def test_a_corrupt_link_is_skipped_by_a_batch_lookup(redis, prefix, caplog
         with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
             assert await client.batch_get_linked_pod(NS, ["good", "bad", "none"], SVC) == {0: ["good"]}
     assert any("event=corrupt_link_skipped" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("value", ["garbage", "", "1x", "１"])
+async def test_compute_replaces_a_corrupt_link_by_a_placement(redis, prefix, caplog, value):
+    """A value that is not a link (in no pod's set, so no eviction ever deletes it) must not make
+    the user's every lookup fail: compute places the user, replacing it, and logs it."""
+    await make_route(redis, prefix, pods=2)
+    k = keys.Keyring(prefix).route(NS, SVC)
+    await redis.set(k.link("bad"), value)
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+            pod = await client.compute_linked_pod(NS, "bad", SVC)
+        assert await client.get_linked_pod_not_cache(NS, "bad", SVC) == pod
+    assert await redis.zscore(k.pod(pod), "bad") is not None
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
+        f"event=corrupt_link_replaced namespace={NS} service={SVC} uid='bad' pod={pod}"
+    ]
+
+
+async def test_get_link_service_skips_a_corrupt_link(redis, prefix, caplog):
+    await make_route(redis, prefix, pods=2)
+    await make_route(redis, prefix, pods=2, service="lobby")
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        assert await client.set_linked_pod_if_absent(NS, "u", "lobby", 1) == 1
+        await redis.set(keys.Keyring(prefix).route(NS, SVC).link("u"), "garbage")
+        with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+            assert await client.get_link_service(NS, "u") == {"lobby": 1}
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
+        f"event=corrupt_link_skipped namespace={NS} service={SVC} uid='u' value=b'garbage'"
+    ]

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Self
 
 from stateful_route.core import validation
+from stateful_route.core.errors import NoAvailablePod
 from stateful_route.core.state import RoutingState
 from stateful_route.pod.handoff import Before, HandOffResult, hand_off_users
 from stateful_route.store import changes, keys, scripts
@@ -19,7 +20,11 @@ __all__ = ["HandOffResult", "ServerDriver"]
 
 
 class ServerDriver:
-    """The pod side: one pod (``pod_index``) of one route (``namespace``, ``service``)."""
+    """The pod side: one pod (``pod_index``) of one route (``namespace``, ``service``).
+
+    Reports and links are written only into a route that has a table: while it has none
+    (deleted, or not written yet), they raise NoAvailablePod and write nothing, so nothing a pod
+    writes after its route was deleted outlives the deletion."""
 
     def __init__(
         self,
@@ -58,19 +63,19 @@ class ServerDriver:
 
     async def set_linked_pod(self, uid: str) -> int | None:
         """Make the user's link point here, persistently; returns the previous pod or None."""
-        await self._register()
         _, previous = await self._store.link_persistent(
             self._keys, validation.uid(uid), self.pod_index, only_if_free=False
         )
+        await self._register()  # after the write: a route without a table is refused first
         return previous
 
     async def try_set_linked_pod(self, uid: str) -> tuple[bool, int]:
         """Link the user here persistently unless another pod holds a persistent link:
         ``(True, this pod)`` or ``(False, the holder)``."""
-        await self._register()
         stored, holder = await self._store.link_persistent(
             self._keys, validation.uid(uid), self.pod_index, only_if_free=True
         )
+        await self._register()
         if stored:
             return True, self.pod_index
         assert holder is not None  # the script names the holder whenever it refuses
@@ -144,7 +149,7 @@ class ServerDriver:
 
     async def _send(self, *, routing: str, load: str) -> None:
         route_keys = self._keys
-        await guarded(
+        changed = await guarded(
             self._report(
                 keys=[
                     route_keys.pods,
@@ -164,6 +169,8 @@ class ServerDriver:
             ),
             self._store.timeout,
         )
+        if changed < 0:
+            raise NoAvailablePod(route_keys.namespace, route_keys.service)
 
     async def _register(self) -> None:
         await self._store.services.add(self._keys)

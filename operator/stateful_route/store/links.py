@@ -12,7 +12,7 @@ from redis.asyncio import RedisCluster
 
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
-from stateful_route.core.errors import StoreError
+from stateful_route.core.errors import NoAvailablePod, StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
@@ -106,7 +106,8 @@ class LinkStore:
         ``ttl`` is the temporary link's lifetime when the route's policy sets none. ``exclude`` is
         a pod the user must leave: a link to it is moved (compare-and-swap, like a link to an
         unroutable pod) and it is never chosen, even when it is the best pod (eviction with
-        rebind, hand-offs). Costs O(log pods) in Redis.
+        rebind, hand-offs). A stored value that is not a link counts as no link: it is replaced
+        by a placement (and logged). Costs O(log pods) in Redis.
         """
         reply = await self._guarded(
             self._place(keys=[route_keys.link(uid)], args=[route_keys.base, _ms(ttl), _excluded(exclude)]),
@@ -114,7 +115,12 @@ class LinkStore:
         )
         if reply is None:
             return None
-        pod, ttl_ms, outcome = reply
+        pod, ttl_ms, outcome, corrupt = reply
+        if corrupt:
+            log.warning(
+                "event=corrupt_link_replaced namespace=%s service=%s uid=%r pod=%d",
+                route_keys.namespace, route_keys.service, uid[:80], int(pod),
+            )  # fmt: skip
         placed = Placement(int(pod), _ttl(int(ttl_ms)), _OUTCOMES[int(outcome)])
         if placed.outcome == "rebound":
             # Other gateways may cache the old link while their view still calls its pod routable.
@@ -197,21 +203,26 @@ class LinkStore:
 
     async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> Link:
         """Store a temporary link only if the user has none; the link after the call, with the
-        TTL it has left. ``ttl`` applies when the route's policy sets none."""
-        linked, ttl_ms = await self._guarded(
+        TTL it has left. ``ttl`` applies when the route's policy sets none. NoAvailablePod (nothing
+        written) when the route has no table."""
+        reply = await self._guarded(
             self._if_absent(
                 keys=[route_keys.link(uid), *_route(route_keys)],
                 args=[route_keys.pod_links, uid, pod, _ms(ttl)],
             ),
             self.timeout,
         )
+        if reply is None:
+            raise NoAvailablePod(route_keys.namespace, route_keys.service)
+        linked, ttl_ms = reply
         return Link(int(linked), int(ttl_ms) < 0, _ttl(int(ttl_ms)))
 
     async def link_persistent(
         self, route_keys: keys.RouteKeys, uid: str, pod: int, *, only_if_free: bool
     ) -> tuple[bool, int | None]:
-        """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder)."""
-        stored, other = await self._guarded(
+        """Make the link persistent on ``pod``: (stored, previous pod) or (False, holder).
+        NoAvailablePod (nothing written) when the route has no table."""
+        reply = await self._guarded(
             self._persist(
                 keys=[route_keys.link(uid), *_route(route_keys)],
                 args=[
@@ -225,6 +236,9 @@ class LinkStore:
             ),
             self.timeout,
         )
+        if reply is None:
+            raise NoAvailablePod(route_keys.namespace, route_keys.service)
+        stored, other = reply
         return bool(stored), None if other is None else int(other)
 
     async def unlink(
@@ -319,7 +333,8 @@ class LinkStore:
         )
 
     async def links_of_user(self, namespace: str, uid: str) -> dict[str, int]:
-        """Every service of ``namespace`` in which the user has a link: {service: pod}."""
+        """Every service of ``namespace`` in which the user has a link: {service: pod}. A stored
+        value that is not a link is skipped (and logged): one corrupt key must not hide the others."""
         services = await self.services.members(namespace)
         if not services:
             return {}
@@ -327,7 +342,13 @@ class LinkStore:
         for service in services:
             pipe.get(self.keyring.route(namespace, service).link(uid))
         replies = await self._guarded(pipe.execute(), self.timeout)
-        return {s: decode_link(raw)[0] for s, raw in zip(services, replies, strict=True) if raw is not None}
+        found: dict[str, int] = {}
+        for service, raw in zip(services, replies, strict=True):
+            if raw is not None:
+                pod = self._pod_or_none(self.keyring.route(namespace, service), uid, raw)
+                if pod is not None:
+                    found[service] = pod
+        return found
 
     async def delete_route(self, route_keys: keys.RouteKeys, *, keep_links: bool = False) -> int:
         """Delete every key of the route, found by its hash-tagged prefix: table, reports, policy,

@@ -40,11 +40,24 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- '12' -> 12, false ; '12p' -> 12, true
-local function link_pod(raw)
+-- '12' -> 12, false ; '12p' -> 12, true ; anything else -> nil (corrupt)
+local function parse_link(raw)
   local idx, p = string.match(raw, '^(%d+)(p?)$')
-  if not idx then error('corrupt link value') end
+  if not idx then return nil end
   return tonumber(idx), p == 'p'
+end
+
+local function link_pod(raw)
+  local idx, persistent = parse_link(raw)
+  if not idx then error('corrupt link value') end
+  return idx, persistent
+end
+
+-- Whether the route has a table: its config is written with the table's first write and
+-- deleted with the table. Writes that would create a link or a report in a route without
+-- one refuse (nothing written after a deletion may outlive it).
+local function has_table(config)
+  return redis.call('EXISTS', config) == 1
 end
 
 -- A pod's effective state: the route table's entry combined with the pod's own report
@@ -208,8 +221,10 @@ PLACE = (
 -- ARGV[1]: the route's base (keys.RouteKeys.base; the other keys' names are built from it)
 -- ARGV[2]: temporary link TTL in ms when the route's policy has none
 -- ARGV[3]: a pod the user must leave and never be placed on ('' = none)
--- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound},
+-- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound, 1 if a
+--         corrupt link value was replaced else 0},
 --         or nil when the user has no routable link and no pod is available.
+-- A link value that does not parse counts as no link: it is replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
 -- The hot path of every new user: few arguments (each costs the client encoding time).
@@ -217,14 +232,17 @@ local base = ARGV[1]
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'p:')
 local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
 local cur = redis.call('GET', KEYS[1])
-local old = nil
+local old, corrupt = nil, 0
 if cur then
-  local idx, persistent = link_pod(cur)
-  if tostring(idx) ~= exclude and pod_routable(rt, idx) then
-    if persistent then return {idx, -1, 0} end
-    return {idx, redis.call('PTTL', KEYS[1]), 0}
+  local idx, persistent = parse_link(cur)
+  if not idx then
+    corrupt = 1
+  elseif tostring(idx) ~= exclude and pod_routable(rt, idx) then
+    if persistent then return {idx, -1, 0, 0} end
+    return {idx, redis.call('PTTL', KEYS[1]), 0, 0}
+  else
+    old = idx
   end
-  old = idx
 end
 local now = now_ms()
 local best = choose(rt, exclude, now)
@@ -235,8 +253,8 @@ if old ~= nil then
   rescore(rt, old, cap, now)
 end
 link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
-if old ~= nil then return {tonumber(best), ttl, 2} end
-return {tonumber(best), ttl, 1}
+if old ~= nil then return {tonumber(best), ttl, 2, 0} end
+return {tonumber(best), ttl, 1, corrupt}
 """
 )
 
@@ -249,6 +267,7 @@ PLACE_MANY = (
 -- ARGV[5..]: uids
 -- returns one entry per uid: its pod (kept if routable and not ARGV[4], else placed on the best
 -- pod, scores updated as it goes so a batch spreads evenly), or nil when no pod is available.
+-- A link value that does not parse counts as no link (replaced by a placement), as in PLACE.
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 local exclude = ARGV[4]
 local now = now_ms()
@@ -263,8 +282,8 @@ for i = 5, #ARGV do
   local cur = redis.call('GET', key)
   local pod = false
   local old = nil
-  if cur then
-    local idx = link_pod(cur)
+  local idx = cur and parse_link(cur)
+  if idx then
     if routable[idx] == nil then routable[idx] = pod_routable(rt, idx) end
     if routable[idx] and tostring(idx) ~= exclude then pod = idx else old = idx end
   end
@@ -338,7 +357,9 @@ IF_ABSENT = (
 -- route's policy has none
 -- returns {the pod linked after the call, its remaining TTL in ms (-1: persistent)}: the
 -- existing link's, else ARGV[3] (stored temporary). The TTL is read here, atomically, so a
--- caller never caches a link longer than it lives.
+-- caller never caches a link longer than it lives. Returns nil, writing nothing, when the
+-- route has no table (deleted, or not written yet).
+if not has_table(KEYS[4]) then return nil end
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local idx = link_pod(cur)
@@ -368,7 +389,9 @@ SET_PERSISTENT = (
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod
 -- ARGV[4]: '1' = only if no other pod holds a persistent link, '0' = unconditionally
 -- ARGV[5]: channel  ARGV[6]: message announcing that the link moved
--- returns {1, previous pod or nil} when stored, {0, holder} when another pod holds it.
+-- returns {1, previous pod or nil} when stored, {0, holder} when another pod holds it, nil
+-- (nothing written) when the route has no table: a persistent link must not outlive a deletion.
+if not has_table(KEYS[4]) then return nil end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local pod = tonumber(ARGV[3])
 local cur = redis.call('GET', KEYS[1])
@@ -407,7 +430,8 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= idx then return nil end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local now = now_ms()
 local keep = tonumber(ARGV[4])
-if keep > 0 then
+-- No table (deleted): the link goes, none is kept (its pod set would outlive the route).
+if keep > 0 and has_table(KEYS[4]) then
   link_temporary(rt, KEYS[1], ARGV[2], idx, keep, now)
 else
   redis.call('DEL', KEYS[1])
@@ -603,7 +627,9 @@ SERVER_REPORT = (
 -- ARGV[1]: pod  ARGV[2]: routing state ('' = keep)  ARGV[3]: load ('' = keep)
 -- ARGV[4]: channel  ARGV[5]: message prefix  ARGV[6]: per-pod link set prefix
 -- Re-scores the pod; announces (see announce) when the reported routing state changes.
--- Returns 1 if the routing state changed, else 0.
+-- Returns 1 if the routing state changed, else 0; -1 (nothing written) when the route has no
+-- table (deleted, or not written yet).
+if not has_table(KEYS[4]) then return -1 end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 local routing, load = 0, 0
 if cur then
