@@ -112,3 +112,66 @@ async def test_no_cached_answer_once_a_frozen_redis_makes_the_view_too_old(make_
             os.kill(server.process.pid, signal.SIGCONT)
         assert late == []
         assert failed > 0
+
+
+class SlowReplies:
+    """A clock that the test moves forward while a script's reply is in flight: what a slow
+    network or a busy event loop does to a gateway, without waiting for it."""
+
+    def __init__(self, redis: object, delay: float) -> None:
+        self.now = 1000.0
+        self.delay = 0.0
+        self._delay = delay
+        self._send = redis.execute_command  # type: ignore[attr-defined]
+        redis.execute_command = self._slow  # type: ignore[attr-defined]
+
+    def __call__(self) -> float:
+        return self.now
+
+    def start(self) -> None:
+        self.delay = self._delay
+
+    async def _slow(self, *args: object, **options: object) -> object:
+        reply = await self._send(*args, **options)
+        if str(args[0]).upper() == "EVALSHA":
+            self.now += self.delay
+        return reply
+
+
+async def test_a_slow_reply_does_not_make_the_cache_outlive_the_link(make_redis, redis, prefix):
+    """The cache's deadline counts the link's remaining TTL from before the request was sent:
+    the TTL was read at some moment after it, so the entry cannot outlive the stored link, however
+    long the reply took to be handled."""
+    table = await make_route(redis, prefix, pods=2)
+    await table.configure(NS, SVC, link_ttl=2)
+    gateway_redis = make_redis()
+    clock = SlowReplies(gateway_redis, delay=0.5)
+    async with ClientDriver(gateway_redis, namespace=NS, prefix=prefix, clock=clock) as client:
+        await client.route_view(NS, SVC)  # a fresh view, read without delay
+        for call in ("compute", "not_cache", "if_absent", "if_persist"):
+            uid = f"u-{call}"
+            if call == "if_persist":
+                await ServerDriver(
+                    redis, namespace=NS, service=SVC, pod_index=0, prefix=prefix
+                ).set_linked_pod(uid)
+            elif call != "compute":
+                await client.set_linked_pod_if_absent(NS, uid, SVC, 0)
+                client.cache_expired(NS, uid, SVC)
+            await client.route_view(NS, SVC)
+            clock.start()
+            sent = clock()
+            if call == "compute":
+                await client.compute_linked_pod(NS, uid, SVC)
+            elif call == "not_cache":
+                await client.get_linked_pod_not_cache(NS, uid, SVC)
+            elif call == "if_absent":
+                await client.set_linked_pod_if_absent(NS, uid, SVC, 1)
+            else:
+                await client.get_linked_pod_in_cache_or_if_persist(NS, uid, SVC)
+            clock.delay = 0
+            entry = client.cache.entries.get((NS, SVC, uid))
+            assert entry is not None, call
+            assert clock() == sent + 0.5, call  # the reply did take the (emulated) time
+            limit = client.cache_ttl if call == "if_persist" else 2.0
+            assert entry[1] <= sent + limit, (call, entry[1] - sent)
+            clock.now += 2  # every view goes stale: the next call reads a fresh one

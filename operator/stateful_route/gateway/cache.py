@@ -40,12 +40,17 @@ class LinkCache:
         self.entries.pop(key, None)
         return None
 
-    def put(self, key: CacheKey, pod: int, remaining: float | None = None) -> None:
-        """Cache a link for ``ttl`` seconds, or less when the stored link expires sooner."""
+    def put(
+        self, key: CacheKey, pod: int, remaining: float | None = None, *, since: float | None = None
+    ) -> None:
+        """Cache a link for ``ttl`` seconds, or less when the stored link expires sooner, counted
+        from ``since`` (a reading of ``clock``; default now)."""
         ttl = self.ttl if remaining is None else min(self.ttl, remaining)
-        if ttl > 0:
+        now = self.clock()
+        deadline = (now if since is None else min(since, now)) + ttl
+        if deadline > now:
             entries = self.entries
-            entries[key] = (pod, self.clock() + ttl)
+            entries[key] = (pod, deadline)
             entries.move_to_end(key)  # a refreshed link starts a new life at the back of the line
             if len(entries) > self.size:
                 entries.popitem(last=False)

@@ -151,7 +151,7 @@ class ClientDriver:
         self._misses += 1
         route_keys = self._route(ns, service)
         validation.uid(uid)
-        epoch = self._epoch
+        epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
         await self._mirror.view(ns, service)
         placed = await self._store.place(route_keys, uid, self.link_ttl)
         if placed is None:
@@ -159,7 +159,7 @@ class ClientDriver:
             raise NoAvailablePod(ns, service)
         if placed.outcome != "kept":
             await self._store.services.add(route_keys)
-        self._cache_put(epoch, key, placed.pod, placed.ttl)
+        self._cache_put(epoch, sent, key, placed.pod, placed.ttl)
         return placed.pod
 
     async def get_linked_pod(self, ns: str, uid: str, service: str) -> int | None:
@@ -176,26 +176,26 @@ class ClientDriver:
         pod = self._cached_routable(ns, uid, service)
         if pod is not None:
             return pod
-        epoch = self._epoch
+        epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
         await self._mirror.view(ns, service)
         link = await self._store.read(self._route(ns, service), uid)
         if link is None or not link.persistent:
             return None
-        self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
+        self._cache_put(epoch, sent, (ns, service, uid), link.pod, link.ttl)
         return link.pod
 
     async def get_linked_pod_not_cache(self, ns: str, uid: str, service: str) -> int | None:
         """The stored link, read from Redis (the cache is refreshed with it), or None."""
         route_keys = self._route(ns, service)
         validation.uid(uid)
-        epoch = self._epoch
+        epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
         await self._mirror.view(ns, service)
         link = await self._store.read(route_keys, uid)
         key = (ns, service, uid)
         if link is None:
             self.cache.drop(key)
             return None
-        self._cache_put(epoch, key, link.pod, link.ttl)
+        self._cache_put(epoch, sent, key, link.pod, link.ttl)
         return link.pod
 
     async def get_link_service(self, ns: str, uid: str) -> dict[str, int]:
@@ -220,15 +220,18 @@ class ClientDriver:
         return grouped
 
     async def set_linked_pod_if_absent(self, ns: str, uid: str, service: str, pod: int) -> int:
-        """Store a temporary link to ``pod`` only if the user has none; the pod linked after the call."""
+        """Store a temporary link to ``pod`` only if the user has none; the pod linked after the call.
+
+        Raises NoAvailablePod, writing nothing, when the route has no table (deleted, or not
+        written yet)."""
         route_keys = self._route(ns, service)
         validation.uid(uid)
         validation.pod_index(pod)
-        epoch = self._epoch
+        epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
         await self._mirror.view(ns, service)
         link = await self._store.link_if_absent(route_keys, uid, pod, self.link_ttl)
         await self._store.services.add(route_keys)
-        self._cache_put(epoch, (ns, service, uid), link.pod, link.ttl)
+        self._cache_put(epoch, sent, (ns, service, uid), link.pod, link.ttl)
         return link.pod
 
     # -- the local cache alone -------------------------------------------------------------
@@ -318,10 +321,12 @@ class ClientDriver:
         validation.uid(uid)
         return None
 
-    def _cache_put(self, epoch: int, key: CacheKey, pod: int, remaining: float | None) -> None:
-        """Cache a link read from Redis (for at most ``remaining``, what the stored link has left),
-        only if no invalidation arrived meanwhile (it may concern this very link) and the fresh
-        route view says its pod is routable: a link to a pod being evicted is not worth keeping."""
+    def _cache_put(self, epoch: int, sent: float, key: CacheKey, pod: int, remaining: float | None) -> None:
+        """Cache a link read from Redis (for at most ``remaining``, what the stored link has left,
+        counted from ``sent``, the clock before the request: the link's TTL was read at some
+        moment after that, so the entry never outlives it, however long the reply took), only if
+        no invalidation arrived meanwhile (it may concern this very link) and the fresh route view
+        says its pod is routable: a link to a pod being evicted is not worth keeping."""
         view = self._views[key[0]].get(key[1])
         if (
             epoch == self._epoch
@@ -329,7 +334,7 @@ class ClientDriver:
             and view.valid_until > self._clock()
             and pod in view.routable
         ):
-            self.cache.put(key, pod, remaining)
+            self.cache.put(key, pod, remaining, since=sent)
         else:
             self.cache.drop(key)
 
