@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+from collections.abc import Awaitable, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from stateful_route import ClientDriver, RouteTable
+from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.testing.local_redis import free_port
 from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
@@ -55,3 +57,45 @@ async def test_metrics_count_links_evictions_rebinds_and_writes(cluster, redis, 
         assert found[("stateful_route_table_writes_total", route)] >= 2
         assert found[("stateful_route_handler_seconds_count", (("handler", "pod_changed"),))] >= 1
         assert found.get(("stateful_route_redis_errors_total", (("handler", "route_tick"),)), 0) == 0
+
+
+def route_series(metrics: OperatorMetrics, service: str) -> set[tuple[str, str]]:
+    """(metric, pod or reason) of every series of the route's service."""
+    return {
+        (sample.name, sample.labels.get("pod") or sample.labels.get("reason", ""))
+        for family in metrics.registry.collect()
+        for sample in family.samples
+        if sample.labels.get("service") == service
+    }
+
+
+async def test_no_series_outlives_the_service_the_operator_maintains(cluster, redis, redis_url, prefix):
+    """A service changed (room -> lobby) or a route deleted: every series of the service the
+    operator no longer maintains goes; only the new service's are reported."""
+    await cluster.start(3, rebind="Eager")
+    metrics = OperatorMetrics()
+    async with operator(cluster, redis_url, prefix, metrics=metrics):
+        table = RouteTable(redis, prefix=prefix)
+        await wait_for_table(table, [0, 1, 2])
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+            for i in range(30):
+                await client.compute_linked_pod(NS, f"user-{i}", ROUTE)
+        await cluster.delete_pod(2)  # an eviction: counters with a reason too
+
+        def has(service: str, series: tuple[str, str]) -> Callable[[], Awaitable[bool]]:
+            async def check() -> bool:
+                return series in route_series(metrics, service)
+
+            return check
+
+        await poll_until(has(ROUTE, ("stateful_route_evictions_total", "deleted")), within=5, every=0.05)
+        assert ("stateful_route_links", "1") in route_series(metrics, ROUTE)
+        await cluster.update_route(service="lobby")
+        await poll_until(has("lobby", ("stateful_route_links", "1")), within=5, every=0.05)
+        await poll_until(lambda: _empty(metrics, ROUTE), within=5, every=0.05)
+        await cluster.delete_route()
+        await poll_until(lambda: _empty(metrics, "lobby"), within=5, every=0.05)
+
+
+async def _empty(metrics: OperatorMetrics, service: str) -> bool:
+    return not route_series(metrics, service)

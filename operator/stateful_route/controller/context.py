@@ -98,7 +98,10 @@ class OperatorContext:
         if self.reconciler is None:
             self.redis = connection.connect(self.config.redis_url)
             self.reconciler = Reconciler(
-                self.redis, prefix=self.config.prefix, timeout=self.config.redis_timeout
+                self.redis,
+                prefix=self.config.prefix,
+                timeout=self.config.redis_timeout,
+                on_leave=self.metrics.forget_route,  # no series of a service no longer maintained
             )
         return self.reconciler
 

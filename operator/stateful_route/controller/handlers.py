@@ -262,7 +262,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             removal = await (await memo.ctx.open()).remove(route)
         memo.ctx.census.forget(route)
         memo.ctx.warnings.forget(uid)
-        memo.ctx.metrics.forget(namespace, route.spec.service, removal.pods)
         memo.ctx.status.forget(route)
         log.info("event=route_deleted namespace=%s route=%s links_removed=%d", namespace, name, removal.links)
 

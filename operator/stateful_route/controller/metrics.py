@@ -61,6 +61,28 @@ class OperatorMetrics:
             self.links.labels(*route, str(index)).set(snapshot.links.get(index, 0))
             self.routable.labels(*route, str(index)).set(1 if index in routable else 0)
 
+    def forget_route(self, namespace: str, service: str) -> None:
+        """Drop every series of a route the operator no longer maintains (deleted, or its
+        StatefulRoute moved to another service): nothing would ever update them again."""
+        per_route: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
+            (self.links, (*ROUTE, "pod")),
+            (self.routable, (*ROUTE, "pod")),
+            (self.evictions, (*ROUTE, "reason")),
+            (self.evicted_links, (*ROUTE, "reason")),
+            (self.rebinds, ROUTE),
+            (self.table_writes, ROUTE),
+        ]
+        for metric, names in per_route:
+            found = {
+                tuple(sample.labels[name] for name in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("namespace") == namespace and sample.labels.get("service") == service
+            }
+            for values in found:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*values)
+
     def forget(self, namespace: str, service: str, pods: list[int]) -> None:
         """Drop the per-pod series of pods (or a route) that no longer exist."""
         for index in pods:

@@ -65,11 +65,15 @@ class Reconciler:
         timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,  # grace starts are kept in Redis, so Unix time
+        on_leave: Callable[[str, str], None] | None = None,
     ) -> None:
+        """``on_leave(namespace, service)`` is told of every service whose table this operator
+        removed (a route deleted, or moved to another service or StatefulSet)."""
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
         self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
         self._clock = clock
         self._wall_clock = wall_clock
+        self._on_leave = on_leave
         self._phases: dict[RouteName, dict[int, PodPhase]] = {}
         self._deferred: dict[RouteName, tuple[float, list[str]]] = {}  # since, evicted users to place
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
@@ -240,6 +244,8 @@ class Reconciler:
             removed = await self.store.delete_route(
                 self.table.keyring.route(ns, service), keep_links=keep_links
             )
+            if self._on_leave is not None:
+                self._on_leave(ns, service)
             return Removal(pods, removed)
         return Removal([], 0)
 
