@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import random
 
-from stateful_route import ClientDriver, NoAvailablePod, PodState, StoreUnavailable
+import pytest
+
+from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable, StoreUnavailable
+from stateful_route.store.connection import connect
 from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore
 from tests.routes import NS, SVC, make_route, poll_until
@@ -96,3 +99,29 @@ async def test_after_redis_restarts_empty_the_namespace_service_set_is_rebuilt(
         fresh = LinkStore(make_redis(server.url), Keyring(prefix))  # what the CLI reads with
         assert set(await fresh.links_of_user(NS, "u1")) == {SVC, "lobby"}
         assert set(await client.get_link_service(NS, "u1")) == {SVC, "lobby"}
+
+
+@pytest.mark.parametrize("kind", ["pooled", "blocking-pooled"])
+async def test_the_first_call_after_a_restart_succeeds(private_redis, kind):
+    """A pooled connection that Redis dropped (restarted empty) is retried once on a fresh one,
+    so the operator's first tick after the restart succeeds instead of failing on it."""
+    server = private_redis()
+    client = connect(server.url) if kind == "pooled" else connect(server.url, max_connections=2)
+    table = RouteTable(client, prefix="restart", timeout=2.0)
+    try:
+        for _ in range(3):  # every pooled connection was used before the restart
+            await asyncio.gather(
+                *(table.put_pods(NS, SVC, [PodState(i) for i in range(2)]) for _ in range(2))
+            )
+            server.kill()
+            server.start()
+            failures = 0
+            for _ in range(2):  # two ticks: both must succeed, on the connections pooled before
+                try:
+                    assert await table.put_pods(NS, SVC, [PodState(i) for i in range(2)]) in (True, False)
+                except StoreUnavailable:
+                    failures += 1
+            assert failures == 0
+            assert sorted((await table.snapshot(NS, SVC)).pods) == [0, 1]
+    finally:
+        await client.aclose()

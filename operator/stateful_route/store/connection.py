@@ -21,7 +21,10 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stateful_route.core.errors import InvalidInput
 
@@ -180,7 +183,9 @@ def check_url(url: str) -> None:
 def connect(url: str, **options: Any) -> AnyRedis:
     """An asyncio client for ``url``: ``Redis``, ``RedisCluster`` with ``?cluster=true``, or the
     current primary behind Redis Sentinel for ``redis[s]+sentinel://``. A malformed URL raises
-    InvalidInput (see ``check_url``); nothing is connected until the first command."""
+    InvalidInput (see ``check_url``); nothing is connected until the first command. Unless
+    ``options`` say otherwise, a call on a connection Redis dropped is retried once, at once
+    (``_retry_once``)."""
     return _parsed(url, lambda: _connect(url, options))
 
 
@@ -219,10 +224,19 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
         raise InvalidInput("redis_url", "cannot be parsed" + _ENCODE) from None
 
 
+def _retry_once() -> Retry:
+    """A call that meets a dropped connection (a pooled one Redis closed when it restarted) is
+    sent again once, at once, on a fresh connection; a timeout is not retried, so the caller's
+    timeout still bounds how long a fault takes to surface."""
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+
+
 def _connect(url: str, options: dict[str, Any]) -> AnyRedis:
+    plain, cluster = _split(url)
+    if not cluster:  # unless ``options`` say otherwise
+        options = {"retry": _retry_once(), **options}
     if is_sentinel_url(url):
         return _connect_sentinel(url, options)
-    plain, cluster = _split(url)
     if cluster:
         return RedisCluster.from_url(plain, **options)
     return Redis.from_url(plain, **options)
