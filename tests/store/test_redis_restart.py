@@ -78,6 +78,7 @@ async def test_after_redis_restarts_empty_the_namespace_service_set_is_rebuilt(
     server = private_redis()
     redis = make_redis(server.url, socket_connect_timeout=0.3)
     table = await make_route(redis, prefix, pods=3)  # the writer the operator keeps for its life
+    await table.put_pods(NS, "lobby", [PodState(i) for i in range(2)])
     async with ClientDriver(redis, namespace=NS, prefix=prefix, timeout=0.3) as client:
         await client.compute_linked_pod(NS, "u1", SVC)
         await client.set_linked_pod_if_absent(NS, "u1", "lobby", 1)
@@ -89,6 +90,7 @@ async def test_after_redis_restarts_empty_the_namespace_service_set_is_rebuilt(
         async def serves() -> bool:
             try:
                 await table.put_pods(NS, SVC, [PodState(i) for i in range(3)])  # the operator's tick
+                await table.put_pods(NS, "lobby", [PodState(i) for i in range(2)])
                 await client.compute_linked_pod(NS, "u1", SVC)
                 await client.set_linked_pod_if_absent(NS, "u1", "lobby", 1)
             except StoreUnavailable:
