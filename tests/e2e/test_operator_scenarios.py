@@ -230,6 +230,14 @@ async def run_scenario(seed: int, redis_url: str, redis: aioredis.Redis, prefix:
                     started = loop.time()
                 world.log.append(did)
                 await asyncio.sleep(world.rng.choice([0, 0, 0.02, 0.1, 0.3]))
+            # Lost deletions last to the end only if nothing recreates the pod: end with some.
+            for sts in SETS:
+                mine = sorted(p for p in world.pods if p[0] == sts)
+                if mine and world.rng.random() < 0.5:
+                    _, index = world.rng.choice(mine)
+                    cluster.lose_deletion(index, sts=sts)
+                    world.pods.discard((sts, index))
+                    world.log.append(f"lose the deletion of {sts}-{index}")
             found: list[str] = []
             deadline = loop.time() + 10  # grace (≤ 1 s), census (0.5 s), ticks (0.2 s), status
             clean = 0
