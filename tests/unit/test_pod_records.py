@@ -116,3 +116,17 @@ def test_a_bad_spec_field_is_named(field, value):
     with pytest.raises(InvalidInput) as caught:
         RouteSpec.parse("room", {"statefulSetName": "game", field: value})
     assert caught.value.field == f"spec.{field}"
+
+
+def test_a_not_ready_pod_says_since_when_from_its_ready_condition():
+    turned = {"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-28T12:00:00Z"}
+    rec = pods.record(body(status={"conditions": [turned]}))
+    assert rec is not None
+    assert rec.not_ready_since == pods.timestamp("2026-11-28T12:00:00Z")
+    ready = pods.record(body(status={"conditions": [{**turned, "status": "True"}]}))
+    assert ready is not None
+    assert ready.ready
+    assert ready.not_ready_since is None
+    unknown = pods.record(body(status={"conditions": [{"type": "Ready", "status": "False"}]}))
+    assert unknown is not None
+    assert unknown.not_ready_since is None

@@ -121,17 +121,20 @@ def _note(instance: str | None, uid: str) -> str | None:
 def _not_ready_since(
     rec: PodRecord, previous: PodState | None, instance: str | None, grace: float, now: float
 ) -> float | None:
-    """Since when the NotReady pod has been NotReady after being Ready; None if never seen Ready."""
+    """Since when the NotReady pod has been NotReady after being Ready; None if never seen Ready.
+    Last written Ready, it turned NotReady since the last run: when, the Ready condition's
+    lastTransitionTime says (an operator that was down did not see it), else now."""
+    turned = now if rec.not_ready_since is None else min(now, rec.not_ready_since)
     note = _note(instance, rec.uid)
     if note is not None:
         if note == SEEN_READY:
-            return now
+            return turned
         return int(note) / 1000 if note.isdigit() else None
     if instance is not None or previous is None:
         return None  # a new pod at this index (another uid), or one never written
     # A table written before instances were kept: trust what it says of the pod.
     if previous.alive:
-        return now
+        return turned
     return now - grace if not previous.terminating else None
 
 

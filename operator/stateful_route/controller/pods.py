@@ -29,6 +29,9 @@ class PodRecord:
     created: str = ""  # metadata.creationTimestamp (RFC 3339), "" if absent
     deadline: float | None = None  # metadata.deletionTimestamp (Unix seconds): when it is killed
     revision: str | None = None  # the controller-revision-hash label: the StatefulSet revision it runs
+    # When a NotReady pod's Ready condition last changed (its lastTransitionTime, Unix seconds),
+    # if Kubernetes says: when its grace began, for an operator that did not see it turn.
+    not_ready_since: float | None = None
 
 
 def owner(body: Mapping[str, Any]) -> str | None:
@@ -47,11 +50,13 @@ def ordinal(body: Mapping[str, Any]) -> int | None:
     return int(text) if text.isdigit() and text.isascii() else None
 
 
-def _ready(status: Mapping[str, Any]) -> bool:
+def _ready(status: Mapping[str, Any]) -> tuple[bool, float | None]:
+    """Whether the pod is Ready, and when its Ready condition last changed (None: unknown)."""
     for condition in status.get("conditions") or ():
         if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
+            since = condition.get("lastTransitionTime")
+            return condition.get("status") == "True", None if since is None else timestamp(since)
+    return False, None
 
 
 def timestamp(text: Any) -> float | None:
@@ -76,11 +81,12 @@ def record(body: Mapping[str, Any]) -> PodRecord | None:
             routing = RoutingState.parse(raw)
         except InvalidInput:
             bad = str(raw)
+    ready, changed = _ready(body.get("status") or {})
     return PodRecord(
         name=str(meta.get("name")),
         uid=str(meta.get("uid", "")),
         ordinal=index,
-        ready=_ready(body.get("status") or {}),
+        ready=ready,
         terminating=deletion is not None,
         routing=routing,
         bad_annotation=bad,
@@ -88,4 +94,5 @@ def record(body: Mapping[str, Any]) -> PodRecord | None:
         # An unreadable deletionTimestamp counts as passed: the pod may be killed any moment.
         deadline=None if deletion is None else (timestamp(deletion) or 0.0),
         revision=(meta.get("labels") or {}).get(REVISION_LABEL),
+        not_ready_since=None if ready else changed,
     )
