@@ -75,3 +75,18 @@ async def test_get_link_service_skips_a_corrupt_link(redis, prefix, caplog):
     assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
         f"event=corrupt_link_skipped namespace={NS} service={SVC} uid='u' value=b'garbage'"
     ]
+
+
+async def test_a_key_of_another_type_is_as_corrupt_as_an_unparsable_value(redis, prefix, caplog):
+    await make_route(redis, prefix, pods=2)
+    await make_route(redis, prefix, pods=2, service="lobby")
+    k = keys.Keyring(prefix).route(NS, SVC)
+    async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+        assert await client.set_linked_pod_if_absent(NS, "u", "lobby", 1) == 1
+        await redis.hset(k.link("u"), "x", "1")
+        with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+            assert await client.get_link_service(NS, "u") == {"lobby": 1}
+            pod = await client.compute_linked_pod(NS, "u", SVC)
+        assert await client.get_link_service(NS, "u") == {"lobby": 1, SVC: pod}
+    events = [r.getMessage().split()[0] for r in caplog.records if "corrupt" in r.getMessage()]
+    assert events == ["event=corrupt_link_skipped", "event=corrupt_link_replaced"]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 from redis.asyncio import RedisCluster
+from redis.exceptions import ResponseError
 
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
@@ -170,16 +171,20 @@ class LinkStore:
             for uid, raw in zip(uids, raws, strict=True)
         ]
 
-    def _pod_or_none(self, route_keys: keys.RouteKeys, uid: str, raw: bytes) -> int | None:
-        """A batch must not fail for one corrupt value: it is skipped (as no link) and logged."""
-        try:
-            return decode_link(raw)[0]
-        except StoreError:
-            log.warning(
-                "event=corrupt_link_skipped namespace=%s service=%s uid=%r value=%r",
-                route_keys.namespace, route_keys.service, uid[:80], raw[:40],
-            )  # fmt: skip
-            return None
+    def _pod_or_none(self, route_keys: keys.RouteKeys, uid: str, raw: bytes | ResponseError) -> int | None:
+        """A batch must not fail for one corrupt value (or a key of another type, whose reply is
+        a ResponseError): it is skipped (as no link) and logged."""
+        if not isinstance(raw, ResponseError):
+            try:
+                return decode_link(raw)[0]
+            except StoreError:
+                pass
+        shown = raw[:40] if isinstance(raw, bytes) else str(raw)[:40]
+        log.warning(
+            "event=corrupt_link_skipped namespace=%s service=%s uid=%r value=%r",
+            route_keys.namespace, route_keys.service, uid[:80], shown,
+        )  # fmt: skip
+        return None
 
     async def _in_one_trip(
         self, send: Callable[[Any, Sequence[str]], Awaitable[Any]], uids: Sequence[str]
@@ -341,7 +346,8 @@ class LinkStore:
         pipe = self._redis.pipeline(transaction=False)
         for service in services:
             pipe.get(self.keyring.route(namespace, service).link(uid))
-        replies = await self._guarded(pipe.execute(), self.timeout)
+        # A key of another type fails its own GET only (WRONGTYPE): skipped like a corrupt value.
+        replies = await self._guarded(pipe.execute(raise_on_error=False), self.timeout)
         found: dict[str, int] = {}
         for service, raw in zip(services, replies, strict=True):
             if raw is not None:

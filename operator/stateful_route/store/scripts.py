@@ -47,6 +47,13 @@ local function parse_link(raw)
   return tonumber(idx), p == 'p'
 end
 
+-- A user's link value, '' (corrupt) when the key holds another type than a string.
+local function get_link(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) == 'table' and raw.err then return '' end
+  return raw
+end
+
 local function link_pod(raw)
   local idx, persistent = parse_link(raw)
   if not idx then error('corrupt link value') end
@@ -224,14 +231,15 @@ PLACE = (
 -- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound, 1 if a
 --         corrupt link value was replaced else 0},
 --         or nil when the user has no routable link and no pod is available.
--- A link value that does not parse counts as no link: it is replaced by a placement.
+-- A link value that does not parse (or a key of another type) counts as no link: it is
+-- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
 -- The hot path of every new user: few arguments (each costs the client encoding time).
 local base = ARGV[1]
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'p:')
 local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
-local cur = redis.call('GET', KEYS[1])
+local cur = get_link(KEYS[1])
 local old, corrupt = nil, 0
 if cur then
   local idx, persistent = parse_link(cur)
@@ -279,7 +287,7 @@ sweep_all(rt, now)
 for i = 5, #ARGV do
   local uid = ARGV[i]
   local key = ARGV[2] .. uid
-  local cur = redis.call('GET', key)
+  local cur = get_link(key)
   local pod = false
   local old = nil
   local idx = cur and parse_link(cur)
