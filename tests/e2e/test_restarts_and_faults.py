@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from stateful_route import ClientDriver, RouteTable
+from stateful_route.controller import pods
 from stateful_route.store.keys import changes_channel
 from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
@@ -175,3 +176,28 @@ async def test_a_route_deleted_and_created_again_with_the_same_name_gets_a_statu
 
         await poll_until(recreated, within=5, every=0.1)
         await poll_until(mirrored, within=5, every=0.1)
+
+
+async def test_a_pod_that_turned_not_ready_while_the_operator_was_down_gets_only_the_rest_of_its_grace(
+    cluster, redis, redis_url, prefix
+):
+    """Its grace is counted from its Ready condition's lastTransitionTime (the end of that
+    second), not from the operator's return: the note kept in Redis says so."""
+    await cluster.start(3, unroutableGraceSeconds=60)
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1, 2])
+    await cluster.set_ready(1, False)
+    body = await cluster.pod(1)
+    turned = pods.timestamp(body["status"]["conditions"][0]["lastTransitionTime"])
+    assert turned is not None
+    await asyncio.sleep(2)  # the operator is down for longer than the timestamp's precision
+    async with operator(cluster, redis_url, prefix):
+
+        async def noted() -> bool:
+            return not (await table.instances(NS, ROUTE))[1].endswith(",r")
+
+        await poll_until(noted, within=5, every=0.05)
+        note = (await table.instances(NS, ROUTE))[1].rpartition(",")[2]
+        assert int(note) == round((turned + 1) * 1000)
+        assert 1 in (await table.snapshot(NS, ROUTE)).routable  # within its grace still

@@ -111,23 +111,24 @@ def test_unroutable_reasons_name_what_happened():
     assert planning.unroutable_reason(PodState(0, ready=False), 2.5) == "not ready for 2.5s"
 
 
-@given(st.floats(0, 3 * GRACE), st.floats(0, 3 * GRACE))
+@given(st.integers(0, 3 * int(GRACE)), st.integers(0, 3 * int(GRACE)))
 def test_a_pod_that_turned_not_ready_while_the_operator_was_down_gets_only_the_rest_of_its_grace(
     down_for, later
 ):
     """The operator last wrote the pod Ready; it turned NotReady ``down_for`` seconds before the
-    operator's next run (the Ready condition's lastTransitionTime says when): its grace began
-    then, not when the operator came back."""
+    operator's next run (the Ready condition's lastTransitionTime says when, in whole seconds:
+    the end of that second counts): its grace began then, not when the operator came back."""
     ready = planning.plan([pod(2)], {}, {}, grace=GRACE, now=90.0)
     turned = dataclasses.replace(pod(2, ready=False), not_ready_since=100.0)
     back = 100.0 + down_for
+    since = min(back, 101.0)
     first = planning.plan([turned], ready.pods, ready.instances, grace=GRACE, now=back)
-    assert (2 in first.suspects) == (down_for < GRACE)
+    assert first.instances == {2: f"uid-2,{round(since * 1000)}"}
+    assert (2 in first.suspects) == (back - since < GRACE)
     again = planning.plan([turned], first.pods, first.instances, grace=GRACE, now=back + later)
-    assert (2 in again.suspects) == (down_for + later < GRACE)
+    assert (2 in again.suspects) == (back + later - since < GRACE)
     # A transition time in the future (a skewed clock) grants no more than a grace from now.
     skewed = dataclasses.replace(turned, not_ready_since=back + 60)
     seen = planning.plan([skewed], ready.pods, ready.instances, grace=GRACE, now=back)
     assert seen.suspects == {2}
-    after = back + GRACE + 0.001  # the note keeps milliseconds
-    assert 2 not in planning.plan([skewed], seen.pods, seen.instances, grace=GRACE, now=after).suspects
+    assert 2 not in planning.plan([skewed], seen.pods, seen.instances, grace=GRACE, now=back + GRACE).suspects

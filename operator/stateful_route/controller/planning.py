@@ -123,8 +123,10 @@ def _not_ready_since(
 ) -> float | None:
     """Since when the NotReady pod has been NotReady after being Ready; None if never seen Ready.
     Last written Ready, it turned NotReady since the last run: when, the Ready condition's
-    lastTransitionTime says (an operator that was down did not see it), else now."""
-    turned = now if rec.not_ready_since is None else min(now, rec.not_ready_since)
+    lastTransitionTime says (an operator that was down did not see it), else now. That time has
+    whole seconds, so the pod turned within the second after it: its end is taken, so the
+    grace is never shortened."""
+    turned = now if rec.not_ready_since is None else min(now, rec.not_ready_since + 1)
     note = _note(instance, rec.uid)
     if note is not None:
         if note == SEEN_READY:

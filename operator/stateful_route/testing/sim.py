@@ -164,7 +164,12 @@ class Cluster:
 
     @staticmethod
     def _ready(ready: bool) -> dict[str, str]:
-        return {"type": "Ready", "status": "True" if ready else "False"}
+        # As kubelet writes it: lastTransitionTime in whole seconds.
+        return {
+            "type": "Ready",
+            "status": "True" if ready else "False",
+            "lastTransitionTime": _rfc3339(datetime.datetime.now(datetime.UTC)),
+        }
 
     async def create_pod(self, index: int, *, ready: bool = True, sts: str = STS) -> None:
         await self._call("POST", f"/api/v1/namespaces/{NS}/pods", self.pod_body(index, ready=ready, sts=sts))
