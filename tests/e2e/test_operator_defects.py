@@ -274,3 +274,11 @@ async def test_an_operator_restart_during_a_grace_does_not_restart_it(cluster, r
         await poll_until(evicted, within=10, every=0.05)
         # Evicted about when the grace ends (a tick later at most), not a whole grace after the restart.
         assert loop.time() - started < 3 + 1.5
+
+
+async def test_an_invalid_route_keeps_no_service_from_a_valid_one(cluster, redis, redis_url, prefix):
+    await cluster.create_route("broken", service=ROUTE, rebind="Sometimes")  # refused by its handlers
+    await cluster.start(2)
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1])

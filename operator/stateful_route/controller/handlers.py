@@ -177,7 +177,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> dict[Any, tuple[str, str, str]]:
         if meta.get("deletionTimestamp"):
             return {}  # a route being deleted gives its service up
-        service = spec.get("service", name)
+        try:
+            service = RouteSpec.parse(name, spec).service
+        except InvalidInput:
+            return {}  # an invalid route routes nothing, so it keeps no service from another
         return {(namespace, service): (str(meta.get("creationTimestamp") or ""), name, uid)}
 
     @kopf.on.event("pods", labels=ROUTE_PODS, id="pod_changed", registry=registry)
