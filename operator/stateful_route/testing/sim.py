@@ -164,22 +164,21 @@ class Cluster:
 
     @staticmethod
     def _ready(ready: bool) -> dict[str, str]:
-        # As kubelet writes it: lastTransitionTime in whole seconds.
-        return {
-            "type": "Ready",
-            "status": "True" if ready else "False",
-            "lastTransitionTime": _rfc3339(datetime.datetime.now(datetime.UTC)),
-        }
+        return {"type": "Ready", "status": "True" if ready else "False"}
 
     async def create_pod(self, index: int, *, ready: bool = True, sts: str = STS) -> None:
         await self._call("POST", f"/api/v1/namespaces/{NS}/pods", self.pod_body(index, ready=ready, sts=sts))
 
-    async def set_ready(self, index: int, ready: bool, *, sts: str = STS) -> None:
-        """What kubelet does when a readiness probe flips."""
+    async def set_ready(self, index: int, ready: bool, *, sts: str = STS, stamped: bool = False) -> None:
+        """What kubelet does when a readiness probe flips; ``stamped`` also writes the condition's
+        lastTransitionTime (now, in whole seconds, as kubelet does)."""
+        condition: dict[str, str] = self._ready(ready)
+        if stamped:
+            condition["lastTransitionTime"] = _rfc3339(datetime.datetime.now(datetime.UTC))
         await self._call(
             "PATCH",
             f"/api/v1/namespaces/{NS}/pods/{sts}-{index}/status",
-            {"status": {"conditions": [self._ready(ready)]}},
+            {"status": {"conditions": [condition]}},
             "application/merge-patch+json",
         )
 
