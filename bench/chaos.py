@@ -83,6 +83,8 @@ class Report:
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall clock, "kind start|end")
     worst: float = 0.0
     replaced: int = 0
+    unjudged: int = 0
+    orphans: int = 0
     converged: float | None = None
     count_checks: int = 0
 
@@ -100,8 +102,12 @@ class Report:
         out.add_row("longest unavailability (one gateway)", f"{self.findings.longest_gap:.2f} s")
         out.add_row("moves across a lost primary (data loss)", str(self.replaced))
         out.add_row("data-loss windows", str(len(self.data_loss)))
+        out.add_row("moves while the judge's observer was deaf (not judged)", str(self.unjudged))
+        deaf = sum(b - a for a, b in self.timeline.blind)
+        out.add_row("observer deaf (total)", f"{deaf:.1f} s")
         out.add_row("observer resubscriptions", str(self.timeline.gaps))
         out.add_row("link-count checks", str(self.count_checks))
+        out.add_row("orphan keys after deleting the route", str(self.orphans))
         converged = "never" if self.converged is None else f"{self.converged:.1f} s"
         out.add_row("converged after the last fault", f"{converged} (bound {CONVERGE_BOUND:.0f} s)")
         out.add_row("invariant violations", str(len(self.violations)))
@@ -441,7 +447,8 @@ async def run(
                 await watcher.aclose()
         judge(report)
         left = await orphans(redis_client, cluster, prefix)
-        report.violations += [f"orphan key {key}" for key in left[:20]]
+        report.orphans = len(left)
+        report.violations += [f"orphan key {key}" for key in left]
     finally:
         await operators.close()
         with contextlib.suppress(StoreUnavailable, redis.RedisError, OSError):
@@ -455,7 +462,11 @@ async def place(driver: ClientDriver, users: int, offset: int) -> None:
 
 def judge(report: Report) -> None:
     verdict = report.findings.judge(report.timeline, report.data_loss)
-    report.worst, report.replaced = verdict.worst, len(verdict.replaced)
+    report.worst, report.replaced, report.unjudged = (
+        verdict.worst,
+        len(verdict.replaced),
+        len(verdict.unjudged),
+    )
     report.takeover_moves = sum(
         any(0 <= at - change <= TAKEOVER_WINDOW for change in report.operator_changes)
         for at in verdict.moved_at

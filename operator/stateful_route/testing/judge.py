@@ -54,12 +54,17 @@ class Timeline:
     since: dict[int, float] = field(default_factory=dict)  # pod -> unroutable since
     episodes: dict[int, list[tuple[float, float]]] = field(default_factory=dict)  # closed ones
     gaps: int = 0  # times the observer lost its subscription and re-read the table
+    # (from, to) of each time the observer could not hear changes: what happened then is unknown
+    blind: list[tuple[float, float]] = field(default_factory=list)
 
     def update(
         self, routable: set[int] | frozenset[int], now: float, *, came_back_at: float | None = None
     ) -> None:
         """Record the routable set read at ``now``; pods found routable again are dated
-        ``came_back_at`` when given (after a gap: when the observer last knew the table)."""
+        ``came_back_at`` when given (after a gap: when the observer last knew the table, and the
+        time between is recorded as blind)."""
+        if came_back_at is not None:
+            self.blind.append((came_back_at, now))
         for pod in range(self.pods):
             if pod not in routable and pod not in self.since:
                 self.since[pod] = now
@@ -78,6 +83,10 @@ class Timeline:
     def none_routable_at(self, at: float) -> bool:
         return all(self.unroutable_since(pod, at) is not None for pod in range(self.pods))
 
+    def blind_between(self, start: float, end: float) -> bool:
+        """Whether the observer was deaf to changes at some time from ``start`` to ``end``."""
+        return any(a <= end and start <= b for a, b in self.blind)
+
     def unroutable_between(self, pod: int, start: float, end: float) -> bool:
         if pod in self.since and self.since[pod] <= end:
             return True
@@ -94,6 +103,7 @@ class Verdict:
     moved_at: list[float] = field(default_factory=list)  # when each of ``moves`` was seen
     refused: list[float] = field(default_factory=list)  # NoAvailablePod while some pod was routable
     replaced: list[str] = field(default_factory=list)  # moves across a data-loss window (see settle)
+    unjudged: list[str] = field(default_factory=list)  # moves while the observer was deaf
 
     @property
     def violations(self) -> list[str]:
@@ -134,7 +144,8 @@ class Findings:
         must be complete up to then) and forget them: staleness beyond the bound, moves off a
         pod that stayed routable, and NoAvailablePod while a pod was routable. A move that
         overlaps one of the ``data_loss`` windows (a primary lost with writes it had not
-        replicated, or two servers acting as primary) is reported apart, in ``replaced``."""
+        replicated, or two servers acting as primary) is reported apart, in ``replaced``; one
+        made while the observer was deaf to changes cannot be judged (``unjudged``)."""
         verdict, last = self.verdict, self._last
         done = 0
         for uid, pod, start, end in self.answers:
@@ -155,6 +166,8 @@ class Findings:
                     lost = any(a <= end and when <= b for a, b in data_loss)
                     if lost:
                         verdict.replaced.append(move)
+                    elif timeline.blind_between(when, end):  # unroutable meanwhile, unheard?
+                        verdict.unjudged.append(move)
                     else:
                         verdict.moves.append(move)
                         verdict.moved_at.append(end)
