@@ -69,6 +69,7 @@ class Report:
 
     seed: int
     duration: float
+    operator_stops: bool = True  # whether operator replicas are stopped and restarted
     faults: Counter[str] = field(default_factory=Counter)
     findings: Findings = field(default_factory=lambda: Findings(bound=STALENESS_BOUND))
     timeline: Timeline = field(default_factory=lambda: Timeline(PODS))
@@ -174,7 +175,7 @@ class Chaos:
         if not self.redis_busy:
             redis_kind = self.least_done(REDIS_FAULTS)
             options.append((redis_kind, functools.partial(self.redis_fault, redis_kind)))
-        if not self.operator_busy:
+        if self.report.operator_stops and not self.operator_busy:
             options.append(("operator-stop", self.operator_fault))
         return self.rng.choice(options) if options else None
 
@@ -369,9 +370,9 @@ async def gateways(url: str, prefix: str) -> AsyncIterator[list[ClientDriver]]:
         yield drivers
 
 
-async def chaos(duration: float, seed: int, users: int = USERS) -> Report:
+async def chaos(duration: float, seed: int, users: int = USERS, *, operator_stops: bool = True) -> Report:
     """One chaos run; the report says what happened and what broke."""
-    report = Report(seed=seed, duration=duration)
+    report = Report(seed=seed, duration=duration, operator_stops=operator_stops)
     prefix = f"chaos-{seed}"
     group = await asyncio.to_thread(SentinelGroup(persistent=True, down_after_ms=DOWN_AFTER_MS).start)
     try:
@@ -485,10 +486,11 @@ def main(
     duration: Annotated[float, typer.Option(help="Seconds of faults.")] = 300,
     seed: Annotated[int, typer.Option(help="Seeds the fault schedule and the users asked.")] = 20261128,
     users: Annotated[int, typer.Option(help="Users placed before the faults start.")] = USERS,
+    operator_stops: Annotated[bool, typer.Option(help="Stop and restart operator replicas too.")] = True,
 ) -> None:
     """Run the chaos schedule and print its table; exit 1 on any violation."""
     logs.configure("kv", level=logging.ERROR)  # faults make the operator and gateways warn a lot
-    report = asyncio.run(chaos(duration, seed, users))
+    report = asyncio.run(chaos(duration, seed, users, operator_stops=operator_stops))
     Console().print(report.table())
     for line in report.violations[:20]:
         console.print(f"[red]violation:[/] {line}", highlight=False)
