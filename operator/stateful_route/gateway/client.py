@@ -152,7 +152,7 @@ class ClientDriver:
         route_keys = self._route(ns, service)
         validation.uid(uid)
         epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
-        await self._mirror.view(ns, service)
+        await self._mirror.view(ns, service, whole=False)
         placed = await self._store.place(route_keys, uid, self.link_ttl)
         if placed is None:
             self.cache.drop(key)
@@ -177,7 +177,7 @@ class ClientDriver:
         if pod is not None:
             return pod
         epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
-        await self._mirror.view(ns, service)
+        await self._mirror.view(ns, service, whole=False)
         link = await self._store.read(self._route(ns, service), uid)
         if link is None or not link.persistent:
             return None
@@ -189,7 +189,7 @@ class ClientDriver:
         route_keys = self._route(ns, service)
         validation.uid(uid)
         epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
-        await self._mirror.view(ns, service)
+        await self._mirror.view(ns, service, whole=False)
         link = await self._store.read(route_keys, uid)
         key = (ns, service, uid)
         if link is None:
@@ -228,7 +228,7 @@ class ClientDriver:
         validation.uid(uid)
         validation.pod_index(pod)
         epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
-        await self._mirror.view(ns, service)
+        await self._mirror.view(ns, service, whole=False)
         link = await self._store.link_if_absent(route_keys, uid, pod, self.link_ttl)
         await self._store.services.add(route_keys)
         self._cache_put(epoch, sent, (ns, service, uid), link.pod, link.ttl)
@@ -260,7 +260,7 @@ class ClientDriver:
     async def is_pod_routable(self, ns: str, service: str, index: int) -> bool:
         """Whether existing users may keep using pod ``index``."""
         validation.pod_index(index, "index")
-        return index in (await self.route_view(ns, service)).routable
+        return index in (await self._routability(ns, service)).routable
 
     async def is_pod_available(self, ns: str, service: str, index: int) -> bool:
         """Whether new users may be placed on pod ``index``."""
@@ -269,7 +269,7 @@ class ClientDriver:
 
     async def routable_pods(self, ns: str, service: str) -> list[int]:
         """Indices of the routable pods, ascending."""
-        return sorted((await self.route_view(ns, service)).routable)
+        return sorted((await self._routability(ns, service)).routable)
 
     async def alive_pods(self, ns: str, service: str) -> list[int]:
         """Indices of the pods that are up (ready, not terminating), whatever their routing state."""
@@ -281,6 +281,11 @@ class ClientDriver:
         return (await self.route_view(ns, service)).snapshot.best
 
     # -- internals -------------------------------------------------------------------------
+
+    async def _routability(self, ns: str, service: str) -> RouteView:
+        """A view whose routability is fresh (its other fields may be a moment older)."""
+        self._route(ns, service)
+        return await self._mirror.view(ns, service, whole=False)
 
     def _namespace(self, ns: Any) -> str:
         validation.dns_label("namespace", ns)

@@ -20,6 +20,7 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.client import PubSub
 
 from stateful_route.core import validation
+from stateful_route.core.errors import StoreUnavailable
 from stateful_route.core.state import RouteSnapshot, ServiceId
 from stateful_route.store import changes, keys
 from stateful_route.store.connection import AnyRedis
@@ -31,6 +32,9 @@ __all__ = ["RouteMirror", "RouteView"]
 
 log = logging.getLogger("stateful_route.gateway.mirror")
 
+# Reads of one view before giving up: each is rejected only if a newer change arrived meanwhile.
+_ATTEMPTS = 3
+
 
 @dataclass(frozen=True, slots=True)
 class RouteView:
@@ -41,6 +45,9 @@ class RouteView:
     valid_until: float
     version: int
     ticket: int = 0  # when the mirror learnt it, in the order of its own reads and messages
+    # Routability from a change message over an older snapshot (pods, availability, best pod),
+    # until the snapshot is read again.
+    partial: bool = False
 
 
 class RouteMirror:
@@ -95,13 +102,20 @@ class RouteMirror:
             await asyncio.wait({task}, timeout=0.1)
         await self._close()
 
-    async def view(self, namespace: str, service: str) -> RouteView:
+    async def view(self, namespace: str, service: str, *, whole: bool = True) -> RouteView:
         """A trustworthy view of a route: the mirrored one while under ``max_age``, else one read
-        now. Never a view older than ``max_age``, whatever its version."""
+        now. Never a view older than ``max_age``, whatever its version. ``whole=False`` accepts a
+        view whose routability is newer than the rest of its snapshot (enough for routability)."""
         found = self.views[namespace].get(service)
-        if found is not None and found.valid_until > self._clock():
+        if found is not None and found.valid_until > self._clock() and not (whole and found.partial):
             return found
-        return await self._refresh((namespace, service))
+        for _ in range(_ATTEMPTS):
+            # What a read installs may be a newer view that arrived meanwhile (a change message),
+            # which keeps the age of the snapshot it amends: read again until one is fresh.
+            found = await self._refresh((namespace, service))
+            if found.valid_until > self._clock() and not (whole and found.partial):
+                return found
+        raise StoreUnavailable(f"no view of {namespace}/{service} younger than max_age could be read")
 
     async def _refresh(self, service_id: ServiceId) -> RouteView:
         ticket = next(self._tickets)
@@ -109,9 +123,7 @@ class RouteMirror:
         snapshot = await self._table.snapshot(*service_id)
         self._followed.add(service_id)
         fresh = RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version, ticket)
-        installed = self._install(service_id, fresh, read=True)
-        # A newer view installed meanwhile is answered from only while it is itself fresh.
-        return installed if installed.valid_until > self._clock() else fresh
+        return self._install(service_id, fresh, read=True)
 
     def _install(self, service_id: ServiceId, view: RouteView, *, read: bool) -> RouteView:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
@@ -141,8 +153,8 @@ class RouteMirror:
                 views[service_id[1]] = view
                 self._on_gap()
                 return view
-            if view.version < current.version:
-                return current
+            if view.version < current.version or (not read and view.version == current.version):
+                return current  # older, or a message about what the current view already shows
         views[service_id[1]] = view
         if current is not None and (lost := current.routable - view.routable):
             self._on_lost(*service_id, lost)
@@ -218,7 +230,7 @@ class RouteMirror:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.
             learnt = RouteView(
-                view.snapshot, change.routable, view.valid_until, change.version, next(self._tickets)
+                view.snapshot, change.routable, view.valid_until, change.version, next(self._tickets), True
             )
             self._install(service_id, learnt, read=False)
         await self._refresh(service_id)
