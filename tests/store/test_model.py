@@ -95,6 +95,7 @@ class Model:
     table: dict[int, PodState] = field(default_factory=dict)
     reports: dict[int, RoutingState] = field(default_factory=dict)
     unroutable_since: dict[int, float] = field(default_factory=dict)
+    has_table: bool = False  # written since Redis last lost its data (pods' writes need one)
     history: dict[str, list[Entry]] = field(default_factory=dict)
 
     def routing(self, index: int) -> RoutingState:
@@ -212,6 +213,16 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             self.world.run(call())
             self.model.changed(before, self.clock())
 
+        def pod_write(self, call: Callable[[], Awaitable[Any]]) -> bool:
+            """A pod's write: refused (NoAvailablePod, nothing written) only in a route without
+            a table (none written since Redis lost its data)."""
+            try:
+                self.world.run(call())
+            except NoAvailablePod:
+                assert not self.model.has_table, "a pod's write refused in a route with a table"
+                return False
+            return True
+
         def ask(self, op: str, uid: str, call: Callable[[], Awaitable[int | None]]) -> None:
             started = self.clock()
             try:
@@ -233,6 +244,7 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             self.world.run(self.world.outsiders())
             self.outside = self.world.run(self.world.foreign_keys())
             self.model.table = {i: PodState(i) for i in range(count)}
+            self.model.has_table = True
             self.world.run(self.world.table.put_pods(NS, SVC, self.model.table.values()))
 
         # -- gateways ----------------------------------------------------------------------
@@ -281,9 +293,9 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
         def confirm(self, pod: int, uid: str, only_if_free: bool) -> None:
             server = self.world.servers[pod]
             if only_if_free:
-                self.world.run(server.try_set_linked_pod(uid))
+                self.pod_write(lambda: server.try_set_linked_pod(uid))
             else:
-                self.world.run(server.set_linked_pod(uid))
+                self.pod_write(lambda: server.set_linked_pod(uid))
 
         @rule(
             pod=pods,
@@ -294,23 +306,25 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
         def remove(self, pod: int, uid: str, keep: float, expected: int | None) -> None:
             server = self.world.servers[pod]
             if expected is None:
-                self.world.run(server.remove_linked_pod(uid, keep_seconds=keep))
+                self.pod_write(lambda: server.remove_linked_pod(uid, keep_seconds=keep))
             else:
-                self.world.run(server.remove_linked_pod_with_id(uid, expected, keep_seconds=keep))
+                self.pod_write(lambda: server.remove_linked_pod_with_id(uid, expected, keep_seconds=keep))
 
         @rule(pod=pods, uid=users)
         def hand_off(self, pod: int, uid: str) -> None:
-            self.world.run(self.world.servers[pod].hand_off(uid))
+            self.pod_write(lambda: self.world.servers[pod].hand_off(uid))
 
         @rule(pod=pods, state=st.sampled_from(list(RoutingState)))
         def report(self, pod: int, state: RoutingState) -> None:
             # A report of a pod the table does not have yet is kept for when it comes.
-            self.model.reports[pod] = state
-            self.write(lambda: self.world.servers[pod].set_routing_state(state))
+            before = self.model.routable()
+            if self.pod_write(lambda: self.world.servers[pod].set_routing_state(state)):
+                self.model.reports[pod] = state
+                self.model.changed(before, self.clock())
 
         @rule(pod=pods, load=st.integers(0, 3))
         def load(self, pod: int, load: int) -> None:
-            self.world.run(self.world.servers[pod].set_load_state(load))
+            self.pod_write(lambda: self.world.servers[pod].set_load_state(load))
 
         # -- the table (what the operator writes) ------------------------------------------
 
@@ -323,6 +337,7 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
         def set_pod(self, pod: int, ready: bool, terminating: bool, routing: RoutingState) -> None:
             state = PodState(pod, ready=ready, terminating=terminating, routing=routing)
             self.model.table[pod] = state
+            self.model.has_table = True
             self.write(lambda: self.world.table.update_pod(NS, SVC, state))
 
         @rule(pod=pods)
@@ -362,6 +377,7 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
                     await self.world.table.put_pods(NS, SVC, self.model.table.values())
 
             self.model.reports.clear()
+            self.model.has_table = bool(self.model.table)
             self.write(call)
             self.outside = self.world.run(self.world.foreign_keys())  # written again, as they were
 

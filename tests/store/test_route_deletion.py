@@ -66,6 +66,7 @@ async def test_keep_links_on_delete_keeps_links_only(redis, prefix):
         k.pod(2),
         k.pod(7),
         k.pod(9),
+        k.expiries,  # indexes when the kept temporary links expire
     }
 
 
