@@ -9,7 +9,9 @@ import contextlib
 import re
 
 from stateful_route import ClientDriver, RouteTable
+from stateful_route.testing.local_redis import free_port
 from stateful_route.testing.sim import NS, ROUTE, operator_thread
+from tests.e2e.test_metrics import scrape
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 
@@ -80,3 +82,36 @@ async def test_one_operator_acts_and_a_standby_takes_over_without_double_evictio
             snapshot = await table.snapshot(NS, ROUTE)
             assert sorted(snapshot.pods) == [0, 1]
             assert sum(snapshot.links.values()) == 400
+
+
+def per_pod_links(port: int) -> dict[str, float]:
+    return {
+        dict(labels)["pod"]: v for (name, labels), v in scrape(port).items() if name == "stateful_route_links"
+    }
+
+
+async def test_a_paused_replica_exports_no_per_pod_series(cluster, redis, redis_url, prefix):
+    """The README's ``sum by (pod) (stateful_route_links)`` over every scraped replica must equal
+    the active replica's numbers: the paused one's frozen gauges would double them."""
+    await cluster.create_peering(PEERING)
+    await cluster.start(2)
+    table = RouteTable(redis, prefix=prefix)
+    ports = free_port(), free_port()
+    options = {"peering": PEERING, "reconcile_interval": 0.3}
+    async with operator_thread(cluster, redis_url, prefix, priority=10, metrics_port=ports[0], **options):
+        await wait_for_table(table, [0, 1])
+        await poll_until(lambda: asyncio.to_thread(lambda: per_pod_links(ports[0]) != {}), within=5)
+        # A replica of higher priority arrives: the first one pauses.
+        async with operator_thread(
+            cluster, redis_url, prefix, priority=100, metrics_port=ports[1], **options
+        ):
+            async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+                for i in range(10):
+                    await client.compute_linked_pod(NS, f"user-{i}", ROUTE)
+
+            async def summed() -> bool:
+                both = [await asyncio.to_thread(per_pod_links, port) for port in ports]
+                total = {pod: sum(found.get(pod, 0) for found in both) for pod in ("0", "1")}
+                return both[0] == {} and total == {"0": 5, "1": 5}
+
+            await poll_until(summed, within=10, every=0.2)

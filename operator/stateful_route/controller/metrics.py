@@ -1,31 +1,86 @@
-"""The operator's Prometheus metrics: one registry per operator instance, served on a port."""
+"""The operator's Prometheus metrics: one registry per operator instance, served on a port.
+
+The per-pod gauges (links, routable) of a route are exported only while this replica keeps
+reconciling the route: with HA, a replica that kopf's peering paused stops reconciling, and its
+last values would otherwise be scraped forever next to the active replica's current ones.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from stateful_route.core.errors import InvalidInput
 from stateful_route.core.state import RouteSnapshot
 from stateful_route.store.eviction import Eviction
 
-__all__ = ["OperatorMetrics", "serve"]
+__all__ = ["OperatorMetrics", "RouteGauges", "serve"]
 
 ROUTE = ("namespace", "service")
 
 
-class OperatorMetrics:
-    """What the operator did, per route: links per pod, evictions, rebinds, table writes, errors."""
+class RouteGauges(Collector):
+    """Links and routability per pod, for the routes reconciled within the last ``stale_after``
+    seconds (a paused or cut-off replica's routes fade out instead of freezing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._stale_after = stale_after
+        self._clock = clock
+        self._lock = threading.Lock()  # scrapes run in the HTTP server's thread
+        self._routes: dict[tuple[str, str], tuple[float, dict[int, tuple[int, bool]]]] = {}
+
+    def update(self, namespace: str, service: str, snapshot: RouteSnapshot) -> None:
+        """The route's pods as just reconciled."""
+        routable = snapshot.routable
+        pods = {i: (snapshot.links.get(i, 0), i in routable) for i in snapshot.pods}
+        with self._lock:
+            self._routes[(namespace, service)] = (self._clock(), pods)
+
+    def forget(self, namespace: str, service: str, pods: list[int]) -> None:
+        """Drop pods that no longer exist (all of them: the route is gone)."""
+        with self._lock:
+            at, known = self._routes.get((namespace, service), (0.0, {}))
+            left = {i: v for i, v in known.items() if i not in pods}
+            if left:
+                self._routes[(namespace, service)] = (at, left)
+            else:
+                self._routes.pop((namespace, service), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The fresh routes' series."""
+        labels = [*ROUTE, "pod"]
+        links = GaugeMetricFamily("stateful_route_links", "Live links per pod.", labels=labels)
+        routable = GaugeMetricFamily(
+            "stateful_route_pod_routable", "1 if the pod is routable, else 0.", labels=labels
+        )
+        cutoff = self._clock() - self._stale_after
+        with self._lock:
+            fresh = [(route, pods) for route, (at, pods) in self._routes.items() if at >= cutoff]
+        for (namespace, service), pods in fresh:
+            for index, (count, is_routable) in sorted(pods.items()):
+                links.add_metric([namespace, service, str(index)], count)
+                routable.add_metric([namespace, service, str(index)], 1 if is_routable else 0)
+        yield links
+        yield routable
+
+
+class OperatorMetrics:
+    """What the operator did, per route: links per pod, evictions, rebinds, table writes, errors.
+
+    ``stale_after``: how long a route's per-pod series outlive its last reconciliation (the
+    operator reconciles every route each second while it is active)."""
+
+    def __init__(self, stale_after: float = 5.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.links = Gauge("stateful_route_links", "Live links per pod.", [*ROUTE, "pod"], registry=r)
-        self.routable = Gauge(
-            "stateful_route_pod_routable", "1 if the pod is routable, else 0.", [*ROUTE, "pod"], registry=r
-        )
+        self.pods = RouteGauges(stale_after)
+        r.register(self.pods)
         self.evictions = Counter(
             "stateful_route_evictions", "Pods evicted, by reason.", [*ROUTE, "reason"], registry=r
         )
@@ -56,10 +111,7 @@ class OperatorMetrics:
             self.evictions.labels(*route, eviction.reason).inc()
             self.evicted_links.labels(*route, eviction.reason).inc(eviction.removed)
             self.rebinds.labels(*route).inc(eviction.rebound)
-        routable = snapshot.routable
-        for index in snapshot.pods:
-            self.links.labels(*route, str(index)).set(snapshot.links.get(index, 0))
-            self.routable.labels(*route, str(index)).set(1 if index in routable else 0)
+        self.pods.update(namespace, service, snapshot)
 
     def forget_route(self, namespace: str, service: str) -> None:
         """Drop every series of a route the operator no longer maintains (deleted, or its
@@ -85,10 +137,7 @@ class OperatorMetrics:
 
     def forget(self, namespace: str, service: str, pods: list[int]) -> None:
         """Drop the per-pod series of pods (or a route) that no longer exist."""
-        for index in pods:
-            for gauge in (self.links, self.routable):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(namespace, service, str(index))
+        self.pods.forget(namespace, service, pods)
 
 
 @contextlib.contextmanager

@@ -41,7 +41,10 @@ async def run(
     """
     registry = kopf.OperatorRegistry()
     register(registry, config)
-    ctx = OperatorContext(config) if metrics is None else OperatorContext(config, metrics=metrics)
+    if metrics is None:
+        # Per-route series fade out after five missed ticks: a paused HA replica's go silent.
+        metrics = operator_metrics.OperatorMetrics(stale_after=5 * config.reconcile_interval)
+    ctx = OperatorContext(config, metrics=metrics)
     if peering is not None and priority is None:
         priority = 1 + secrets.randbelow(1_000_000)
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
