@@ -150,3 +150,23 @@ async def test_drain_annotation_stops_new_placements_and_shutdown_evicts(cluster
 
         await cluster.annotate(0, None)
         await wait_for_table(table, [0, 1, 2])
+
+
+async def test_a_route_the_operator_cannot_use_says_why_in_its_status(cluster, redis, redis_url, prefix):
+    """kmock does not evaluate the CRD's CEL rules, like a cluster whose CRD lacks them: the route
+    gets in, and its status must say why nothing is routed; the valid route beside it works."""
+    await cluster.start(1)
+    await cluster.create_route("room.v2")
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(RouteTable(redis, prefix=prefix), [0])
+
+        async def explained() -> bool:
+            found = (await cluster.route("room.v2")).get("status") or {}
+            conditions = found.get("conditions") or [{}]
+            return conditions[0].get("reason") == "InvalidSpec"
+
+        await poll_until(explained, within=10, every=0.1)
+        condition = ((await cluster.route("room.v2"))["status"]["conditions"])[0]
+        assert condition["status"] == "False"
+        assert "spec.service" in condition["message"]
+        await asyncio.sleep(2)  # let kopf finish the route's handling cycle before it is stopped

@@ -243,7 +243,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
-        route = _route(namespace, name, uid, spec)
+        try:
+            route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
+        except InvalidInput as exc:  # said in the status; retried only when the spec changes
+            log.warning("event=invalid_route namespace=%s route=%s error=%r", namespace, name, str(exc))
+            patch.status.update(status.build_invalid(str(exc)))
+            return
         with _retried(memo.ctx, route, "route_changed"):
             rival = await _rival(memo.ctx, route_claims, route)
             if rival is not None:
@@ -283,7 +288,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         if memo.ctx.closed:
             return  # the operator is stopping: a tick skipped changes nothing lasting
-        route = _route(namespace, name, uid, spec)
+        try:
+            route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
+        except InvalidInput:
+            return  # route_changed failed it and said why in its status; nothing to tick
         try:
             with _retried(memo.ctx, route, "route_tick"):
                 rival = await _rival(memo.ctx, route_claims, route)

@@ -11,7 +11,7 @@ from stateful_route.controller.spec import RouteRef
 from stateful_route.core.state import PodPhase, PodState, RouteSnapshot
 from stateful_route.store.eviction import Eviction
 
-__all__ = ["build_refused", "build_status", "pod_state", "rfc3339", "store_unavailable"]
+__all__ = ["build_invalid", "build_refused", "build_status", "pod_state", "rfc3339", "store_unavailable"]
 
 
 def rfc3339(seconds: float) -> str:
@@ -113,6 +113,22 @@ def store_unavailable(error: str) -> dict[str, Any]:
                 "message": f"the operator cannot reach Redis: {error}"[:300],
             }
         ]
+    }
+
+
+def build_invalid(problem: str) -> dict[str, Any]:
+    """``status`` of a route whose spec the operator cannot use: nothing routed, and why."""
+    return {
+        "pods": [],
+        "totalPods": 0,
+        "routablePods": 0,
+        "availablePods": 0,
+        "summary": "0/0",
+        "links": 0,
+        "bestPod": None,
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem[:300]}
+        ],
     }
 
 
