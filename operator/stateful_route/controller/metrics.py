@@ -52,6 +52,11 @@ class RouteGauges(Collector):
             else:
                 self._routes.pop((namespace, service), None)
 
+    def forget_route(self, namespace: str, service: str) -> None:
+        """Drop every pod of a route."""
+        with self._lock:
+            self._routes.pop((namespace, service), None)
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The fresh routes' series."""
         labels = [*ROUTE, "pod"]
@@ -116,9 +121,8 @@ class OperatorMetrics:
     def forget_route(self, namespace: str, service: str) -> None:
         """Drop every series of a route the operator no longer maintains (deleted, or its
         StatefulRoute moved to another service): nothing would ever update them again."""
-        per_route: list[tuple[Gauge | Counter, tuple[str, ...]]] = [
-            (self.links, (*ROUTE, "pod")),
-            (self.routable, (*ROUTE, "pod")),
+        self.pods.forget_route(namespace, service)
+        per_route: list[tuple[Counter, tuple[str, ...]]] = [
             (self.evictions, (*ROUTE, "reason")),
             (self.evicted_links, (*ROUTE, "reason")),
             (self.rebinds, ROUTE),
