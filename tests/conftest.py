@@ -16,6 +16,11 @@ import redis.asyncio as aioredis
 
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
+from stateful_route.testing.workarounds import plain_traceback_carets
+
+# Operators in threads and the kubernetes client's executor threads log tracebacks while pytest
+# formats its own: on CPython 3.11.7 that can crash the run (see plain_traceback_carets).
+plain_traceback_carets()
 
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 E2E = Path(__file__).parent / "e2e"

@@ -32,6 +32,7 @@ from stateful_route.core.constants import (
     STS_POD_NAME_LABEL,
     VERSION,
 )
+from stateful_route.testing import workarounds
 from stateful_route.testing.apiserver import KubectlEmulator
 
 NS = "games"
@@ -522,6 +523,7 @@ async def operator_thread(
     did not start: on stopping, it cancels every task it finds in its loop, and in the main
     thread it takes over Ctrl-C. A thread keeps it apart, like a separate pod.
     """
+    workarounds.plain_traceback_carets()  # a second thread now formats tracebacks too
     replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, options)
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
