@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -86,4 +88,56 @@ async def test_handoff_of_an_unknown_pod_or_without_redis_fails_with_the_usual_c
         "handoff", NS, SVC, "0", "--redis-url", dead, "--prefix", prefix, "--timeout", "1"
     )
     assert code == 3
+    assert took < 10
+
+
+async def test_handoff_timeout_bounds_the_whole_run_with_many_users(redis, redis_url, prefix):
+    await make_route(redis, prefix, pods=3)
+    base = f"{prefix}:{{{NS}/{SVC}}}:"
+    users = [f"u{i}" for i in range(15_000)]
+    pipe = redis.pipeline(transaction=False)
+    for uid in users:
+        pipe.set(base + f"l:{uid}", "0p")
+    pipe.zadd(base + "p:0", dict.fromkeys(users, float("inf")))
+    await pipe.execute()
+
+    code, out, _, took = await run(
+        "handoff", NS, SVC, "0", "--redis-url", redis_url, "--prefix", prefix, "--timeout", "1", "--json"
+    )
+    assert took < 1 + 2.5, took  # + interpreter start-up and the Shutdown report
+    done = json.loads(out)
+    snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
+    assert snapshot.pods[0].routing is RoutingState.SHUTDOWN
+    assert done["left"] == snapshot.links[0] == len(users) - done["moved"]
+    assert code == (5 if done["left"] else 0)
+
+
+async def test_handoff_exits_3_with_one_line_when_redis_stops_mid_run(make_redis, private_redis, prefix):
+    redis_server = private_redis()
+    redis = make_redis(redis_server.url)
+    await make_route(redis, prefix, pods=3)
+    base = f"{prefix}:{{{NS}/{SVC}}}:"
+    users = [f"u{i}" for i in range(20_000)]
+    pipe = redis.pipeline(transaction=False)
+    for uid in users:
+        pipe.set(base + f"l:{uid}", "0p")
+    pipe.zadd(base + "p:0", dict.fromkeys(users, float("inf")))
+    await pipe.execute()
+    assert redis_server.process is not None
+    pid = redis_server.process.pid
+    args = ("handoff", NS, SVC, "0", "--redis-url", redis_server.url, "--prefix", prefix, "--timeout", "20")
+
+    async def pause_once_moving() -> None:  # stop Redis once the hand-off pass is under way
+        while await redis.zcard(base + "p:0") > len(users) - 200:
+            await asyncio.sleep(0.01)
+        os.kill(pid, signal.SIGSTOP)
+
+    try:
+        (code, out, err, took), _ = await asyncio.gather(run(*args, "--json"), pause_once_moving())
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback
+    assert "redis unavailable" in err
+    assert "redis unavailable" in json.loads(out)["error"]
     assert took < 10

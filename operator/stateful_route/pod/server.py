@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
 from stateful_route.core import validation
-from stateful_route.core.errors import NoAvailablePod
+from stateful_route.core.errors import NoAvailablePod, StatefulRouteError
 from stateful_route.core.state import RoutingState
 from stateful_route.pod.handoff import Before, HandOffResult, hand_off_users
 from stateful_route.store import changes, keys, scripts
@@ -126,24 +127,38 @@ class ServerDriver:
         ``concurrency`` at a time, awaits ``before(uid)`` (persist or push its state) and moves
         its link (``hand_off``). ``before`` is awaited once per user, always before its link moves;
         if it raises, that user's link stays (counted in ``failed``). Users who find no other pod
-        available are retried until ``within`` seconds have passed. Shutdown is reported in every
-        case, so the operator evicts whoever is ``left`` (and rebinds them if the route is Eager).
+        available are retried until ``within`` seconds have passed. ``within`` bounds the whole
+        call: at it, a ``before`` still running is cancelled and its user stays (``left``).
+        Shutdown is reported in every case (within the store's timeout), so the operator evicts
+        whoever is ``left`` (and rebinds them if the route is Eager). A Redis fault raises
+        StoreUnavailable/StoreError (after trying to report Shutdown).
         """
         workers = validation.integer("concurrency", concurrency, minimum=1, maximum=10_000)
         seconds = validation.seconds("within", within)
         pause = validation.seconds("retry_every", retry_every, minimum=0.001)
-        await self._register()
-        await self.set_routing_state(RoutingState.DENY_NEW_CALL)
-        result = await hand_off_users(
-            self._store,
-            self._keys,
-            self.pod_index,
-            users=self.linked_users,
-            before=before,
-            concurrency=workers,
-            deadline=asyncio.get_running_loop().time() + seconds,
-            retry_every=pause,
-        )
+        deadline = asyncio.get_running_loop().time() + seconds
+        try:
+            # The deadline bounds the whole call; Shutdown below is reported in any case.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._register()
+                    await self.set_routing_state(RoutingState.DENY_NEW_CALL)
+            result = await hand_off_users(
+                self._store,
+                self._keys,
+                self.pod_index,
+                users=self.linked_users,
+                before=before,
+                concurrency=workers,
+                deadline=deadline,
+                retry_every=pause,
+            )
+        except StatefulRouteError:
+            # Still report Shutdown if Redis lets us (the operator then evicts whoever is left);
+            # the caller gets the first fault either way.
+            with contextlib.suppress(StatefulRouteError):
+                await self.set_routing_state(RoutingState.SHUTDOWN)
+            raise
         await self.set_routing_state(RoutingState.SHUTDOWN)
         return result
 

@@ -313,6 +313,12 @@ class LinkStore:
             if cursor == 0:
                 return
 
+    async def count_linked(self, route_keys: keys.RouteKeys, pod: int) -> int:
+        """How many users are linked to ``pod`` now (expired temporary links left out)."""
+        seconds, micros = await self._guarded(self._redis.time(), self.timeout)
+        now_ms = seconds * 1000 + micros // 1000
+        return int(await self._guarded(self._redis.zcount(route_keys.pod(pod), now_ms, "+inf"), self.timeout))
+
     async def evict_batch(
         self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH
     ) -> tuple[int, list[str]]:
