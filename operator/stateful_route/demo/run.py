@@ -102,6 +102,7 @@ async def run_demo(
             finally:
                 traffic.stop.set()
                 await asyncio.gather(*workers, return_exceptions=True)
+        summary.deleted_pod_links = story.held_at_deletion
         await conclude(traffic, table, metrics)
         return summary
 

@@ -43,6 +43,7 @@ class Story:
         self.rolling = rolling  # set when the rolling update begins
         self.live = live
         self.pods = pods
+        self.held_at_deletion = 0
         drained, deleted, flapping = rng.sample(range(pods), 3)
         self.steps: list[tuple[float, str, Callable[[], Coroutine[Any, Any, None]]]] = [
             (0.08, f"drain {STS}-{drained}: keeps its users, takes no new ones",
@@ -66,6 +67,9 @@ class Story:
         self.live.lines.append(f"{elapsed:5.1f}s  {line}")
 
     async def _delete(self, index: int) -> None:
+        # What it held is what the operator must evict (the check at the end holds it to that).
+        snapshot = self.live.snapshot
+        self.held_at_deletion += snapshot.links.get(index, 0) if snapshot is not None else 0
         await self.cluster.delete_pod(index)
         self.live.present.discard(index)
 

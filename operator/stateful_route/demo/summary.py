@@ -18,6 +18,7 @@ class Summary:
     no_available_pod: int = 0
     errors: list[str] = field(default_factory=list)
     evictions: int = 0
+    deleted_pod_links: int = 0  # links the story's deleted pod held when it was deleted
     links_evicted: int = 0
     rebinds: int = 0
     users_moved: int = 0  # users whose pod changed at least once (seen by their lookups)
