@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from typer.testing import CliRunner
 
@@ -63,3 +64,26 @@ def test_ctrl_c_stops_the_demo_cleanly_with_a_summary(redis_url):
     assert all(summary["invariants"].values())
     with redis.Redis.from_url(redis_url) as client:
         assert list(client.scan_iter(match="demo-*")) == []  # its keys are gone
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_the_demo_like_ctrl_c(private_redis, signum):
+    """``timeout``, a cancelled CI job or ``docker stop`` send SIGTERM; a closed terminal SIGHUP.
+    A private Redis: every key left under ``demo-*`` is then this run's."""
+    server = private_redis()
+    script = Path(sys.executable).parent / "stateful-route"
+    command = [str(script), "demo", "--redis-url", server.url, "--duration", "60", "--users", "500", "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with redis.Redis.from_url(server.url) as client:
+        deadline = time.monotonic() + 30
+        while not list(client.scan_iter(match="demo-*:{*}:l:*", count=1000)):  # users are placed
+            assert time.monotonic() < deadline, "the demo placed nobody"
+            time.sleep(0.2)
+        time.sleep(1)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=30)
+        assert process.returncode == 130, err.decode()[-2000:]
+        summary = json.loads(out)
+        assert summary["interrupted"] is True
+        assert summary["users_placed"] > 0
+        assert list(client.scan_iter(match="demo-*")) == []  # not one key left, TTL or not

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import inspect
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
@@ -454,7 +455,7 @@ def demo(
 
     try:
         with local_redis.redis_url(redis_url) as url, _interruptible():
-            summary = asyncio.run(run_demo(url, options, display))
+            summary = asyncio.run(_stopped_by_signals(run_demo(url, options, display)))
     except local_redis.NoRedis as exc:
         raise _fail(EXIT_INVALID, str(exc), as_json) from exc
     if as_json:
@@ -467,6 +468,32 @@ def demo(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(0 if summary.ok else 1)
+
+
+async def _stopped_by_signals(work: Awaitable[T]) -> T:
+    """Await ``work``; SIGTERM and SIGHUP (``timeout``, a cancelled CI job, ``docker stop``, a
+    closed terminal) stop it as Ctrl-C does: the task is cancelled, so it can still summarise
+    and clean up, then KeyboardInterrupt is raised if the cancellation got through."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    signalled: list[int] = []
+
+    def stop(signum: int) -> None:
+        signalled.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not signalled:
+            raise
+        raise KeyboardInterrupt from None
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(signum)
 
 
 @contextlib.contextmanager
