@@ -87,3 +87,17 @@ def test_sigterm_and_sighup_stop_the_demo_like_ctrl_c(private_redis, signum):
         assert summary["interrupted"] is True
         assert summary["users_placed"] > 0
         assert list(client.scan_iter(match="demo-*")) == []  # not one key left, TTL or not
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_the_demo_runs_on_a_redis_cluster(redis_cluster_url):
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--redis-url", redis_cluster_url, "--duration", "6", "--pods", "4", "--users", "300",
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
+    assert summary["users_placed"] > 0

@@ -14,8 +14,6 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from redis.asyncio import BlockingConnectionPool, Redis
-
 from stateful_route import ClientDriver, RouteTable, ServerDriver
 from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.demo.checks import conclude
@@ -35,12 +33,8 @@ GATEWAYS = 3
 
 @contextlib.asynccontextmanager
 async def _redis(url: str, connections: int) -> AsyncIterator[connection.AnyRedis]:
-    # Sentinel pools find the primary themselves and cannot block; one server's pool queues callers.
-    redis = (
-        connection.connect(url)
-        if connection.is_sentinel_url(url)
-        else Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=connections))
-    )
+    # The one way of connecting: one server, a cluster or Sentinel; one server's pool queues callers.
+    redis = connection.connect(url, queue_at=connections)
     try:
         yield redis
     finally:

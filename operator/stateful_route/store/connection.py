@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
@@ -180,13 +180,15 @@ def check_url(url: str) -> None:
     _parsed(url, lambda: None)
 
 
-def connect(url: str, **options: Any) -> AnyRedis:
+def connect(url: str, *, queue_at: int | None = None, **options: Any) -> AnyRedis:
     """An asyncio client for ``url``: ``Redis``, ``RedisCluster`` with ``?cluster=true``, or the
     current primary behind Redis Sentinel for ``redis[s]+sentinel://``. A malformed URL raises
     InvalidInput (see ``check_url``); nothing is connected until the first command. Unless
     ``options`` say otherwise, a call on a connection Redis dropped is retried once, at once
-    (``_retry_once``)."""
-    return _parsed(url, lambda: _connect(url, options))
+    (``_retry_once``). ``queue_at``: on one server, at most that many connections, and callers
+    beyond them wait for one (a blocking pool) instead of failing; a cluster client keeps its own
+    pool per node, and a Sentinel client its own."""
+    return _parsed(url, lambda: _connect(url, queue_at, options))
 
 
 T = TypeVar("T")
@@ -231,7 +233,7 @@ def _retry_once() -> Retry:
     return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
-def _connect(url: str, options: dict[str, Any]) -> AnyRedis:
+def _connect(url: str, queue_at: int | None, options: dict[str, Any]) -> AnyRedis:
     plain, cluster = _split(url)
     if not cluster:  # unless ``options`` say otherwise
         options = {"retry": _retry_once(), **options}
@@ -239,4 +241,6 @@ def _connect(url: str, options: dict[str, Any]) -> AnyRedis:
         return _connect_sentinel(url, options)
     if cluster:
         return RedisCluster.from_url(plain, **options)
+    if queue_at is not None:
+        options = {"connection_pool_class": BlockingConnectionPool, "max_connections": queue_at, **options}
     return Redis.from_url(plain, **options)
