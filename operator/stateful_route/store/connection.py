@@ -242,5 +242,5 @@ def _connect(url: str, queue_at: int | None, options: dict[str, Any]) -> AnyRedi
     if cluster:
         return RedisCluster.from_url(plain, **options)
     if queue_at is not None:
-        options = {"connection_pool_class": BlockingConnectionPool, "max_connections": queue_at, **options}
+        return Redis.from_pool(BlockingConnectionPool.from_url(plain, max_connections=queue_at, **options))
     return Redis.from_url(plain, **options)
