@@ -143,8 +143,11 @@ async def step(world: World, cluster: Cluster, redis: aioredis.Redis, prefix: st
             driver = ServerDriver(
                 redis, namespace=NS, service=service, pod_index=index, prefix=prefix, timeout=5
             )
-            async with driver as pod:
-                await pod.set_routing_state(RoutingState.SHUTDOWN)
+            try:
+                async with driver as pod:
+                    await pod.set_routing_state(RoutingState.SHUTDOWN)
+            except NoAvailablePod:
+                continue  # the service has no table (not written yet, or refused): nothing was written
             world.shutdown.update((service, index, uid) for uid in uids)
         return f"{sts}-{index} reports Shutdown to {sorted(services)}"
     return "restart the operator"
