@@ -98,6 +98,17 @@ def test_the_live_pod_wins_over_the_terminating_one_with_the_same_ordinal():
         assert got.uids == {1: "new"}
 
 
+@given(st.permutations([0, 1]))
+def test_of_two_live_pods_with_one_ordinal_the_newer_wins_in_any_order(order):
+    """Two live records at one ordinal: a stale index kept a pod deleted while the replica was
+    paused; the StatefulSet made the newer one after the older was gone."""
+    old = dataclasses.replace(pod(2, uid="old", ready=False), created="2026-11-28T20:00:00Z")
+    new = dataclasses.replace(pod(2, uid="new"), created="2026-11-28T20:00:05Z")
+    got = planning.plan([(old, new)[i] for i in order], {}, {}, grace=GRACE, now=0.0)
+    assert got.uids == {2: "new"}
+    assert got.pods[2].routable
+
+
 def test_instances_are_kept_only_for_pods_kubernetes_has():
     got = planning.plan([pod(3, ready=False)], {}, {3: "uid-3,1000", 5: "uid-5,r"}, grace=GRACE, now=5.0)
     assert got.instances == {3: "uid-3,1000"}

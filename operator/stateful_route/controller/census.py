@@ -14,15 +14,16 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import kubernetes
 
 from stateful_route.controller import login
-from stateful_route.controller.pods import PodRecord, owner
+from stateful_route.controller.pods import PodRecord, owner, record
 from stateful_route.controller.spec import RouteRef
 from stateful_route.core.constants import STS_POD_NAME_LABEL
 
-__all__ = ["Census", "gone_uids", "listed_uids"]
+__all__ = ["Census", "gone_uids", "listed_records", "listed_uids"]
 
 log = logging.getLogger("stateful_route.operator")
 
@@ -90,19 +91,35 @@ class Census:
         return [r for r in records if r.uid not in self.gone]
 
 
-async def listed_uids(namespace: str, stateful_set: str, kubeconfig: str | None) -> set[str]:
-    """Uids of the StatefulSet's pods as the API server lists them now."""
+async def _listed(
+    namespace: str, stateful_set: str, kubeconfig: str | None, request_timeout: float
+) -> list[dict[str, Any]]:
+    """The StatefulSet's pods as the API server lists them now (plain JSON bodies)."""
 
-    def list_pods() -> set[str]:
+    def list_pods() -> list[dict[str, Any]]:
         with login.api_client(kubeconfig) as client:
             api = kubernetes.client.CoreV1Api(client)
             listed = api.list_namespaced_pod(
-                namespace, label_selector=STS_POD_NAME_LABEL, _request_timeout=10
+                namespace, label_selector=STS_POD_NAME_LABEL, _request_timeout=request_timeout
             )
             bodies = [client.sanitize_for_serialization(pod) for pod in listed.items]
-        return {body["metadata"]["uid"] for body in bodies if owner(body) == stateful_set}
+        return [body for body in bodies if owner(body) == stateful_set]
 
     return await asyncio.to_thread(list_pods)
+
+
+async def listed_uids(namespace: str, stateful_set: str, kubeconfig: str | None) -> set[str]:
+    """Uids of the StatefulSet's pods as the API server lists them now."""
+    return {body["metadata"]["uid"] for body in await _listed(namespace, stateful_set, kubeconfig, 10)}
+
+
+async def listed_records(
+    namespace: str, stateful_set: str, kubeconfig: str | None, request_timeout: float = 2.0
+) -> list[PodRecord]:
+    """Records of the StatefulSet's pods as the API server lists them now: what a change to a
+    route's table is confirmed against (kopf's index may be stale, see ``Census``)."""
+    bodies = await _listed(namespace, stateful_set, kubeconfig, request_timeout)
+    return [rec for rec in map(record, bodies) if rec is not None]
 
 
 def gone_uids(

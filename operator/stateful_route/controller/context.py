@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from stateful_route.controller import census
 from stateful_route.controller.census import Census
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.metrics import OperatorMetrics
@@ -112,6 +113,18 @@ class OperatorContext:
             await self.redis.aclose()
         self.redis = self.reconciler = None
 
+    async def listed(self, route: RouteRef) -> list[PodRecord] | None:
+        """The route's pods as the API server lists them now; None (logged) if it cannot say."""
+        try:
+            return await census.listed_records(
+                route.namespace, route.spec.stateful_set, self.config.kubeconfig
+            )
+        except Exception as exc:  # the index is all there is then: reconciling must go on
+            log.warning(
+                "event=list_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc)
+            )
+            return None
+
     @contextlib.contextmanager
     def counted(self, route: RouteRef, handler: str, *, timed: bool = True) -> Iterator[None]:
         """Time a handler's Redis work (unless not ``timed``); a fault (StatefulRouteError) is
@@ -139,7 +152,9 @@ class OperatorContext:
         fault (StatefulRouteError) is counted, logged and raised. None when the reconciler
         skipped it (a stale spec, a refused or a deleted route)."""
         with self.counted(route, handler):
-            result = await (await self.open()).reconcile(route, records, stateful_set)
+            result = await (await self.open()).reconcile(
+                route, records, stateful_set, confirm=lambda: self.listed(route)
+            )
         if result is None:
             return None
         metrics = self.metrics

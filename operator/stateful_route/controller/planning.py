@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from stateful_route.controller.pods import PodRecord
+from stateful_route.controller.pods import PodRecord, timestamp
 from stateful_route.controller.rollouts import StatefulSetRecord
 from stateful_route.core.state import PodPhase, PodState, RoutingState
 
@@ -73,7 +73,9 @@ def plan(
     chosen: dict[int, PodRecord] = {}
     for rec in records:
         # Two pods with one ordinal exist briefly while a pod is replaced: the live one wins.
-        if rec.ordinal not in chosen or chosen[rec.ordinal].terminating:
+        # Two live ones mean a stale index (a deletion missed while paused): the StatefulSet
+        # created the newer after the older was gone, so the newer wins.
+        if rec.ordinal not in chosen or _newer(rec, chosen[rec.ordinal]):
             chosen[rec.ordinal] = rec
     pods: dict[int, PodState] = {}
     phases: dict[int, PodPhase] = {}
@@ -108,6 +110,13 @@ def plan(
     uids = {index: rec.uid for index, rec in chosen.items()}
     written = {index: f"{uids[index]},{note}" for index, note in notes.items()}
     return Plan(pods, gone, frozenset(suspects), phases, held_back, uids, written)
+
+
+def _newer(rec: PodRecord, than: PodRecord) -> bool:
+    """Whether ``rec`` replaced ``than`` at their ordinal: live over terminating, then created later."""
+    if rec.terminating != than.terminating:
+        return than.terminating
+    return (timestamp(rec.created) or 0.0) > (timestamp(than.created) or 0.0)
 
 
 def _note(instance: str | None, uid: str) -> str | None:

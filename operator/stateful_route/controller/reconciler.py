@@ -16,7 +16,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from cachetools import LRUCache
@@ -106,11 +106,18 @@ class Reconciler:
         return claim
 
     async def reconcile(
-        self, route: RouteRef, records: Iterable[PodRecord], stateful_set: StatefulSetRecord | None = None
+        self,
+        route: RouteRef,
+        records: Iterable[PodRecord],
+        stateful_set: StatefulSetRecord | None = None,
+        *,
+        confirm: Callable[[], Awaitable[list[PodRecord] | None]] | None = None,
     ) -> Result | None:
         """Make the table match ``records`` (the route's pods) and ``stateful_set`` (its rollout,
         if known), and evict what is unroutable; None when ``route`` is not the spec configured
-        here (a stale one, or a refused or deleted route)."""
+        here (a stale one, or a refused or deleted route). When ``records`` would change the
+        table, ``confirm()`` (if given) lists the pods afresh and the table follows that list
+        instead (None: the list failed, ``records`` are used)."""
         name = route.key
         ns, service, spec = route.namespace, route.spec.service, route.spec
         async with self._locks[route.uid]:
@@ -121,22 +128,35 @@ class Reconciler:
             if stateful_set is not None:
                 blocked = await self._blocked(route, before)
             instances = await self.table.instances(ns, service)
-            plan = planning.plan(
-                records,
-                before.pods,
-                instances,
-                grace=spec.grace,
-                now=self._wall_clock(),
-                handoff=spec.on_termination is OnTermination.HANDOFF,
-                stateful_set=stateful_set,
-                blocked=blocked,
-            )
-            # A pod replaced by a new one with its ordinal before we saw it go (the uid written
-            # with the table, so a restart does not forget it): its users' state went with it, so
-            # its links are evicted, and so do its own reports (the table write below drops the
-            # reports of an index whose uid changed: a Shutdown must not stick to the new pod).
-            seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
-            replaced = {i for i, uid in plan.uids.items() if seen.get(i, uid) != uid and i in before.pods}
+
+            def planned(pods: Iterable[PodRecord]) -> tuple[planning.Plan, set[int]]:
+                made = planning.plan(
+                    pods,
+                    before.pods,
+                    instances,
+                    grace=spec.grace,
+                    now=self._wall_clock(),
+                    handoff=spec.on_termination is OnTermination.HANDOFF,
+                    stateful_set=stateful_set,
+                    blocked=blocked,
+                )
+                # A pod replaced by a new one with its ordinal before we saw it go (the uid
+                # written with the table, so a restart does not forget it): its users' state went
+                # with it, so its links are evicted, and so do its own reports (the table write
+                # below drops the reports of an index whose uid changed: a Shutdown must not
+                # stick to the new pod).
+                seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
+                gone_uid = {i for i, uid in made.uids.items() if seen.get(i, uid) != uid and i in before.pods}
+                return made, gone_uid
+
+            plan, replaced = planned(records)
+            # kopf's index may be stale (a replica paused by peering keeps what it last saw, and
+            # resumes acting before its re-listing is through): a change to the table is made
+            # only as a fresh list of the pods confirms it.
+            if confirm is not None and _changes(plan, replaced, before, instances):
+                fresh = await confirm()
+                if fresh is not None:
+                    plan, replaced = planned(fresh)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
             wrote = await self._put(route, plan.with_gone_fenced(), plan)
@@ -248,6 +268,18 @@ class Reconciler:
                 self._on_leave(ns, service)
             return Removal(pods, removed)
         return Removal([], 0)
+
+
+def _changes(
+    plan: planning.Plan, replaced: set[int], before: RouteSnapshot, instances: Mapping[int, str]
+) -> bool:
+    """Whether ``plan`` changes the table: a pod added, gone, replaced or otherwise written."""
+    if plan.gone or replaced or plan.instances != dict(instances) or plan.pods.keys() != before.pods.keys():
+        return True
+    return any(
+        (pod.ready, pod.terminating, pod.routing) != (old.ready, old.terminating, old.routing)
+        for pod, old in ((pod, before.pods[i]) for i, pod in plan.pods.items())
+    )
 
 
 def _moved(before: RouteSpec, after: RouteSpec) -> bool:
