@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -80,6 +81,11 @@ class Census:
         # Each route keeps its own proofs (another route's census lists other pods) and forgets
         # uids no longer indexed: kopf saw them go after all.
         self._proved[route.uid] = (known & {r.uid for r in records}) | gone
+
+    async def prepare(self) -> None:
+        """Import the client's pod API now (about a second of imports, in a thread), so the first
+        census does not hold up a tick past the time kopf gives a timer to stop."""
+        await asyncio.to_thread(importlib.import_module, "kubernetes.client.api.core_v1_api")
 
     def forget(self, route: RouteRef) -> None:
         """The route is deleted: drop its census."""

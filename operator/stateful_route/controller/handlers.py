@@ -136,6 +136,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Resources and namespaces are discovered once at start: no cluster-wide watch of
         # namespaces and CRDs, which keeps the RBAC small (the CRD is installed with us).
         settings.scanning.disabled = True
+        await memo.ctx.census.prepare()
         await memo.ctx.open()
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
@@ -310,6 +311,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick"
             )
         except kopf.TemporaryError as exc:
+            if memo.ctx.closed:
+                # The operator stopped under a slow tick (kopf orphans it): not a Redis fault,
+                # and kopf's API session is gone, so nothing may be patched.
+                patch.clear()
+                return
             # kopf applies the patch of a failed attempt too: say why nothing else is current.
             condition = status.store_unavailable(str(exc))
             if memo.ctx.status.due(route, condition):
