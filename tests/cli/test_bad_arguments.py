@@ -11,6 +11,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from stateful_route import InvalidInput
 from stateful_route.cli.app import app
 from tests.routes import NS, SVC
 
@@ -87,3 +88,46 @@ def test_usage_errors_honour_json(args: list[str], as_json: bool):
     assert_one_line_exit_2(result, as_json=as_json)
     if not as_json:
         assert result.stdout == ""
+
+
+BAD_OPERATOR_OPTIONS = {
+    "prefix with a space": (["-n", NS, "--prefix", "x y"], "prefix"),
+    "prefix of 40 chars": (["-n", NS, "--prefix", "p" * 40], "prefix"),
+    "prefix with a brace": (["-n", NS, "--prefix", "a{b}"], "prefix"),
+    "namespace not a DNS label": (["--namespace", "BAD_NS"], "namespace"),
+    "second namespace bad": (["-n", NS, "-n", "games.eu"], "namespace"),
+    "namespace too long": (["-n", "n" * 64], "namespace"),
+    "peering not a name": (["-A", "--peering", "Bad Peer"], "peering"),
+    "liveness not http": (["-A", "--liveness", "ftp://0.0.0.0:8080/healthz"], "liveness"),
+    "liveness port not a number": (["-A", "--liveness", "http://0.0.0.0:x/healthz"], "liveness"),
+}
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_OPERATOR_OPTIONS.values(), ids=BAD_OPERATOR_OPTIONS.keys())
+def test_the_operator_checks_every_option_before_starting(monkeypatch, args: list[str], field: str):
+    async def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the operator started with a bad option")
+
+    monkeypatch.setattr("stateful_route.controller.runner.run", started)
+    line = assert_one_line_exit_2(run("operator", *args), as_json=False)
+    assert line.startswith(f"error: {field}:"), line
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"namespaces": ["BAD_NS"]}, "namespace"),
+        ({"peering": "-x"}, "peering"),
+        ({"liveness": "localhost:8080"}, "liveness"),
+    ],
+)
+async def test_the_operator_library_entry_point_checks_its_options(options: dict[str, object], field: str):
+    from stateful_route.controller.config import OperatorConfig
+    from stateful_route.controller.runner import run as run_operator
+
+    with pytest.raises(InvalidInput) as bad:
+        await run_operator(OperatorConfig(redis_url="redis://127.0.0.1:6379/0"), **options)
+    assert bad.value.field == field
+    with pytest.raises(InvalidInput) as bad:
+        OperatorConfig(redis_url="redis://127.0.0.1:6379/0", prefix="x y")
+    assert bad.value.field == "prefix"

@@ -384,7 +384,7 @@ def operator(
 
     Example: stateful-route operator --namespace games --redis-url redis://redis:6379/0
     """
-    from stateful_route.controller.config import OperatorConfig
+    from stateful_route.controller.config import OperatorConfig, check_watch
     from stateful_route.controller.runner import run
     from stateful_route.core import logs
 
@@ -395,14 +395,15 @@ def operator(
     if log_format not in ("kv", "json"):
         raise typer.BadParameter("--log-format is kv or json")
     fmt: LogFormat = "json" if log_format == "json" else "kv"
-    try:
+    try:  # every option checked before kopf starts: one line, exit 2
         check_url(redis_url)
+        config = OperatorConfig(
+            redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
+        )
+        check_watch(namespace or (), peering, priority, liveness or None)
     except InvalidInput as exc:
         raise _fail(EXIT_INVALID, str(exc), False, field=exc.field) from exc
     logs.configure(fmt)
-    config = OperatorConfig(
-        redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
-    )
     try:
         with _interruptible():
             asyncio.run(

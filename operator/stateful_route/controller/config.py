@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from urllib.parse import urlsplit
 
+from stateful_route.core import validation
 from stateful_route.core.urls import redact_url
 
-__all__ = ["OperatorConfig"]
+__all__ = ["OperatorConfig", "check_watch"]
+
+# A Kubernetes object name (a KopfPeering's): a DNS-1123 subdomain.
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,47 @@ class OperatorConfig:
     census_interval: float = 30.0  # how often each route's pods are listed to catch a stale index
     census_clock_margin: float = 60.0  # only pods older than this can be proved deleted
 
+    def __post_init__(self) -> None:
+        """Every field but the URL (``check_url``; connecting reports it) checked, InvalidInput
+        naming it, before anything starts: a bad value would otherwise surface only as a kopf
+        activity failing and retrying every minute."""
+        validation.prefix(self.prefix)
+        validation.seconds("redis_timeout", self.redis_timeout, minimum=0.001)
+        for name in ("reconcile_interval", "status_interval", "census_interval"):
+            validation.seconds(name, getattr(self, name), minimum=0.001)
+        validation.seconds("census_clock_margin", self.census_clock_margin)
+        if self.kubeconfig is not None and (type(self.kubeconfig) is not str or not self.kubeconfig):
+            raise validation.invalid("kubeconfig", "must be a non-empty path")
+        if self.metrics_port is not None:
+            validation.integer("metrics_port", self.metrics_port, maximum=65535)
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
         return f"OperatorConfig(redis_url={redact_url(self.redis_url)!r}, {shown})"
+
+
+def check_watch(
+    namespaces: Sequence[str], peering: str | None, priority: int | None, liveness: str | None
+) -> None:
+    """Raise InvalidInput naming the option unless the operator's watch options are usable:
+    namespaces are DNS-1123 labels (as every route's namespace), a peering name is a Kubernetes
+    object name, a priority an int, a liveness endpoint an http:// URL with a host."""
+    for namespace in namespaces:
+        validation.dns_label("namespace", namespace)
+    if peering is not None and (
+        type(peering) is not str or len(peering) > 253 or not _DNS_SUBDOMAIN.fullmatch(peering)
+    ):
+        raise validation.invalid(
+            "peering", f"must be a DNS-1123 subdomain (a Kubernetes name), got {peering!r:.80}"
+        )
+    if priority is not None:
+        validation.integer("priority", priority, minimum=-validation.MAX_INT, maximum=validation.MAX_INT)
+    if liveness is not None:
+        problem = "must be an http://HOST[:PORT]/PATH URL"
+        try:
+            url = urlsplit(liveness)
+            url.port  # noqa: B018 (parsing the port is the check)
+        except ValueError:
+            raise validation.invalid("liveness", f"{problem}, got {liveness!r:.80}") from None
+        if url.scheme != "http" or not url.hostname:
+            raise validation.invalid("liveness", f"{problem}, got {liveness!r:.80}")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import kopf
 
 from stateful_route.controller import metrics as operator_metrics
-from stateful_route.controller.config import OperatorConfig
+from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
 from stateful_route.controller.handlers import register
 from stateful_route.core.urls import redact_url
@@ -38,7 +38,9 @@ async def run(
     wait, and take over when it leaves. Equal priorities would pause every instance (kopf's rule),
     so without one each instance draws a random priority.
     ``metrics`` lets an embedding program (the demo) read what the operator counted.
+    Bad options raise InvalidInput naming the option before anything starts.
     """
+    check_watch(namespaces, peering, priority, liveness)
     registry = kopf.OperatorRegistry()
     register(registry, config)
     if metrics is None:
