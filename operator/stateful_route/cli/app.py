@@ -345,7 +345,8 @@ def handoff(
         raise _fail(
             EXIT_TIMED_OUT,
             f"timed out after {target.timeout:g} s: {done['left']} users still linked to pod {pod} of "
-            f"{namespace}/{service} (no other pod available, or not reached in time); reported Shutdown, the operator evicts them",
+            f"{namespace}/{service} (no other pod available, or not reached in time); "
+            "reported Shutdown, the operator evicts them",
             target.as_json,
             **done,
         )
