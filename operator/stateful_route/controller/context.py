@@ -3,6 +3,7 @@ metrics, and what they remember between calls (status writes, warnings given, th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -83,8 +84,12 @@ class OperatorContext:
     redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
     closed: bool = False
+    # Handlers inside ``counted`` (their Redis work), and whether there are none.
+    _busy: int = field(default=0, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def __post_init__(self) -> None:
+        self._idle.set()
         config = self.config
         self.status = StatusThrottle(config.status_interval)
         self.census = Census(
@@ -109,6 +114,10 @@ class OperatorContext:
     async def close(self) -> None:
         """Disconnect from Redis, for good."""
         self.closed = True
+        # A handler still at work (kopf orphans a timer slower than its exit timeout) finishes on
+        # the client it holds: closed under it, the client would reconnect a connection nobody closes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.config.redis_timeout)
         if self.redis is not None:
             await self.redis.aclose()
         self.redis = self.reconciler = None
@@ -130,6 +139,8 @@ class OperatorContext:
         """Time a handler's Redis work (unless not ``timed``); a fault (StatefulRouteError) is
         counted, logged and raised."""
         timer = self.metrics.handler_seconds.labels(handler).time() if timed else contextlib.nullcontext()
+        self._busy += 1
+        self._idle.clear()
         with timer:
             try:
                 yield
@@ -140,6 +151,10 @@ class OperatorContext:
                     route.namespace, route.name, handler, str(exc),
                 )  # fmt: skip
                 raise
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
 
     async def reconcile(
         self,
