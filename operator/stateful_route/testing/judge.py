@@ -221,7 +221,8 @@ async def observe(
                 change = parse(message["data"]) if message is not None else None
                 if change is not None and change.routable is not None and change.at is not None:
                     timeline.update(set(change.routable), change.at)  # when Redis applied it
-                known_at = time.time()
+                if not resync.happened:  # else it reconnected in that wait: deaf since known_at
+                    known_at = time.time()
         except (redis_errors.RedisError, OSError, TimeoutError, StatefulRouteError):
             timeline.gaps += 1
             await asyncio.sleep(0.05)
