@@ -200,8 +200,11 @@ async def observe(
     route: tuple[str, str],
 ) -> None:
     """Feed ``timeline`` from the change channel until ``stop``; survive faults by resubscribing
-    and re-reading the table (changes published meanwhile were not heard)."""
+    and re-reading the table (changes published meanwhile were not heard). Each table change
+    bumps the route's version once, so a version skipped means changes missed: the time since
+    the last one heard is recorded as deaf too."""
     known_at = time.time()  # when the timeline last matched Redis
+    heard = (0, known_at)  # the last table version known, and when Redis applied it
     while not stop.is_set():
         pubsub = redis.pubsub()
         resync = _Reconnects()
@@ -215,12 +218,16 @@ async def observe(
                     resync.happened = False
                     snapshot = await asyncio.wait_for(table.snapshot(*route), 2)
                     timeline.update(set(snapshot.routable), time.time(), came_back_at=known_at)
+                    heard = (snapshot.version, time.time())
                 message = await asyncio.wait_for(
                     pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2), 2
                 )
                 change = parse(message["data"]) if message is not None else None
                 if change is not None and change.routable is not None and change.at is not None:
-                    timeline.update(set(change.routable), change.at)  # when Redis applied it
+                    version, (last, last_at) = change.version or 0, heard
+                    missed = last_at if version > last + 1 else None  # what came between: unknown
+                    timeline.update(set(change.routable), change.at, came_back_at=missed)
+                    heard = (version, change.at)
                 if not resync.happened:  # else it reconnected in that wait: deaf since known_at
                     known_at = time.time()
         except (redis_errors.RedisError, OSError, TimeoutError, StatefulRouteError):
