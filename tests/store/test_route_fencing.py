@@ -67,3 +67,29 @@ async def test_a_table_owned_by_another_route_is_neither_written_nor_removed(red
     assert not await reconciler.configure(second, claim=False)  # refused: it only leaves
     await reconciler.remove(second)  # deleting the refused route removes nothing of the first
     assert await keys_under(redis, prefix) == before
+
+
+async def test_a_route_moved_while_its_old_spec_was_forgotten_leaves_its_old_table(redis, prefix):
+    """SR_SCENARIO_SEED=4087537571: r2 owned "lobby"; the operator restarted, and r2's first event
+    was its update to "room", which r3 owns, so r2 was refused. The refusal only left a table the
+    reconciler remembered (none after the restart), so "lobby" stayed, owned by a route that no
+    longer names it. Any other service whose table the route owns is left now, and on deletion."""
+    r2, r3 = route("lobby", uid="uid-2", name="r2"), route("room", uid="uid-3", name="r3")
+    before = Reconciler(redis, prefix=prefix)
+    assert await before.configure(r2)
+    await before.reconcile(r2, RECORDS)
+    assert await before.configure(r3)
+    await before.reconcile(r3, RECORDS)
+    restarted = Reconciler(redis, prefix=prefix)  # remembers no spec
+    moved = route("room", uid="uid-2", name="r2")
+    assert not await restarted.configure(moved, claim=False)  # refused: r3 keeps "room"
+    assert await keys_of(redis, prefix, "lobby") == []
+    assert await restarted.table.services(NS) == ["room"]
+    assert await restarted.table.owner(NS, "room") == r3.uid
+    # And a route deleted by an operator that never saw its old spec leaves its old table too.
+    r1 = route("lobby", uid="uid-1", name="r1")
+    assert await before.configure(r1)
+    await before.reconcile(r1, RECORDS)
+    await Reconciler(redis, prefix=prefix).remove(route("room", uid="uid-1", name="r1"))
+    assert await keys_of(redis, prefix, "lobby") == []
+    assert await keys_of(redis, prefix, "room")  # r3's, untouched

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class Reconciler:
             if known is not None and _moved(known.spec, route.spec):
                 await self._leave(known, keep_links=route.spec.keep_links_on_delete)
                 self._phases.pop(route.key, None)
+            for stray in await self._strays(route):
+                await self._leave(stray, keep_links=route.spec.keep_links_on_delete)
             if claim:
                 await self._claim(route)
                 self._routes[route.uid] = route
@@ -215,16 +218,28 @@ class Reconciler:
         is removed from a table another route owns (a refused duplicate)."""
         self._removed[route.uid] = True
         async with self._locks[route.uid]:
-            known = self._routes.pop(route.uid, None)
+            self._routes.pop(route.uid, None)
             removal = await self._leave(route, keep_links=route.spec.keep_links_on_delete)
-            if known is not None and known.spec.service != route.spec.service:
-                more = await self._leave(known, keep_links=route.spec.keep_links_on_delete)
+            # An earlier spec's table (remembered here or not) is found by its owner.
+            for stray in await self._strays(route):
+                more = await self._leave(stray, keep_links=route.spec.keep_links_on_delete)
                 removal = Removal(removal.pods + more.pods, removal.links + more.links)
         self._locks.pop(route.uid, None)
         self._phases.pop(route.key, None)
         self._deferred.pop(route.key, None)
         self.last_eviction.pop(route.key, None)
         return removal
+
+    async def _strays(self, route: RouteRef) -> list[RouteRef]:
+        """The route as it was when it claimed another service whose table it still owns: a spec
+        this operator never saw (it restarted, and the route's first event was already the move,
+        or a refusal), which only the table's owner field still tells."""
+        ns = route.namespace
+        return [
+            dataclasses.replace(route, spec=dataclasses.replace(route.spec, service=service))
+            for service in await self.table.services(ns)
+            if service != route.spec.service and await self.table.owner(ns, service) == route.uid
+        ]
 
     async def _claim(self, route: RouteRef) -> None:
         await self.table.configure(
