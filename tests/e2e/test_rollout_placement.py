@@ -4,6 +4,7 @@ but take no new ones while a pod that stays takes new users."""
 from __future__ import annotations
 
 from stateful_route import ClientDriver, RouteTable, RoutingState, ServerDriver
+from stateful_route.store import changes, keys
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.e2e.test_route_lifecycle import status_of, wait_for_table
 from tests.routes import poll_until
@@ -155,3 +156,44 @@ async def test_a_pod_replaced_under_its_name_loses_the_old_ones_users_and_shutdo
         await wait_for_table(table, [0, 1, 2])  # the new pod 2 is not held by the old one's report
         grouped = await client.batch_get_linked_pod(NS, on_2, ROUTE)
         assert set(grouped) <= {0, 1}
+
+
+async def test_a_pod_replaced_while_the_operator_was_away_is_shown_unroutable_before_its_users_move(
+    cluster, redis, make_redis, redis_url, prefix
+):
+    # The chaos run's burst of moves off a pod that "stayed routable": the operator came back
+    # (or Redis took writes again) after game-1 had been replaced under its own name, and
+    # evicted the old pod's users while every table it published called index 1 routable.
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        placed = await place(client, "u", 30)
+    on_1 = sorted(uid for uid, pod in placed.items() if pod == 1)
+    assert on_1
+    await cluster.delete_pod(1)
+    await cluster.create_pod(1)  # a new game-1, Ready, before the operator is back
+
+    listener = make_redis().pubsub()
+    await listener.subscribe(keys.changes_channel(prefix, NS))
+    heard: list[changes.Change] = []
+
+    async def evicted_1() -> bool:
+        while (
+            message := await listener.get_message(ignore_subscribe_messages=True, timeout=0.05)
+        ) is not None:
+            change = changes.parse(message["data"])
+            if change is not None and change.service == ROUTE:
+                heard.append(change)
+        return any(c.kind is changes.ChangeKind.EVICTED and c.subject == "1" for c in heard)
+
+    async with operator(cluster, redis_url, prefix):
+        await poll_until(evicted_1, within=10, every=0.05)
+        await wait_for_table(table, [0, 1, 2])
+    await listener.aclose()
+    first_eviction = next(i for i, c in enumerate(heard) if c.kind is changes.ChangeKind.EVICTED)
+    tables_before = [c.routable for c in heard[:first_eviction] if c.kind is changes.ChangeKind.TABLE]
+    assert any(routable is not None and 1 not in routable for routable in tables_before), heard

@@ -45,9 +45,14 @@ class Plan:
     uids: dict[int, str] = field(default_factory=dict)  # the pod (incarnation) behind each index
     instances: dict[int, str] = field(default_factory=dict)  # index -> "<pod uid>,<note>", kept in Redis
 
-    def with_gone_fenced(self) -> list[PodState]:
-        """The table with gone pods still present but terminating (unroutable until evicted)."""
-        return [*self.pods.values(), *(PodState(i, ready=False, terminating=True) for i in self.gone)]
+    def with_gone_fenced(self, replaced: frozenset[int] = frozenset()) -> list[PodState]:
+        """The table with gone pods, and indices whose pod was ``replaced``, present but terminating
+        (unroutable until their links are evicted)."""
+        fenced = self.gone | replaced
+        return [
+            *(state for index, state in self.pods.items() if index not in fenced),
+            *(PodState(i, ready=False, terminating=True) for i in sorted(fenced)),
+        ]
 
     @property
     def outdated(self) -> frozenset[int]:

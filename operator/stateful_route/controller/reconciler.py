@@ -162,7 +162,11 @@ class Reconciler:
                     plan, replaced = planned(fresh)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
-            wrote = await self._put(route, plan.with_gone_fenced(), plan)
+            # So are indices whose pod was replaced by a new one before we saw it go: the table
+            # shows the old one's users their pod gone before they are moved, and nobody is
+            # placed on the new pod until the old one's links are evicted.
+            fenced_now = frozenset(replaced)
+            wrote = await self._put(route, plan.with_gone_fenced(fenced_now), plan)
             fenced = await self.table.snapshot(ns, service)
             route_keys = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -194,7 +198,7 @@ class Reconciler:
                 self._deferred.pop(name, None)
             elif waiting[1]:
                 self._deferred[name] = waiting
-            if plan.gone:
+            if plan.gone or fenced_now:
                 wrote = await self._put(route, plan.pods.values(), plan) or wrote
             useful = [e for e in evictions if e.removed]
             if useful:
