@@ -119,6 +119,21 @@ async def _reconcile(
     return result
 
 
+async def _reconcile_routes_of(
+    ctx: OperatorContext,
+    stateful_set_key: tuple[str, str],
+    routes: kopf.Index[Any, RouteRef],
+    route_pods: kopf.Index[Any, pods.PodRecord],
+    stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
+    handler: str,
+) -> None:
+    """Reconcile every route over one StatefulSet (namespace, name)."""
+    # A copy: the live index changes while we await, and iterating it then would skip routes.
+    for route in list(routes.get(stateful_set_key, [])):
+        records = _records(route_pods, route, ctx)
+        await _reconcile(ctx, route, records, _stateful_set(stateful_sets, route), handler)
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     """Attach every handler to ``registry``."""
 
@@ -206,10 +221,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             kopf.warn(
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
-        # A copy: the live index changes while we await, and iterating it then would skip routes.
-        for route in list(routes.get((namespace, sts), [])):
-            records = _records(route_pods, route, memo.ctx)
-            await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "pod_changed")
+        await _reconcile_routes_of(
+            memo.ctx, (namespace, sts), routes, route_pods, stateful_sets, "pod_changed"
+        )
 
     @kopf.on.event(*STATEFUL_SETS, id="stateful_set_changed", registry=registry)
     async def stateful_set_changed(
@@ -223,10 +237,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         if memo.ctx.closed:
             return  # the operator is stopping
-        for route in list(routes.get((namespace, name), [])):  # a copy, as in pod_changed
-            records = _records(route_pods, route, memo.ctx)
-            sts = _stateful_set(stateful_sets, route)
-            await _reconcile(memo.ctx, route, records, sts, "stateful_set_changed")
+        await _reconcile_routes_of(
+            memo.ctx, (namespace, name), routes, route_pods, stateful_sets, "stateful_set_changed"
+        )
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)

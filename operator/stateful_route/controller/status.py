@@ -116,8 +116,8 @@ def store_unavailable(error: str) -> dict[str, Any]:
     }
 
 
-def build_invalid(problem: str) -> dict[str, Any]:
-    """``status`` of a route whose spec the operator cannot use: nothing routed, and why."""
+def _nothing_routed(reason: str, message: str) -> dict[str, Any]:
+    """``status`` of a route that routes nothing, with the reason in its Ready condition."""
     return {
         "pods": [],
         "totalPods": 0,
@@ -126,22 +126,15 @@ def build_invalid(problem: str) -> dict[str, Any]:
         "summary": "0/0",
         "links": 0,
         "bestPod": None,
-        "conditions": [
-            {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": problem[:300]}
-        ],
+        "conditions": [{"type": "Ready", "status": "False", "reason": reason, "message": message}],
     }
+
+
+def build_invalid(problem: str) -> dict[str, Any]:
+    """``status`` of a route whose spec the operator cannot use: nothing routed, and why."""
+    return _nothing_routed("InvalidSpec", problem[:300])
 
 
 def build_refused(route: RouteRef, message: str) -> dict[str, Any]:
     """``status`` of a route refused because another route keeps its service: nothing routed."""
-    return {
-        "service": route.spec.service,
-        "pods": [],
-        "totalPods": 0,
-        "routablePods": 0,
-        "availablePods": 0,
-        "summary": "0/0",
-        "links": 0,
-        "bestPod": None,
-        "conditions": [{"type": "Ready", "status": "False", "reason": "ServiceConflict", "message": message}],
-    }
+    return {"service": route.spec.service, **_nothing_routed("ServiceConflict", message)}
