@@ -154,8 +154,16 @@ async def test_a_pod_replaced_under_its_name_loses_the_old_ones_users_and_shutdo
         await cluster.delete_pod(2)
         await cluster.create_pod(2)
         await wait_for_table(table, [0, 1, 2])  # the new pod 2 is not held by the old one's report
+
+        async def evicted() -> bool:
+            last = (await status_of(cluster)).get("lastEviction") or {}
+            return last.get("pod") == 2 and last.get("links") == len(on_2)
+
+        await poll_until(evicted, within=5, every=0.1)
+        # Eager: each was rebound (onto 0 or 1 while the old pod was unroutable, or onto the new
+        # pod 2 once its index was no longer fenced), none lost.
         grouped = await client.batch_get_linked_pod(NS, on_2, ROUTE)
-        assert set(grouped) <= {0, 1}
+        assert sorted(uid for uids in grouped.values() for uid in uids) == on_2
 
 
 async def test_a_pod_replaced_while_the_operator_was_away_is_shown_unroutable_before_its_users_move(

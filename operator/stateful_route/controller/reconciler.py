@@ -132,7 +132,9 @@ class Reconciler:
                 blocked = await self._blocked(route, before)
             instances = await self.table.instances(ns, service)
 
-            def planned(pods: Iterable[PodRecord]) -> tuple[planning.Plan, set[int]]:
+            def planned(
+                pods: Iterable[PodRecord], fencing: frozenset[int] = frozenset()
+            ) -> tuple[planning.Plan, set[int]]:
                 made = planning.plan(
                     pods,
                     before.pods,
@@ -141,7 +143,7 @@ class Reconciler:
                     now=self._wall_clock(),
                     handoff=spec.on_termination is OnTermination.HANDOFF,
                     stateful_set=stateful_set,
-                    blocked=blocked,
+                    blocked=blocked | fencing,
                 )
                 # A pod replaced by a new one with its ordinal before we saw it go (the uid
                 # written with the table, so a restart does not forget it): its users' state went
@@ -152,21 +154,26 @@ class Reconciler:
                 gone_uid = {i for i, uid in made.uids.items() if seen.get(i, uid) != uid and i in before.pods}
                 return made, gone_uid
 
-            plan, replaced = planned(records)
+            pods = list(records)
+            plan, replaced = planned(pods)
             # kopf's index may be stale (a replica paused by peering keeps what it last saw, and
             # resumes acting before its re-listing is through): a change to the table is made
             # only as a fresh list of the pods confirms it.
             if confirm is not None and _changes(plan, replaced, before, instances):
                 fresh = await confirm()
                 if fresh is not None:
-                    plan, replaced = planned(fresh)
+                    pods = fresh
+                    plan, replaced = planned(pods)
             # Gone pods stay in the table, unroutable, until their links are evicted: a crash
             # in between leaves them for the next run instead of orphaning their links.
             # So are indices whose pod was replaced by a new one before we saw it go: the table
             # shows the old one's users their pod gone before they are moved, and nobody is
-            # placed on the new pod until the old one's links are evicted.
+            # placed on the new pod until the old one's links are evicted. The fenced table is
+            # planned without the new pod, so outdated pods are held back only if another pod
+            # takes new users meanwhile (never NoAvailablePod while a rollout is fenced).
             fenced_now = frozenset(replaced)
-            wrote = await self._put(route, plan.with_gone_fenced(fenced_now), plan)
+            fence = planned(pods, fenced_now)[0] if fenced_now else plan
+            wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan)
             fenced = await self.table.snapshot(ns, service)
             route_keys = self.table.keyring.route(ns, service)
             rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -175,7 +182,9 @@ class Reconciler:
             # new pod takes users (at their next lookup if sooner), or after the grace at worst.
             defer = rebind_ttl is not None and bool(stateful_set and stateful_set.rolling and plan.outdated)
             waiting = self._deferred.get(name, (self._clock(), []))
-            later = defer and not plan.held_back
+            # Users evicted under a fence are placed once it is lifted, not on the fenced table
+            # (where outdated pods may take them only to move them again).
+            later = (defer and not plan.held_back) or bool(fenced_now and rebind_ttl is not None)
             evictions = []
             for index, pod in fenced.pods.items():
                 if (
@@ -191,6 +200,8 @@ class Reconciler:
                             rebind_ttl=None if later else rebind_ttl, unlinked=waiting[1] if later else None,
                         )
                     )  # fmt: skip
+            if plan.gone or fenced_now:
+                wrote = await self._put(route, plan.pods.values(), plan) or wrote
             rebound_later = 0
             if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
                 placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
@@ -198,8 +209,6 @@ class Reconciler:
                 self._deferred.pop(name, None)
             elif waiting[1]:
                 self._deferred[name] = waiting
-            if plan.gone or fenced_now:
-                wrote = await self._put(route, plan.pods.values(), plan) or wrote
             useful = [e for e in evictions if e.removed]
             if useful:
                 self.last_eviction[name] = useful[-1]
