@@ -7,11 +7,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from stateful_route.controller import census
+from stateful_route.controller import census, route_check
 from stateful_route.controller.census import Census
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.metrics import OperatorMetrics
@@ -26,6 +26,7 @@ from stateful_route.store.connection import AnyRedis
 __all__ = ["OperatorContext", "StatusThrottle", "WarnOnce"]
 
 log = logging.getLogger("stateful_route.operator")
+T = TypeVar("T")
 
 
 class StatusThrottle:
@@ -124,15 +125,16 @@ class OperatorContext:
 
     async def listed(self, route: RouteRef) -> list[PodRecord] | None:
         """The route's pods as the API server lists them now; None (logged) if it cannot say."""
-        try:
-            return await census.listed_records(
-                route.namespace, route.spec.stateful_set, self.config.kubeconfig
-            )
-        except Exception as exc:  # the index is all there is then: reconciling must go on
-            log.warning(
-                "event=list_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc)
-            )
-            return None
+        kubeconfig = self.config.kubeconfig
+        return await _asked(
+            route, census.listed_records(route.namespace, route.spec.stateful_set, kubeconfig)
+        )
+
+    async def exists(self, route: RouteRef) -> bool | None:
+        """Whether the API server still lists the route; None (logged) if it cannot say."""
+        return await _asked(
+            route, route_check.route_exists(route.namespace, route.uid, self.config.kubeconfig)
+        )
 
     @contextlib.contextmanager
     def counted(self, route: RouteRef, handler: str, *, timed: bool = True) -> Iterator[None]:
@@ -168,7 +170,11 @@ class OperatorContext:
         skipped it (a stale spec, a refused or a deleted route)."""
         with self.counted(route, handler):
             result = await (await self.open()).reconcile(
-                route, records, stateful_set, confirm=lambda: self.listed(route)
+                route,
+                records,
+                stateful_set,
+                confirm=lambda: self.listed(route),
+                exists=lambda: self.exists(route),
             )
         if result is None:
             return None
@@ -189,3 +195,13 @@ class OperatorContext:
                 route.namespace, route.name, result.rebound_later,
             )  # fmt: skip
         return result
+
+
+async def _asked(route: RouteRef, call: Awaitable[T]) -> T | None:
+    """The API server's answer, or None (logged) if it cannot say: the index is all there is then,
+    and reconciling must go on."""
+    try:
+        return await call
+    except Exception as exc:
+        log.warning("event=list_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc))
+        return None

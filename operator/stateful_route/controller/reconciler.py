@@ -115,108 +115,122 @@ class Reconciler:
         stateful_set: StatefulSetRecord | None = None,
         *,
         confirm: Callable[[], Awaitable[list[PodRecord] | None]] | None = None,
+        exists: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> Result | None:
         """Make the table match ``records`` (the route's pods) and ``stateful_set`` (its rollout,
         if known), and evict what is unroutable; None when ``route`` is not the spec configured
         here (a stale one, or a refused or deleted route). When ``records`` would change the
         table, ``confirm()`` (if given) lists the pods afresh and the table follows that list
-        instead (None: the list failed, ``records`` are used)."""
-        name = route.key
-        ns, service, spec = route.namespace, route.spec.service, route.spec
+        instead (None: the list failed, ``records`` are used). A table no route owns is claimed
+        again (Redis lost its data) unless ``exists()`` says the route is gone: it was deleted
+        while this replica was paused, and is forgotten here (None: unknown, it is claimed)."""
         async with self._locks[route.uid]:
             if self._routes.get(route.uid) != route:
                 return None
-            before = await self.table.snapshot(ns, service)
-            blocked: frozenset[int] = frozenset()
-            if stateful_set is not None:
-                blocked = await self._blocked(route, before)
-            instances = await self.table.instances(ns, service)
+            try:
+                return await self._reconcile(route, records, stateful_set, confirm, exists)
+            except _Deleted:
+                self._removed[route.uid] = True
+                self._routes.pop(route.uid, None)
+                return None
 
-            def planned(
-                pods: Iterable[PodRecord], fencing: frozenset[int] = frozenset()
-            ) -> tuple[planning.Plan, set[int]]:
-                made = planning.plan(
-                    pods,
-                    before.pods,
-                    instances,
-                    grace=spec.grace,
-                    now=self._wall_clock(),
-                    handoff=spec.on_termination is OnTermination.HANDOFF,
-                    stateful_set=stateful_set,
-                    blocked=blocked | fencing,
-                )
-                # A pod replaced by a new one with its ordinal before we saw it go (the uid
-                # written with the table, so a restart does not forget it): its users' state went
-                # with it, so its links are evicted, and so do its own reports (the table write
-                # below drops the reports of an index whose uid changed: a Shutdown must not
-                # stick to the new pod).
-                seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
-                gone_uid = {i for i, uid in made.uids.items() if seen.get(i, uid) != uid and i in before.pods}
-                return made, gone_uid
+    async def _reconcile(
+        self,
+        route: RouteRef,
+        records: Iterable[PodRecord],
+        stateful_set: StatefulSetRecord | None,
+        confirm: Callable[[], Awaitable[list[PodRecord] | None]] | None,
+        exists: Callable[[], Awaitable[bool | None]] | None,
+    ) -> Result:
+        name = route.key
+        ns, service, spec = route.namespace, route.spec.service, route.spec
+        before = await self.table.snapshot(ns, service)
+        blocked: frozenset[int] = frozenset()
+        if stateful_set is not None:
+            blocked = await self._blocked(route, before)
+        instances = await self.table.instances(ns, service)
 
-            pods = list(records)
-            plan, replaced = planned(pods)
-            # kopf's index may be stale (a replica paused by peering keeps what it last saw, and
-            # resumes acting before its re-listing is through): a change to the table is made
-            # only as a fresh list of the pods confirms it.
-            if confirm is not None and _changes(plan, replaced, before, instances):
-                fresh = await confirm()
-                if fresh is not None:
-                    pods = fresh
-                    plan, replaced = planned(pods)
-            # Gone pods stay in the table, unroutable, until their links are evicted: a crash
-            # in between leaves them for the next run instead of orphaning their links.
-            # So are indices whose pod was replaced by a new one before we saw it go: the table
-            # shows the old one's users their pod gone before they are moved, and nobody is
-            # placed on the new pod until the old one's links are evicted. The fenced table is
-            # planned without the new pod, so outdated pods are held back only if another pod
-            # takes new users meanwhile (never NoAvailablePod while a rollout is fenced).
-            fenced_now = frozenset(replaced)
-            fence = planned(pods, fenced_now)[0] if fenced_now else plan
-            wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan)
-            fenced = await self.table.snapshot(ns, service)
-            route_keys = self.table.keyring.route(ns, service)
-            rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
-            # Early in a rolling update no pod runs the new revision yet: users rebound now would
-            # land on pods about to be replaced and move again. They are placed when the first
-            # new pod takes users (at their next lookup if sooner), or after the grace at worst.
-            defer = rebind_ttl is not None and bool(stateful_set and stateful_set.rolling and plan.outdated)
-            waiting = self._deferred.get(name, (self._clock(), []))
-            # Users evicted under a fence are placed once it is lifted, not on the fenced table
-            # (where outdated pods may take them only to move them again).
-            later = (defer and not plan.held_back) or bool(fenced_now and rebind_ttl is not None)
-            evictions = []
-            for index, pod in fenced.pods.items():
-                if (
-                    index in plan.gone
-                    or index in replaced
-                    or (not pod.routable and fenced.links.get(index, 0))
-                ):
-                    reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
-                    reason = "replaced" if index in replaced else reason
-                    evictions.append(
-                        await evict(
-                            self.store, route_keys, index, reason=reason,
-                            rebind_ttl=None if later else rebind_ttl, unlinked=waiting[1] if later else None,
-                        )
-                    )  # fmt: skip
-            if plan.gone or fenced_now:
-                wrote = await self._put(route, plan.pods.values(), plan) or wrote
-            rebound_later = 0
-            if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
-                placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
-                rebound_later = sum(p is not None for p in placed)
-                self._deferred.pop(name, None)
-            elif waiting[1]:
-                self._deferred[name] = waiting
-            useful = [e for e in evictions if e.removed]
-            if useful:
-                self.last_eviction[name] = useful[-1]
-            after = await self.table.snapshot(ns, service) if evictions else fenced
-            if not before.pods or self._phases.get(name) != plan.phases:
-                await self.table.put_phases(ns, service, plan.phases)
-                self._phases[name] = plan.phases
-            return Result(plan, after, useful, wrote, rebound_later)
+        def planned(
+            pods: Iterable[PodRecord], fencing: frozenset[int] = frozenset()
+        ) -> tuple[planning.Plan, set[int]]:
+            made = planning.plan(
+                pods,
+                before.pods,
+                instances,
+                grace=spec.grace,
+                now=self._wall_clock(),
+                handoff=spec.on_termination is OnTermination.HANDOFF,
+                stateful_set=stateful_set,
+                blocked=blocked | fencing,
+            )
+            # A pod replaced by a new one with its ordinal before we saw it go (the uid
+            # written with the table, so a restart does not forget it): its users' state went
+            # with it, so its links are evicted, and so do its own reports (the table write
+            # below drops the reports of an index whose uid changed: a Shutdown must not
+            # stick to the new pod).
+            seen = {i: instance.rpartition(",")[0] for i, instance in instances.items()}
+            gone_uid = {i for i, uid in made.uids.items() if seen.get(i, uid) != uid and i in before.pods}
+            return made, gone_uid
+
+        pods = list(records)
+        plan, replaced = planned(pods)
+        # kopf's index may be stale (a replica paused by peering keeps what it last saw, and
+        # resumes acting before its re-listing is through): a change to the table is made
+        # only as a fresh list of the pods confirms it.
+        if confirm is not None and _changes(plan, replaced, before, instances):
+            fresh = await confirm()
+            if fresh is not None:
+                pods = fresh
+                plan, replaced = planned(pods)
+        # Gone pods stay in the table, unroutable, until their links are evicted: a crash
+        # in between leaves them for the next run instead of orphaning their links.
+        # So are indices whose pod was replaced by a new one before we saw it go: the table
+        # shows the old one's users their pod gone before they are moved, and nobody is
+        # placed on the new pod until the old one's links are evicted. The fenced table is
+        # planned without the new pod, so outdated pods are held back only if another pod
+        # takes new users meanwhile (never NoAvailablePod while a rollout is fenced).
+        fenced_now = frozenset(replaced)
+        fence = planned(pods, fenced_now)[0] if fenced_now else plan
+        wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan, exists)
+        fenced = await self.table.snapshot(ns, service)
+        route_keys = self.table.keyring.route(ns, service)
+        rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
+        # Early in a rolling update no pod runs the new revision yet: users rebound now would
+        # land on pods about to be replaced and move again. They are placed when the first
+        # new pod takes users (at their next lookup if sooner), or after the grace at worst.
+        defer = rebind_ttl is not None and bool(stateful_set and stateful_set.rolling and plan.outdated)
+        waiting = self._deferred.get(name, (self._clock(), []))
+        # Users evicted under a fence are placed once it is lifted, not on the fenced table
+        # (where outdated pods may take them only to move them again).
+        later = (defer and not plan.held_back) or bool(fenced_now and rebind_ttl is not None)
+        evictions = []
+        for index, pod in fenced.pods.items():
+            if index in plan.gone or index in replaced or (not pod.routable and fenced.links.get(index, 0)):
+                reason = planning.unroutable_reason(None if index in plan.gone else pod, spec.grace)
+                reason = "replaced" if index in replaced else reason
+                evictions.append(
+                    await evict(
+                        self.store, route_keys, index, reason=reason,
+                        rebind_ttl=None if later else rebind_ttl, unlinked=waiting[1] if later else None,
+                    )
+                )  # fmt: skip
+        if plan.gone or fenced_now:
+            wrote = await self._put(route, plan.pods.values(), plan, exists) or wrote
+        rebound_later = 0
+        if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
+            placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
+            rebound_later = sum(p is not None for p in placed)
+            self._deferred.pop(name, None)
+        elif waiting[1]:
+            self._deferred[name] = waiting
+        useful = [e for e in evictions if e.removed]
+        if useful:
+            self.last_eviction[name] = useful[-1]
+        after = await self.table.snapshot(ns, service) if evictions else fenced
+        if not before.pods or self._phases.get(name) != plan.phases:
+            await self.table.put_phases(ns, service, plan.phases)
+            self._phases[name] = plan.phases
+        return Result(plan, after, useful, wrote, rebound_later)
 
     async def _blocked(self, route: RouteRef, before: RouteSnapshot) -> frozenset[int]:
         """Pods taking no new users whatever the table says: their own report, or the cap."""
@@ -263,7 +277,13 @@ class Reconciler:
             owner=route.uid,
         )
 
-    async def _put(self, route: RouteRef, pods: Iterable[PodState], plan: planning.Plan) -> bool:
+    async def _put(
+        self,
+        route: RouteRef,
+        pods: Iterable[PodState],
+        plan: planning.Plan,
+        exists: Callable[[], Awaitable[bool | None]] | None = None,
+    ) -> bool:
         ns, service = route.namespace, route.spec.service
         try:
             return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
@@ -273,7 +293,10 @@ class Reconciler:
                 # handlers decide again which route keeps the service (at its next tick).
                 self._routes.pop(route.uid, None)
                 raise
-        # No route owns the table: Redis lost its data (a deleted route never gets here).
+        # No route owns the table: Redis lost its data, or the route was deleted while this
+        # replica was paused (its index still holds the route): the API server tells which.
+        if exists is not None and await exists() is False:
+            raise _Deleted
         await self._claim(route)
         return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
 
@@ -296,6 +319,10 @@ class Reconciler:
                 self._on_leave(ns, service)
             return Removal(pods, removed)
         return Removal([], 0)
+
+
+class _Deleted(Exception):
+    """The route no longer exists: nothing more is written for it."""
 
 
 def _changes(
