@@ -156,7 +156,11 @@ class Findings:
             if since is not None:  # unroutable throughout the call
                 verdict.worst = max(verdict.worst, end - since)
                 if start - since > self.bound:
-                    verdict.stale.append(f"{uid} -> pod {pod}, unroutable for {start - since:.3f}s")
+                    lost = any(a <= end and since <= b for a, b in data_loss)
+                    verdict.stale.append(
+                        f"{uid} -> pod {pod} at {start:.3f}, unroutable for {start - since:.3f}s"
+                        + (" (across a data-loss window)" if lost else "")
+                    )
                 continue
             previous = last.get(uid)
             if previous is not None and previous[0] != pod:
