@@ -57,6 +57,21 @@ def test_no_piece_of_a_password_survives_redaction(password: str, user: str, for
             assert problem.__context__ is None or problem.__suppress_context__
 
 
+# A password that begins with digits, then a character that ends a URL's authority.
+EARLY_END = st.tuples(st.text("0123456789", min_size=1, max_size=5), st.sampled_from("/?#"), PASSWORDS).map(
+    "".join
+)
+
+
+@given(password=EARLY_END, user=st.sampled_from(["", "alice"]), form=st.sampled_from(FORMS))
+def test_a_password_that_ends_the_host_early_is_refused_not_connected_to(password: str, user: str, form: str):
+    """``alice:2024/x@host``: the unencoded '/' ends the authority, which would read as host
+    "alice", port 2024, and a connection error would print both. Refused, never echoed."""
+    problem = _problem(form.format(auth=f"{user}:{password}@"))
+    assert problem is not None
+    assert password[:4] not in str(problem)
+
+
 def _problem(url: str) -> InvalidInput | None:
     try:
         check_url(url)
@@ -81,11 +96,12 @@ def test_the_rest_of_the_url_stays_readable():
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("redis://:Sekr/Etpw@127.0.0.1:6379/0", "port"),
+        ("redis://:Sekr/Etpw@127.0.0.1:6379/0", "after its host"),
+        ("redis://Sekr:2024/Etpw@127.0.0.1:6399/0", "after its host"),  # read as host Sekr, port 2024
         ("redis://127.0.0.1:abc/0", "port"),
         ("redis://127.0.0.1:99999/0", "port"),
         ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
-        ("redis+sentinel://:Sekr/Etpw@s1:26379/mymaster", "Sentinel address"),
+        ("redis+sentinel://:Sekr/Etpw@s1:26379/mymaster", "after its host"),
         ("redis://[::1/0", "cannot be parsed"),
         ("http://127.0.0.1/0", "must start with"),
     ],

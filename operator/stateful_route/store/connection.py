@@ -202,6 +202,10 @@ _ENCODE = " (percent-encode '/', '?', '#' and '@' inside a password: %2F %3F %23
 def _parsed(url: str, then: Callable[[], T]) -> T:
     if not isinstance(url, str):
         raise InvalidInput("redis_url", f"must be a str, got {type(url).__name__}")
+    if "@" in _after_authority(url):
+        # ``redis://user:2024/x@host``: the password's '/' ended the authority, which then reads
+        # as host "user" and port "2024"; a connection error would print both.
+        raise InvalidInput("redis_url", "has an '@' after its host" + _ENCODE)
     try:
         plain, cluster = _split(url)
         if is_sentinel_url(url):
@@ -224,6 +228,14 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
         if message.startswith("Port "):
             raise InvalidInput("redis_url", _BAD_PORT + _ENCODE) from None
         raise InvalidInput("redis_url", "cannot be parsed" + _ENCODE) from None
+
+
+def _after_authority(url: str) -> str:
+    """What follows the URL's authority (path, query, fragment): it begins at the first '/', '?'
+    or '#' after ``://``."""
+    rest = url.partition("://")[2]
+    ends = [i for i in (rest.find(c) for c in "/?#") if i >= 0]
+    return rest[min(ends) :] if ends else ""
 
 
 def _retry_once() -> Retry:
