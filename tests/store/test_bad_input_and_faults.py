@@ -37,6 +37,7 @@ BAD_CALLS = [
     ("uid", "set_linked_pod_if_absent", (NS, "", SVC, 1)),
     ("uid", "batch_get_linked_pod", (NS, ["ok", ""], SVC)),
     ("uids", "batch_get_linked_pod", (NS, "not-a-list", SVC)),
+    ("uids", "batch_get_linked_pod", (NS, None, SVC)),
     ("uid", "get_link_service", (NS, None)),
     ("uid", "get_linked_pod", (NS, b"bytes", SVC)),
     ("service", "get_linked_pod_not_cache", (NS, "u", "")),

@@ -1,5 +1,5 @@
-"""A link value that does not parse never stalls an eviction or a batch: it is deleted (eviction)
-or skipped (batch lookup), and logged (issue 11, point 11)."""
+"""A link value that does not parse never stalls an eviction, a hand-off or a batch: it is deleted
+(eviction, hand-off) or skipped (batch lookup), and logged (issue 11, point 11)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,27 @@ async def test_a_key_of_another_type_is_as_corrupt_as_an_unparsable_value(redis,
         assert await client.get_link_service(NS, "u") == {"lobby": 1, SVC: pod}
     events = [r.getMessage().split()[0] for r in caplog.records if "corrupt" in r.getMessage()]
     assert events == ["event=corrupt_link_skipped", "event=corrupt_link_replaced"]
+
+
+@pytest.mark.parametrize("kind", ["value", "type"])
+async def test_a_corrupt_link_does_not_stall_a_pods_hand_off(redis, prefix, caplog, kind):
+    """Outside review: one corrupt link made ``hand_off_all`` (and the preStop command) fail as a
+    Redis error, and stay in the pod's set."""
+    await make_route(redis, prefix, pods=2)
+    k = keys.Keyring(prefix).route(NS, SVC)
+    async with ServerDriver(redis, namespace=NS, service=SVC, pod_index=0, prefix=prefix) as pod0:
+        for i in range(20):
+            await pod0.set_linked_pod(f"u{i}")
+        await redis.delete(k.link("u0"))
+        if kind == "value":
+            await redis.set(k.link("u0"), "garbage")
+        else:
+            await redis.hset(k.link("u0"), "x", "1")
+        with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
+            result = await pod0.hand_off_all(within=5)
+    assert (result.moved, result.failed, result.left) == (19, 0, 0)
+    assert await redis.exists(k.link("u0")) == 0
+    assert await redis.zcard(k.pod(0)) == 0
+    assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
+        f"event=corrupt_link_deleted namespace={NS} service={SVC} pod=0 uid='u0'"
+    ]

@@ -251,7 +251,7 @@ async def test_hand_off_all_retries_until_a_pod_is_available_or_time_is_up(redis
 async def test_hand_off_all_rejects_bad_arguments_before_writing(redis, prefix):
     await make_route(redis, prefix, pods=2)
     before = await keys_under(redis, prefix)
-    for bad in ({"concurrency": 0}, {"within": -1}, {"retry_every": 0}):
+    for bad in ({"concurrency": 0}, {"within": -1}, {"retry_every": 0}, {"before": 5}):
         with pytest.raises(InvalidInput) as error:
             await server(redis, prefix, 0).hand_off_all(**bad)
         assert error.value.field == next(iter(bad))

@@ -8,9 +8,9 @@ Redis losing its data, on a private redis-server. After every step the answers g
 against a simple model, which knows the route table exactly and samples every user's stored link
 (with its TTL) after each step:
 
-- no ``compute_linked_pod`` answer names a pod that had been unroutable for longer than the bound
-  (the clients' ``max_age``) when the call began, and NoAvailablePod comes only when the model
-  has no available pod;
+- no ``compute_linked_pod`` or if-absent answer names a pod that had been unroutable for longer
+  than the bound (the clients' ``max_age``) when the call began, and NoAvailablePod comes only
+  when the model has no available pod (or, for if-absent, the pod asked for is not routable);
 - every answer naming a user's pod (compute, lookups, if-absent, batch) is a link that was stored
   within the bound: so two gateways never answer two different pods for one user beyond it;
 - every live link is counted under its pod and every counted user is linked there, and the route's
@@ -227,7 +227,11 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             started = self.clock()
             try:
                 pod = self.world.run(call())
-            except NoAvailablePod:
+            except NoAvailablePod as refused:
+                if refused.pod is not None:  # if-absent on a pod that is not routable
+                    assert op == "if_absent"
+                    assert refused.pod not in self.model.routable(), f"{op}({uid}) refused {refused.pod}"
+                    return
                 assert not self.model.available(), (
                     f"{op}({uid}): NoAvailablePod with {self.model.available()}"
                 )
@@ -396,11 +400,11 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
                 assert answer.pod in stored, (
                     f"{answer.op}({answer.uid}) answered {answer.pod}; stored within the bound: {stored}"
                 )
-                if answer.op == "compute" and answer.pod not in self.model.routable():
+                if answer.op in ("compute", "if_absent") and answer.pod not in self.model.routable():
                     assert answer.pod is not None
                     gone_for = answer.started - self.model.unroutable_since.get(answer.pod, -math.inf)
                     assert gone_for <= MAX_AGE + SLACK, (
-                        f"compute({answer.uid}) answered pod {answer.pod}, unroutable for {gone_for:.3f} s"
+                        f"{answer.op}({answer.uid}) answered pod {answer.pod}, unroutable for {gone_for:.3f} s"
                     )
             self.answers.clear()
             self.check_counts()

@@ -79,6 +79,28 @@ async def test_set_if_absent_has_exactly_one_winner(redis, make_redis, prefix):
             assert await drivers[2].get_linked_pod_not_cache(NS, uid, SVC) == stored
 
 
+async def test_set_if_absent_links_only_to_a_routable_pod(redis, prefix):
+    """Outside review: if-absent stored links to a pod Shutdown for seconds and to a pod the route
+    never had, and lookups answered them for the link's whole life."""
+    table = await make_route(redis, prefix, pods=3)
+    await table.update_pod(NS, SVC, PodState(2, routing=RoutingState.SHUTDOWN))
+    async with clients(lambda: redis, prefix, 1) as (client,):
+        await until_routable([client], 2, False)
+        for pod in (2, 7):
+            with pytest.raises(NoAvailablePod) as refused:
+                await client.set_linked_pod_if_absent(NS, f"to-{pod}", SVC, pod)
+            assert refused.value.pod == pod
+            assert f"pod {pod} is not a routable pod" in str(refused.value)
+            assert await client.get_linked_pod_not_cache(NS, f"to-{pod}", SVC) is None
+        # A link to a pod no longer routable is no link: it moves to the pod asked for.
+        assert await client.set_linked_pod_if_absent(NS, "moved", SVC, 1) == 1
+        await table.update_pod(NS, SVC, PodState(1, ready=False))
+        await until_routable([client], 1, False)
+        assert await client.set_linked_pod_if_absent(NS, "moved", SVC, 0) == 0
+        assert await client.get_linked_pod_not_cache(NS, "moved", SVC) == 0
+        assert (await table.snapshot(NS, SVC)).links.get(1, 0) == 0
+
+
 async def test_pod_zero_is_a_pod_not_an_absence(redis, prefix):
     await make_route(redis, prefix, pods=1)
     async with clients(lambda: redis, prefix, 1) as (client,):

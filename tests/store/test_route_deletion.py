@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from stateful_route import ClientDriver, ServerDriver
+from stateful_route import ClientDriver, PodState, ServerDriver
 from stateful_route.controller.reconciler import Reconciler
 from stateful_route.controller.spec import RouteRef, RouteSpec
 from stateful_route.store import keys
@@ -16,14 +16,15 @@ from tests.routes import NS, SVC, keys_under, make_route
 
 async def fill(redis: aioredis.Redis, prefix: str) -> keys.RouteKeys:
     """A route of 3 pods with links of every kind, among them some to pods not in its table."""
-    await make_route(redis, prefix, pods=3)
+    table = await make_route(redis, prefix, pods=8)
     async with (
         ClientDriver(redis, namespace=NS, prefix=prefix) as client,
         ServerDriver(redis, namespace=NS, service=SVC, pod_index=9, prefix=prefix) as pod9,
     ):
+        assert await client.set_linked_pod_if_absent(NS, "seven", SVC, 7) == 7
+        await table.put_pods(NS, SVC, [PodState(i) for i in range(3)])  # pod 7 leaves the table
         for i in range(10):
             await client.compute_linked_pod(NS, f"u{i}", SVC)
-        assert await client.set_linked_pod_if_absent(NS, "seven", SVC, 7) == 7
         await pod9.set_linked_pod("confirmed-by-a-gone-pod")
         await pod9.set_load_state(3)
     k = keys.Keyring(prefix).route(NS, SVC)

@@ -26,12 +26,17 @@ class InvalidInput(StatefulRouteError, ValueError):
 
 
 class NoAvailablePod(StatefulRouteError):
-    """No pod of the service accepts new users right now."""
+    """No pod of the service accepts new users right now; or ``pod``, the one asked for, is not a
+    routable pod of the service."""
 
-    def __init__(self, namespace: str, service: str) -> None:
-        super().__init__(f"no available pod for service {namespace}/{service}")
+    def __init__(self, namespace: str, service: str, *, pod: int | None = None) -> None:
+        if pod is None:
+            super().__init__(f"no available pod for service {namespace}/{service}")
+        else:
+            super().__init__(f"pod {pod} is not a routable pod of service {namespace}/{service}")
         self.namespace = namespace
         self.service = service
+        self.pod = pod
 
 
 class NotOwner(StatefulRouteError):

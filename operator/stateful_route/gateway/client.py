@@ -210,8 +210,8 @@ class ClientDriver:
         Redis fault raises rather than dropping users.
         """
         route_keys = self._route(ns, service)
-        if isinstance(uids, str):
-            raise InvalidInput("uids", "must be an iterable of uids, not a single str")
+        if isinstance(uids, str) or not isinstance(uids, Iterable):
+            raise InvalidInput("uids", f"must be an iterable of uids, not {type(uids).__name__}")
         wanted = [validation.uid(uid) for uid in uids]
         grouped: dict[int, list[str]] = {}
         for uid, pod in zip(wanted, await self._store.read_many(route_keys, wanted), strict=True):
@@ -221,9 +221,10 @@ class ClientDriver:
 
     async def set_linked_pod_if_absent(self, ns: str, uid: str, service: str, pod: int) -> int:
         """Store a temporary link to ``pod`` only if the user has none; the pod linked after the call.
+        A link to a pod no longer routable counts as none (it is moved to ``pod``).
 
         Raises NoAvailablePod, writing nothing, when the route has no table (deleted, or not
-        written yet)."""
+        written yet) or ``pod`` is not a routable pod of it (``error.pod`` names it)."""
         route_keys = self._route(ns, service)
         validation.uid(uid)
         validation.pod_index(pod)

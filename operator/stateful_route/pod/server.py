@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from stateful_route.core import validation
-from stateful_route.core.errors import NoAvailablePod, StatefulRouteError
+from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRouteError
 from stateful_route.core.state import RoutingState
 from stateful_route.pod.handoff import Before, HandOffResult, hand_off_users
 from stateful_route.store import changes, keys, scripts
@@ -136,6 +136,8 @@ class ServerDriver:
         workers = validation.integer("concurrency", concurrency, minimum=1, maximum=10_000)
         seconds = validation.seconds("within", within)
         pause = validation.seconds("retry_every", retry_every, minimum=0.001)
+        if before is not None and not callable(before):
+            raise InvalidInput("before", f"must be an async callable, got {type(before).__name__}")
         deadline = asyncio.get_running_loop().time() + seconds
         try:
             # The deadline bounds the whole call; Shutdown below is reported in any case.

@@ -207,9 +207,10 @@ class LinkStore:
         return list(await self._guarded(pipe.execute(), deadline))
 
     async def link_if_absent(self, route_keys: keys.RouteKeys, uid: str, pod: int, ttl: float) -> Link:
-        """Store a temporary link only if the user has none; the link after the call, with the
-        TTL it has left. ``ttl`` applies when the route's policy sets none. NoAvailablePod (nothing
-        written) when the route has no table."""
+        """Store a temporary link only if the user has none routable; the link after the call,
+        with the TTL it has left. ``ttl`` applies when the route's policy sets none.
+        NoAvailablePod (nothing written) when the route has no table, or ``pod`` is not one of
+        its routable pods."""
         reply = await self._guarded(
             self._if_absent(
                 keys=[route_keys.link(uid), *_route(route_keys)],
@@ -219,7 +220,15 @@ class LinkStore:
         )
         if reply is None:
             raise NoAvailablePod(route_keys.namespace, route_keys.service)
-        linked, ttl_ms = reply
+        if int(reply[0]) < 0:
+            raise NoAvailablePod(route_keys.namespace, route_keys.service, pod=pod)
+        linked, ttl_ms, moved = reply
+        if moved:
+            # Other gateways may cache the old link while their view still calls its pod routable.
+            await self._guarded(
+                self._redis.publish(route_keys.channel, changes.unlinked(route_keys.service, uid)),
+                self.timeout,
+            )
         return Link(int(linked), int(ttl_ms) < 0, _ttl(int(ttl_ms)))
 
     async def link_persistent(
@@ -273,7 +282,8 @@ class LinkStore:
         """Move the user's link from ``pod`` to the best available other pod (compare-and-swap:
         only if it still points to ``pod``) and announce it; the link keeps its kind and expiry
         (``ttl`` only for a temporary link that has none, when the route's policy has none).
-        A HandOff (``pod`` None when no other pod is available), or None if not linked to ``pod``."""
+        A HandOff (``pod`` None when no other pod is available), or None if not linked to ``pod``
+        (a link value that does not parse is deleted and logged: it routed nobody)."""
         reply = await self._guarded(
             self._hand_off(
                 keys=[route_keys.link(uid), *_route(route_keys)],
@@ -289,6 +299,12 @@ class LinkStore:
             self.timeout,
         )
         if reply is None:
+            return None
+        if int(reply[0]) == -2:
+            log.warning(
+                "event=corrupt_link_deleted namespace=%s service=%s pod=%d uid=%r",
+                route_keys.namespace, route_keys.service, pod, uid[:80],
+            )  # fmt: skip
             return None
         if int(reply[0]) < 0:
             return HandOff(None, None)

@@ -322,17 +322,25 @@ HAND_OFF = (
 -- ARGV[4]: channel  ARGV[5]: message announcing that the link moved  ARGV[6]: TTL in ms for a
 -- temporary link that has none, when the route's policy has none either
 -- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available;
+--         {-2} when the link did not parse (or the key held another type): it routed nobody,
+--         so it is deleted and leaves ARGV[3]'s set (a hand-off of every user must end);
 --         nil when the link does not point to ARGV[3] (absent, expired, or moved meanwhile).
 -- Compare-and-swap: the link moves only if it still points to ARGV[3], to the best available
 -- pod other than ARGV[3] (the placement rule, `choose`). It keeps its kind: a persistent link
 -- stays persistent, a temporary one keeps its remaining TTL.
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local uid, from = ARGV[2], ARGV[3]
-local cur = redis.call('GET', KEYS[1])
+local cur = get_link(KEYS[1])
 if not cur then return nil end
-local idx, persistent = link_pod(cur)
-if tostring(idx) ~= from then return nil end
+local idx, persistent = parse_link(cur)
 local now = now_ms()
+if not idx then
+  redis.call('DEL', KEYS[1])
+  if redis.call('ZREM', rt.pod_links .. from, uid) == 1 then rescore(rt, from, policy(rt, ARGV[6]), now) end
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return {-2}
+end
+if tostring(idx) ~= from then return nil end
 local best = choose(rt, from, now)
 if not best then return {-1} end
 local cap, ttl = policy(rt, ARGV[6])
@@ -363,22 +371,32 @@ IF_ABSENT = (
 -- KEYS[5]: available pods
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: pod  ARGV[4]: TTL in ms when the
 -- route's policy has none
--- returns {the pod linked after the call, its remaining TTL in ms (-1: persistent)}: the
--- existing link's, else ARGV[3] (stored temporary). The TTL is read here, atomically, so a
--- caller never caches a link longer than it lives. Returns nil, writing nothing, when the
--- route has no table (deleted, or not written yet).
+-- returns {the pod linked after the call, its remaining TTL in ms (-1: persistent), 1 if a link
+-- to an unroutable pod was moved else 0}: the existing link's if its pod is routable, else
+-- ARGV[3] (stored temporary); {-1}, writing nothing, when ARGV[3] is not a routable pod of the
+-- route (a link to it would be answered by nobody's rules). The TTL is read here, atomically,
+-- so a caller never caches a link longer than it lives. Returns nil, writing nothing, when the
+-- route has no table (deleted, or not written yet). A link to an unroutable pod, or one that
+-- does not parse, counts as absent (as for a placement).
 if not has_table(KEYS[4]) then return nil end
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local idx = link_pod(cur)
-  return {idx, redis.call('PTTL', KEYS[1])}
-end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local cur = get_link(KEYS[1])
+local old = nil
+if cur then
+  local idx = parse_link(cur)
+  if idx and pod_routable(rt, idx) then return {idx, redis.call('PTTL', KEYS[1]), 0} end
+  old = idx
+end
+if not pod_routable(rt, tonumber(ARGV[3])) then return {-1} end
 local now = now_ms()
 local cap, ttl = policy(rt, ARGV[4])
+if old ~= nil then
+  redis.call('ZREM', rt.pod_links .. old, ARGV[2])
+  rescore(rt, old, cap, now)
+end
 link_temporary(rt, KEYS[1], ARGV[2], ARGV[3], ttl, now)
 rescore(rt, ARGV[3], cap, now)
-return {tonumber(ARGV[3]), ttl}
+return {tonumber(ARGV[3]), ttl, old ~= nil and 1 or 0}
 """
 )
 
