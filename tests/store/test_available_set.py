@@ -149,9 +149,12 @@ class Scenario:
                 route_keys, batch, 60, exclude=exclude
             )
         elif kind == "if_absent":
+            refused: NoAvailablePod | None = None
             try:
                 await store.link_if_absent(route_keys, args[0], args[1], 60)
-            except NoAvailablePod as refused:  # only a pod that is not routable, writing nothing
+            except NoAvailablePod as exc:
+                refused = exc
+            if refused is not None:  # only a pod that is not routable, writing nothing
                 assert refused.pod == args[1]
                 assert args[1] not in (await self.table.snapshot(NS, SVC)).routable
         elif kind == "persist":

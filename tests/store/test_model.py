@@ -228,18 +228,22 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             try:
                 pod = self.world.run(call())
             except NoAvailablePod as refused:
-                if refused.pod is not None:  # if-absent on a pod that is not routable
-                    assert op == "if_absent"
-                    assert refused.pod not in self.model.routable(), f"{op}({uid}) refused {refused.pod}"
-                    return
-                assert not self.model.available(), (
-                    f"{op}({uid}): NoAvailablePod with {self.model.available()}"
-                )
+                self.refused(op, uid, refused.pod)
                 return
             except StoreError:
                 assert uid == BAD, f"{op}({uid}) failed"
                 return
             self.answers.append(Answer(op, uid, pod, started))
+
+        def refused(self, op: str, uid: str, pod: int | None) -> None:
+            """NoAvailablePod only with no available pod, or (if-absent) for a pod not routable."""
+            if pod is not None:
+                assert op == "if_absent"
+                assert pod not in self.model.routable(), f"{op}({uid}) refused pod {pod}"
+            else:
+                assert not self.model.available(), (
+                    f"{op}({uid}): NoAvailablePod with {self.model.available()}"
+                )
 
         # -- setup -------------------------------------------------------------------------
 
@@ -404,7 +408,8 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
                     assert answer.pod is not None
                     gone_for = answer.started - self.model.unroutable_since.get(answer.pod, -math.inf)
                     assert gone_for <= MAX_AGE + SLACK, (
-                        f"{answer.op}({answer.uid}) answered pod {answer.pod}, unroutable for {gone_for:.3f} s"
+                        f"{answer.op}({answer.uid}) answered pod {answer.pod}, "
+                        f"unroutable for {gone_for:.3f} s"
                     )
             self.answers.clear()
             self.check_counts()
