@@ -100,6 +100,7 @@ BAD_OPERATOR_OPTIONS = {
     "peering not a name": (["-A", "--peering", "Bad Peer"], "peering"),
     "liveness not http": (["-A", "--liveness", "ftp://0.0.0.0:8080/healthz"], "liveness"),
     "liveness port not a number": (["-A", "--liveness", "http://0.0.0.0:x/healthz"], "liveness"),
+    "kubeconfig missing": (["-n", NS, "--kubeconfig", "/nonexistent/kubeconfig"], "kubeconfig"),
 }
 
 

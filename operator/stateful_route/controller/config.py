@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -41,6 +43,9 @@ class OperatorConfig:
         validation.seconds("census_clock_margin", self.census_clock_margin)
         if self.kubeconfig is not None and (type(self.kubeconfig) is not str or not self.kubeconfig):
             raise validation.invalid("kubeconfig", "must be a non-empty path")
+        if self.kubeconfig is not None and not os.path.isfile(self.kubeconfig):
+            # Else kopf would retry logging in every minute, the operator up but doing nothing.
+            raise validation.invalid("kubeconfig", "no such file")
         if self.metrics_port is not None:
             validation.integer("metrics_port", self.metrics_port, maximum=65535)
 
