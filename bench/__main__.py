@@ -24,6 +24,31 @@ async def measure(bench: Bench) -> None:
     small, large = bench.scales
     rows = bench.rows
 
+    if bench.wants("1") or bench.wants("2"):
+        await _figures_1_and_2(bench)
+    if bench.wants("8"):
+        console.log("figure 8: placement against the number of pods")
+        scales = [await placement.at_scale(bench, pods) for pods in POD_COUNTS]
+        for at in scales:
+            rows.append(_scale_row(at, scales[0]))
+    if bench.wants("3"):
+        await _figure_3(bench)
+    if bench.wants("4"):
+        await _figure_4(bench)
+    if bench.wants("5"):
+        await _figure_5(bench)
+    if bench.wants("6"):
+        await _figure_6(bench, small, large)
+    if bench.wants("7"):
+        console.log("figure 7: a rolling update of 6 pods")
+        for variant in rollout.VARIANTS:
+            moves = await rollout.measure(bench.url, variant, users=1_000 if bench.quick else 3_000, grace=4)
+            rows.append(rollout.row(moves, baseline=not variant.aware))
+
+
+async def _figures_1_and_2(bench: Bench) -> None:
+    small, _ = bench.scales
+    rows = bench.rows
     console.log("figure 1: cache hits")
     hits = await figures.cache_hits(bench, small)
     original_hits = await figures.original_cache_hits(bench, small)
@@ -59,11 +84,12 @@ async def measure(bench: Bench) -> None:
             )
         )
 
-    console.log("figure 8: placement against the number of pods")
-    scales = [await placement.at_scale(bench, pods) for pods in POD_COUNTS]
-    for at in scales:
-        rows.append(_scale_row(at, scales[0]))
+    bench.at_small.update({"1": hits, "2": placements[1]})
 
+
+async def _figure_3(bench: Bench) -> None:
+    small, _ = bench.scales
+    rows = bench.rows
     console.log("figure 3: batch of 10,000")
     batch, original_batch, mget = await figures.batches(bench, small)
     rows.append(
@@ -77,6 +103,11 @@ async def measure(bench: Bench) -> None:
             batch.ops >= 0.5 * mget.ops and batch.ops >= 50 * original_batch.ops,
         )
     )
+    bench.at_small["3"] = batch
+
+
+async def _figure_4(bench: Bench) -> None:
+    rows = bench.rows
 
     console.log(f"figure 4: balance of {bench.balance_users:,} new users")
     spread, original_spread = await figures.balance(bench)
@@ -101,6 +132,9 @@ async def measure(bench: Bench) -> None:
         )
     )
 
+
+async def _figure_5(bench: Bench) -> None:
+    rows = bench.rows
     console.log("figure 5: eviction of 100,000 links")
     removed, rebound = await figures.eviction(bench)
     rows.append(
@@ -110,6 +144,10 @@ async def measure(bench: Bench) -> None:
         Row("5b. the same, rebinding eagerly (s)", f"{rebound:.2f}", target="≤ 5 s", met=rebound <= 5)
     )
 
+
+async def _figure_6(bench: Bench, small: int, large: int) -> None:
+    """Memory per link; figures 1-3 again at the large size when this run measured them."""
+    rows = bench.rows
     console.log(f"figure 6: memory per link, figures 1-3 at {large:,} users")
     per_link, original_per_link = await figures.memory_per_link(bench, large)
     rows.append(
@@ -121,12 +159,15 @@ async def measure(bench: Bench) -> None:
             met=per_link <= 200,
         )
     )
+    if len(bench.at_small) < 3:
+        return
+    hits, placed, batch = bench.at_small["1"], bench.at_small["2"], bench.at_small["3"]
     hits_large = await figures.cache_hits(bench, large)
     placed_large = await figures.first_placements(bench, 1, holding=large)
     batch_large, _, _ = await figures.batches(bench, large)
     for name, at_small, at_large in (
         ("1. cache hits (ops/s)", hits, hits_large),
-        ("2. first placement, 1 client (users/s)", placements[1], placed_large),
+        ("2. first placement, 1 client (users/s)", placed, placed_large),
         ("3. batch of 10,000 (users/s)", batch, batch_large),
     ):
         rows.append(
@@ -136,11 +177,6 @@ async def measure(bench: Bench) -> None:
                 ratio=ratio(at_large.ops, at_small.ops),
             )
         )
-
-    console.log("figure 7: a rolling update of 6 pods")
-    for variant in rollout.VARIANTS:
-        moves = await rollout.measure(bench.url, variant, users=1_000 if bench.quick else 3_000, grace=4)
-        rows.append(rollout.row(moves, baseline=not variant.aware))
 
 
 POD_COUNTS = (8, 32, 128, 512)
@@ -176,10 +212,14 @@ def main(
     quick: Annotated[bool, typer.Option(help="Smaller sizes: the whole run in under 2 minutes.")] = False,
     redis_url: Annotated[str, typer.Option(envvar="REDIS_URL")] = local_redis.DEFAULT_URL,
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Measure only this figure (1-8; 1 and 2 go together); repeatable."),
+    ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""
     with local_redis.redis_url(redis_url) as url:
-        bench = Bench(url, quick)
+        bench = Bench(url, quick, only=frozenset(only or ()))
         asyncio.run(measure(bench))
         about = machine(asyncio.run(_redis_version(url)))
     out = Console()

@@ -45,6 +45,12 @@ class Bench:
     url: str
     quick: bool
     rows: list[Row] = field(default_factory=list)
+    only: frozenset[str] = frozenset()  # the figures to measure ("1" ... "8"); empty = every one
+    at_small: dict[str, Result] = field(default_factory=dict)  # figures 1-3 at the small size
+
+    def wants(self, figure: str) -> bool:
+        """Whether ``figure`` (its number, e.g. "6") is measured in this run."""
+        return not self.only or figure in self.only
 
     @property
     def hits(self) -> int:

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from stateful_route import RouteTable, RoutingState, ServerDriver
+from stateful_route.store.keys import Keyring
 from stateful_route.testing.local_redis import free_port
+from stateful_route.testing.shards import write_links
 from tests.routes import NS, SVC, clients, make_route
 
 SCRIPT = Path(sys.executable).parent / "stateful-route"  # the installed console script
@@ -98,8 +100,8 @@ async def test_handoff_timeout_bounds_the_whole_run_with_many_users(redis, redis
     pipe = redis.pipeline(transaction=False)
     for uid in users:
         pipe.set(base + f"l:{uid}", "0p")
-    pipe.zadd(base + "p:0", dict.fromkeys(users, float("inf")))
     await pipe.execute()
+    await write_links(redis, Keyring(prefix).route(NS, SVC), 0, dict.fromkeys(users, float("inf")))
 
     code, out, _, took = await run(
         "handoff", NS, SVC, "0", "--redis-url", redis_url, "--prefix", prefix, "--timeout", "1", "--json"
@@ -121,14 +123,14 @@ async def test_handoff_exits_3_with_one_line_when_redis_stops_mid_run(make_redis
     pipe = redis.pipeline(transaction=False)
     for uid in users:
         pipe.set(base + f"l:{uid}", "0p")
-    pipe.zadd(base + "p:0", dict.fromkeys(users, float("inf")))
     await pipe.execute()
+    await write_links(redis, Keyring(prefix).route(NS, SVC), 0, dict.fromkeys(users, float("inf")))
     assert redis_server.process is not None
     pid = redis_server.process.pid
     args = ("handoff", NS, SVC, "0", "--redis-url", redis_server.url, "--prefix", prefix, "--timeout", "20")
 
     async def pause_once_moving() -> None:  # stop Redis once the hand-off pass is under way
-        while await redis.zcard(base + "p:0") > len(users) - 200:
+        while int(await redis.hget(base + "ps:n", "0") or 0) > len(users) - 200:
             await asyncio.sleep(0.01)
         os.kill(pid, signal.SIGSTOP)
 

@@ -27,6 +27,7 @@ from stateful_route.store.eviction import evict
 from stateful_route.store.keys import RouteKeys
 from stateful_route.store.links import LinkStore
 from stateful_route.testing.cleanup import delete_prefix
+from stateful_route.testing.shards import check_pod, expire_entry
 from tests.routes import NS, SVC, make_route
 
 PODS = 4
@@ -59,8 +60,8 @@ async def check(
     expected: dict[int, float] = {}
     snapshot = await RouteTable(redis, prefix=route_keys.base.partition(":")[0]).snapshot(NS, SVC)
     for pod in range(pods + 1):  # one index past the table: if-absent may link there
-        entries = await redis.zrange(route_keys.pod(pod), 0, -1, withscores=True)
-        live = {member.decode() for member, score in entries if score >= now}
+        entries = (await check_pod(redis, route_keys, pod)).entries
+        live = {uid for uid, score in entries.items() if score >= now}
         # The per-pod set holds exactly the users linked there (plus expired ones not yet pruned).
         assert live == linked.get(pod, set()), (pod, live, linked)
         if str(pod).encode() not in raw_pods:
@@ -168,8 +169,7 @@ class Scenario:
             raw = await self.redis.get(route_keys.link(args[0]))
             if raw is not None and not raw.endswith(b"p"):
                 await self.redis.delete(route_keys.link(args[0]))
-                await self.redis.zadd(route_keys.pod(int(raw)), {args[0]: 1}, xx=True)
-                await self.redis.zadd(route_keys.expiries, {raw.decode(): 1}, lt=True)
+                await expire_entry(self.redis, route_keys, int(raw), args[0])
                 self.pruned = False
         elif kind == "report":
             pod, routing, load = args

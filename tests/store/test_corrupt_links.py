@@ -11,6 +11,7 @@ from stateful_route import ClientDriver, PodState, ServerDriver
 from stateful_route.store import keys
 from stateful_route.store.eviction import evict
 from stateful_route.store.links import LinkStore
+from stateful_route.testing.shards import check_pod
 from tests.routes import NS, SVC, make_route
 
 
@@ -30,7 +31,7 @@ async def test_a_corrupt_link_does_not_stall_eviction(redis, prefix, caplog, val
     assert eviction.removed == 5
     assert eviction.rebound == 5
     assert await redis.exists(k.link("bad")) == 0
-    assert await redis.zcard(k.pod(1)) == 0
+    assert (await check_pod(redis, k, 1)).entries == {}
     assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
         f"event=corrupt_link_deleted namespace={NS} service={SVC} pod=1 uid='bad'"
     ]
@@ -58,7 +59,7 @@ async def test_compute_replaces_a_corrupt_link_by_a_placement(redis, prefix, cap
         with caplog.at_level(logging.WARNING, logger="stateful_route.store.links"):
             pod = await client.compute_linked_pod(NS, "bad", SVC)
         assert await client.get_linked_pod_not_cache(NS, "bad", SVC) == pod
-    assert await redis.zscore(k.pod(pod), "bad") is not None
+    assert "bad" in (await check_pod(redis, k, pod)).entries
     assert [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()] == [
         f"event=corrupt_link_replaced namespace={NS} service={SVC} uid='bad' pod={pod}"
     ]

@@ -10,6 +10,8 @@ import random
 import pytest
 
 from stateful_route import HandOffResult, InvalidInput, RouteTable, RoutingState, ServerDriver
+from stateful_route.store.keys import Keyring, RouteKeys
+from stateful_route.testing.shards import HOLDERS, holders, pod_entries, write_links
 from tests.routes import NS, SVC, clients, keys_under, make_route, poll_until
 
 
@@ -21,8 +23,8 @@ def link_key(prefix: str, uid: str) -> str:
     return f"{prefix}:{{{NS}/{SVC}}}:l:{uid}"
 
 
-def pod_key(prefix: str, pod: int) -> str:
-    return f"{prefix}:{{{NS}/{SVC}}}:p:{pod}"
+def route_keys(prefix: str) -> RouteKeys:
+    return Keyring(prefix).route(NS, SVC)
 
 
 async def test_hand_off_moves_the_link_to_the_best_other_pod_keeping_its_kind(redis, prefix):
@@ -40,8 +42,8 @@ async def test_hand_off_moves_the_link_to_the_best_other_pod_keeping_its_kind(re
         assert await pod0.hand_off("kept") == 2
         assert await redis.get(link_key(prefix, "kept")) == b"2p"  # persistent stays persistent
         assert await redis.pttl(link_key(prefix, "kept")) == -1
-        assert await redis.zrange(pod_key(prefix, 0), 0, -1) == []
-        assert sorted(await redis.zrange(pod_key(prefix, 2), 0, -1)) == [b"kept", b"temp"]
+        assert await pod_entries(redis, route_keys(prefix), 0) == {}
+        assert sorted(await pod_entries(redis, route_keys(prefix), 2)) == ["kept", "temp"]
         snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
         assert snapshot.links == {0: 0, 1: 0, 2: 2}
         assert snapshot.best == 0  # the scores followed the move
@@ -106,12 +108,11 @@ async def test_racing_hand_offs_never_link_a_user_to_two_pods(redis, make_redis,
             uid = rng.choice(users)
             async with reader.pipeline(transaction=True) as pipe:  # MULTI/EXEC: one moment
                 pipe.get(link_key(prefix, uid))
-                for pod in range(3):
-                    pipe.zscore(pod_key(prefix, pod), uid)
-                link, *scores = await pipe.execute()
-            holders = [pod for pod, score in enumerate(scores) if score is not None]
-            if link is None or holders != [int(link.rstrip(b"p"))]:
-                broken.append(f"{uid}: link {link!r}, in the sets of pods {holders}")
+                pipe.eval(HOLDERS, 1, route_keys(prefix).pod(0), route_keys(prefix).pod_links, uid, 2)
+                link, found = await pipe.execute()
+            pods_holding = [int(p) for p in found]
+            if link is None or pods_holding != [int(link.rstrip(b"p"))]:
+                broken.append(f"{uid}: link {link!r}, in the sets of pods {pods_holding}")
 
     async with clients(make_redis, prefix, 2) as gateways:
 
@@ -141,8 +142,7 @@ async def test_racing_hand_offs_never_link_a_user_to_two_pods(redis, make_redis,
         link = await redis.get(link_key(prefix, uid))
         assert link is not None, (uid, seed)
         assert link.endswith(b"p") == (uid not in temporary), (uid, link, seed)
-        holders = [p for p in range(3) if await redis.zscore(pod_key(prefix, p), uid) is not None]
-        assert holders == [int(link.rstrip(b"p"))], (uid, seed)
+        assert await holders(redis, route_keys(prefix), uid, 3) == [int(link.rstrip(b"p"))], (uid, seed)
 
 
 async def test_gateways_stop_answering_the_old_pod_within_a_second(redis, make_redis, prefix):
@@ -165,13 +165,13 @@ async def test_gateways_stop_answering_the_old_pod_within_a_second(redis, make_r
 async def test_linked_users_lists_each_live_link_once(redis, prefix):
     await make_route(redis, prefix, pods=2)
     pod0 = server(redis, prefix, 0)
-    users = {f"u{i}" for i in range(2500)}  # more than one ZSCAN page
+    users = {f"u{i}" for i in range(2500)}  # more than one page
     pipe = redis.pipeline(transaction=False)
     for uid in users:
         pipe.set(link_key(prefix, uid), "0p")
-        pipe.zadd(pod_key(prefix, 0), {uid: "+inf"})
-    pipe.zadd(pod_key(prefix, 0), {"expired": 1})  # a temporary link that expired long ago
     await pipe.execute()
+    # "expired": a temporary link that expired long ago
+    await write_links(redis, route_keys(prefix), 0, {**dict.fromkeys(users, float("inf")), "expired": 1})
     listed = [uid async for uid in pod0.linked_users()]
     assert len(listed) == len(users)
     assert set(listed) == users

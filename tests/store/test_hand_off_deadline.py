@@ -11,6 +11,8 @@ import signal
 import pytest
 
 from stateful_route import RouteTable, RoutingState, ServerDriver, StoreUnavailable
+from stateful_route.store.keys import Keyring
+from stateful_route.testing.shards import write_links
 from tests.routes import NS, SVC, make_route
 
 
@@ -25,8 +27,8 @@ async def link_users(redis, prefix: str, pod: int, count: int) -> list[str]:
     pipe = redis.pipeline(transaction=False)
     for uid in users:
         pipe.set(base + f"l:{uid}", f"{pod}p")
-    pipe.zadd(base + f"p:{pod}", dict.fromkeys(users, float("inf")))
     await pipe.execute()
+    await write_links(redis, Keyring(prefix).route(NS, SVC), pod, dict.fromkeys(users, float("inf")))
     return users
 
 

@@ -62,11 +62,9 @@ async def test_keep_links_on_delete_keeps_links_only(redis, prefix):
         k.link("seven"),
         k.link("confirmed-by-a-gone-pod"),
         k.link("corrupt"),
-        k.pod(0),
-        k.pod(1),
-        k.pod(2),
-        k.pod(7),
-        k.pod(9),
+        *(k.pod(pod) for pod in (0, 1, 2, 7, 9)),  # each pod's shards
+        *(k.shard(pod, 0) for pod in (0, 1, 2, 7, 9)),  # one shard each: few users
+        k.link_counts,
         k.expiries,  # indexes when the kept temporary links expire
     }
 

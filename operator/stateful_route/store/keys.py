@@ -1,10 +1,13 @@
 """Redis key and channel names: one hash tag per (namespace, service), so every script is slot-local.
 
 Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
-expiry when temporary, ``"<pod>p"`` without one when persistent), ``p:<pod>`` the users linked to a
-pod (sorted set scored by expiry in ms, ``+inf`` when persistent), ``avail`` the available pods
-(sorted set scored by links + load, the head is the best pod), ``p:exp`` when each pod's earliest
-temporary link expires (sorted set, to sweep expired links out of scores), ``pods`` the route table,
+expiry when temporary, ``"<pod>p"`` without one when persistent); the users linked to a pod in
+shards ``ps:<pod>:<k>`` (small sorted sets scored by expiry in ms, ``+inf`` when persistent; a uid's
+shard follows from its hash, see ``scripts``), ``ps:<pod>`` the pod's non-empty shards (scored by
+their earliest expiry), ``ps:n`` each pod's link count and ``ps:w`` its shard count (hashes);
+``avail`` the available pods (sorted set scored by links + load, the head is the best pod),
+``ps:exp`` when each pod's earliest temporary link expires (sorted set, to sweep expired links out
+of scores), ``pods`` the route table,
 ``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid
 of the StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
@@ -33,7 +36,9 @@ class RouteKeys:
     service: str
     base: str
     links: str  # prefix of link keys: links + uid
-    pod_links: str  # prefix of per-pod sets: pod_links + str(pod)
+    pod_links: str  # prefix of per-pod keys: pod_links + str(pod) the pod's shards, + ":<k>" one shard
+    link_counts: str  # links held in each pod's shards
+    shard_counts: str  # shards of each pod
     available: str  # available pods scored by links + load
     expiries: str  # pods scored by their earliest temporary link's expiry (ms)
     pods: str
@@ -54,9 +59,11 @@ class RouteKeys:
             service=service,
             base=base,
             links=base + "l:",
-            pod_links=base + "p:",
+            pod_links=base + "ps:",
+            link_counts=base + "ps:n",
+            shard_counts=base + "ps:w",
             available=base + "avail",
-            expiries=base + "p:exp",
+            expiries=base + "ps:exp",
             pods=base + "pods",
             reports=base + "srv",
             config=base + "cfg",
@@ -71,8 +78,12 @@ class RouteKeys:
         return self.links + uid
 
     def pod(self, index: int) -> str:
-        """The sorted set of users linked to pod ``index``."""
+        """The shards of pod ``index``'s users: a sorted set of shard numbers by earliest expiry."""
         return self.pod_links + str(index)
+
+    def shard(self, index: int, shard: int) -> str:
+        """One shard of pod ``index``'s users (uid scored by expiry in ms, ``+inf`` persistent)."""
+        return f"{self.pod_links}{index}:{shard}"
 
 
 def services_key(prefix: str, namespace: str) -> str:

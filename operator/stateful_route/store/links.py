@@ -96,6 +96,8 @@ class LinkStore:
         self._persist = redis.register_script(scripts.SET_PERSISTENT)
         self._remove = redis.register_script(scripts.REMOVE)
         self._evict = redis.register_script(scripts.EVICT)
+        self._count = redis.register_script(scripts.COUNT)
+        self._linked = redis.register_script(scripts.LINKED)
         self._hand_off = redis.register_script(scripts.HAND_OFF)
         self.services = ServiceSet(redis, keyring, self.timeout, self._guarded)
 
@@ -311,19 +313,19 @@ class LinkStore:
         return HandOff(int(reply[0]), _ttl(int(reply[1])))
 
     async def linked_users(self, route_keys: keys.RouteKeys, pod: int) -> AsyncIterator[str]:
-        """The users linked to ``pod`` (expired temporary links left out), each once, BATCH at a
-        time (ZSCAN of the pod's link set: users linked or unlinked meanwhile may or may not
+        """The users linked to ``pod`` (expired temporary links left out), each once, about BATCH at
+        a time (the pod's shards in order: users linked or unlinked meanwhile may or may not
         appear; users linked throughout do)."""
-        key = route_keys.pod(pod)
-        seconds, micros = await self._guarded(self._redis.time(), self.timeout)
-        now_ms = seconds * 1000 + micros // 1000
         seen: set[str] = set()
-        cursor: int = 0
+        cursor = 0
         while True:
-            cursor, page = await self._guarded(self._redis.zscan(key, cursor, count=BATCH), self.timeout)
-            for member, expires in page:
+            cursor, *page = await self._guarded(
+                self._linked(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod, cursor, BATCH]),
+                self.timeout,
+            )
+            for member in page:
                 uid = text(cast(bytes | str, member))
-                if float(expires) >= now_ms and uid not in seen:  # ZSCAN may repeat a member
+                if uid not in seen:  # a split may move a user to a shard not read yet
                     seen.add(uid)
                     yield uid
             if cursor == 0:
@@ -331,9 +333,11 @@ class LinkStore:
 
     async def count_linked(self, route_keys: keys.RouteKeys, pod: int) -> int:
         """How many users are linked to ``pod`` now (expired temporary links left out)."""
-        seconds, micros = await self._guarded(self._redis.time(), self.timeout)
-        now_ms = seconds * 1000 + micros // 1000
-        return int(await self._guarded(self._redis.zcount(route_keys.pod(pod), now_ms, "+inf"), self.timeout))
+        return int(
+            await self._guarded(
+                self._count(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod]), self.timeout
+            )
+        )
 
     async def evict_batch(
         self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 __all__ = [
     "CONFIGURE",
+    "COUNT",
     "EVICT",
     "HAND_OFF",
     "IF_ABSENT",
+    "LINKED",
     "PLACE",
     "PLACE_MANY",
     "READ",
@@ -83,10 +85,151 @@ local function parse_pod(idx, raw, report)
 end
 
 -- The keys a script needs to read pods and keep the available set true.
--- `expiries` (keys.RouteKeys.expiries) holds, per pod, when its earliest temporary link expires.
+-- `expiries` (keys.RouteKeys.expiries) holds, per pod, when its earliest temporary link expires;
+-- `counts` the links each pod's shards hold; `widths` how many shards each pod has (see below).
 local function route(pods, reports, config, available, pod_links)
   return {pods = pods, reports = reports, config = config, available = available,
-          pod_links = pod_links, expiries = pod_links .. 'exp'}
+          pod_links = pod_links, expiries = pod_links .. 'exp', counts = pod_links .. 'n',
+          widths = pod_links .. 'w'}
+end
+
+-- A pod's links live in *shards*: small sorted sets (uid -> expiry in ms, +inf when
+-- persistent) that Redis keeps in its compact listpack encoding (up to
+-- zset-max-listpack-entries members, 128 by default): about 25 bytes a link, where one large
+-- sorted set costs about 110. A uid's shard follows from a hash of the uid by linear hashing:
+-- with n shards and m the largest power of two <= n, shard = h mod m, or h mod 2m when that is
+-- below n - m (those shards are split already). Whenever a pod holds more than SHARD_LOAD links
+-- per shard, shard n - m splits into itself and shard n, so shards stay small at any size and a
+-- split moves one shard's links. Beside the shards: `pod_links .. idx` (the pod's non-empty
+-- shards, each scored at or below its earliest expiry, so pruning touches only shards that are
+-- due), `counts` (links held in the pod's shards, expired ones not yet pruned included: exactly
+-- the sum of the shards' sizes) and `widths` (the pod's shard count, absent = 1). A pod whose
+-- count falls to zero starts again from one shard.
+local SHARD_LOAD = 48
+
+local function uid_hash(uid)
+  return tonumber(string.sub(redis.sha1hex(uid), 1, 8), 16)
+end
+
+local function low_power(n)
+  local m = 1
+  while m * 2 <= n do m = m * 2 end
+  return m
+end
+
+local function width(rt, idx)
+  return tonumber(redis.call('HGET', rt.widths, idx) or '1')
+end
+
+local function shard_key(rt, idx, s)
+  return rt.pod_links .. idx .. ':' .. s
+end
+
+local function shard_of(rt, idx, uid)
+  local n = width(rt, idx)
+  local m = low_power(n)
+  local h = uid_hash(uid)
+  local s = h % m
+  if s < n - m then s = h % (2 * m) end
+  return s
+end
+
+-- Links held in the pod's shards (expired ones not yet pruned included).
+local function held(rt, idx)
+  return tonumber(redis.call('HGET', rt.counts, idx) or '0')
+end
+
+local function count_add(rt, idx, d)
+  local n = redis.call('HINCRBY', rt.counts, idx, d)
+  if n <= 0 then
+    redis.call('HDEL', rt.counts, idx)
+    redis.call('HDEL', rt.widths, idx)
+  end
+  return n
+end
+
+-- Write `entries` ({score, uid, ...}) into the (empty) shard s and index it, or unindex it.
+local function refill(rt, idx, s, entries)
+  if #entries == 0 then
+    redis.call('ZREM', rt.pod_links .. idx, s)
+    return
+  end
+  local key = shard_key(rt, idx, s)
+  redis.call('ZADD', key, unpack(entries))
+  redis.call('ZADD', rt.pod_links .. idx, redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2], s)
+end
+
+-- Split the pod's next shard when it holds more than SHARD_LOAD links per shard. Both halves
+-- are written afresh, so a shard that outgrew the listpack encoding gets it back.
+local function maybe_split(rt, idx, links)
+  local n = width(rt, idx)
+  if links <= SHARD_LOAD * n then return end
+  local m = low_power(n)
+  local from = n - m
+  redis.call('HSET', rt.widths, idx, n + 1)
+  local key = shard_key(rt, idx, from)
+  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  if #entries == 0 then return end
+  local stay, go = {}, {}
+  for i = 1, #entries, 2 do
+    local half = stay
+    if uid_hash(entries[i]) % (2 * m) ~= from then half = go end
+    half[#half + 1] = entries[i + 1]
+    half[#half + 1] = entries[i]
+  end
+  redis.call('DEL', key)
+  refill(rt, idx, from, stay)
+  refill(rt, idx, n, go)
+end
+
+-- Index `uid` under pod idx with `score` (expiry in ms, or '+inf'): the pod's link count when
+-- the uid was not there, else false (its score is updated).
+local function index_link(rt, idx, uid, score)
+  local s = shard_of(rt, idx, uid)
+  local added = redis.call('ZADD', shard_key(rt, idx, s), score, uid)
+  redis.call('ZADD', rt.pod_links .. idx, 'LT', score, s)
+  if added == 0 then return false end
+  local links = count_add(rt, idx, 1)
+  maybe_split(rt, idx, links)
+  return links
+end
+
+-- Remove `uid` from pod idx's links; whether it was there.
+local function unindex_link(rt, idx, uid)
+  local s = shard_of(rt, idx, uid)
+  local key = shard_key(rt, idx, s)
+  if redis.call('ZREM', key, uid) == 0 then return false end
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', rt.pod_links .. idx, s) end
+  count_add(rt, idx, -1)
+  return true
+end
+
+-- Drop pod idx's expired links, touching only the shards that are due; how many were dropped.
+local function prune(rt, idx, now)
+  local index = rt.pod_links .. idx
+  local dropped = 0
+  for _, s in ipairs(redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE')) do
+    local key = shard_key(rt, idx, s)
+    dropped = dropped + redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[1] then
+      redis.call('ZADD', index, first[2], s)
+    else
+      redis.call('ZREM', index, s)
+    end
+  end
+  if dropped > 0 then count_add(rt, idx, -dropped) end
+  return dropped
+end
+
+-- The pod's live links at `now`, exactly, without writing (for read-only scripts): its count
+-- less the expired links of its due shards.
+local function live_links(rt, idx, now)
+  local n = held(rt, idx)
+  for _, s in ipairs(redis.call('ZRANGE', rt.pod_links .. idx, '-inf', '(' .. now, 'BYSCORE')) do
+    n = n - redis.call('ZCOUNT', shard_key(rt, idx, s), '-inf', '(' .. now)
+  end
+  return n
 end
 
 local function pod_state(rt, idx)
@@ -139,13 +282,12 @@ end
 
 -- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
 -- keep it in the available set (scored links + load) exactly while it is available.
--- O(log links + expired links pruned).
+-- O(log links + due shards).
 local function rescore(rt, idx, cap, now)
-  local set = rt.pod_links .. idx
-  redis.call('ZREMRANGEBYSCORE', set, '-inf', '(' .. now)
+  prune(rt, idx, now)
   local p = pod_state(rt, idx)
   if p then
-    p.links = redis.call('ZCARD', set)
+    p.links = held(rt, idx)
     set_availability(p, cap)
     if p.available then
       redis.call('ZADD', rt.available, p.links + p.load, idx)
@@ -189,7 +331,7 @@ local function choose(rt, exclude, now, swept)
   for _, idx in ipairs(redis.call('ZRANGE', rt.available, 0, 1)) do
     if idx ~= exclude then
       if not swept then
-        local pruned = redis.call('ZREMRANGEBYSCORE', rt.pod_links .. idx, '-inf', '(' .. now)
+        local pruned = prune(rt, idx, now)
         if pruned > 0 then redis.call('ZINCRBY', rt.available, -pruned, idx) end
       end
       return idx
@@ -202,10 +344,10 @@ end
 -- a pod that reaches the cap leaves the available set.
 local function link_chosen(rt, link_key, uid, idx, ttl, cap, now)
   redis.call('SET', link_key, idx, 'PX', ttl)
-  local set = rt.pod_links .. idx
   redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
-  if redis.call('ZADD', set, now + ttl, uid) == 1 then
-    if cap > 0 and redis.call('ZCARD', set) >= cap then
+  local links = index_link(rt, idx, uid, now + ttl)
+  if links then
+    if cap > 0 and links >= cap then
       redis.call('ZREM', rt.available, idx)
     else
       redis.call('ZINCRBY', rt.available, 1, idx)
@@ -216,7 +358,7 @@ end
 -- Store a temporary link to any pod and index it under that pod (the caller re-scores the pod).
 local function link_temporary(rt, link_key, uid, idx, ttl, now)
   redis.call('SET', link_key, idx, 'PX', ttl)
-  redis.call('ZADD', rt.pod_links .. idx, now + ttl, uid)
+  index_link(rt, idx, uid, now + ttl)
   redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
 end
 """
@@ -237,7 +379,7 @@ PLACE = (
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
 -- The hot path of every new user: few arguments (each costs the client encoding time).
 local base = ARGV[1]
-local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'p:')
+local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'ps:')
 local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
 local cur = get_link(KEYS[1])
 local old, corrupt = nil, 0
@@ -257,7 +399,7 @@ local best = choose(rt, exclude, now)
 if not best then return nil end
 local cap, ttl = policy(rt, ARGV[2])
 if old ~= nil then
-  redis.call('ZREM', rt.pod_links .. old, uid)
+  unindex_link(rt, old, uid)
   rescore(rt, old, cap, now)
 end
 link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
@@ -299,7 +441,7 @@ for i = 5, #ARGV do
     local best = choose(rt, exclude, now, true)
     if best then
       if old ~= nil then
-        redis.call('ZREM', rt.pod_links .. old, uid)
+        unindex_link(rt, old, uid)
         left[old] = true
       end
       link_chosen(rt, key, uid, best, ttl, cap, now)
@@ -350,11 +492,11 @@ else
   local left = redis.call('PTTL', KEYS[1])
   if left > 0 then ttl = left end
 end
-redis.call('ZREM', rt.pod_links .. from, uid)
+unindex_link(rt, from, uid)
 rescore(rt, from, cap, now)
 if persistent then
   redis.call('SET', KEYS[1], best .. 'p')
-  redis.call('ZADD', rt.pod_links .. best, '+inf', uid)
+  index_link(rt, best, uid, '+inf')
   rescore(rt, best, cap, now)
 else
   link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
@@ -407,6 +549,45 @@ READ = r"""#!lua flags=no-writes
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 """
 
+# Read-only: a pod's live links, exactly.
+COUNT = (
+    "#!lua flags=no-writes\n"
+    + _PRELUDE
+    + r"""
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  ARGV[1]: per-pod link set prefix  ARGV[2]: pod
+-- returns how many users are linked to the pod now (expired temporary links left out).
+local rt = route('', '', '', '', ARGV[1])
+return live_links(rt, ARGV[2], now_ms())
+"""
+)
+
+# Read-only: a page of a pod's users, walking its shards in order.
+LINKED = (
+    "#!lua flags=no-writes\n"
+    + _PRELUDE
+    + r"""
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  ARGV[1]: per-pod link set prefix  ARGV[2]: pod
+-- ARGV[3]: the first shard to read  ARGV[4]: users wanted
+-- returns {the next shard to read (0: none left), uid, ...}: the live users of shards ARGV[3]
+-- on, whole shards at a time, until at least ARGV[4] were read. A split moves users from a
+-- shard to a later one, so walking shards in order meets every user linked throughout (some
+-- twice).
+local rt = route('', '', '', '', ARGV[1])
+local now = now_ms()
+local n = width(rt, ARGV[2])
+local out = {0}
+local s = tonumber(ARGV[3])
+while s < n and #out <= tonumber(ARGV[4]) do
+  for _, uid in ipairs(redis.call('ZRANGE', shard_key(rt, ARGV[2], s), now, '+inf', 'BYSCORE')) do
+    out[#out + 1] = uid
+  end
+  s = s + 1
+end
+if s < n then out[1] = s end
+return out
+"""
+)
+
 SET_PERSISTENT = (
     _PRELUDE
     + r"""
@@ -429,13 +610,13 @@ if cur then
   if ARGV[4] == '1' and persistent and idx ~= pod then return {0, idx} end
   prev = idx
   if idx ~= pod then
-    redis.call('ZREM', rt.pod_links .. idx, ARGV[2])
+    unindex_link(rt, idx, ARGV[2])
     rescore(rt, idx, cap, now)
     redis.call('PUBLISH', ARGV[5], ARGV[6])
   end
 end
 redis.call('SET', KEYS[1], pod .. 'p')
-redis.call('ZADD', rt.pod_links .. pod, '+inf', ARGV[2])
+index_link(rt, pod, ARGV[2], '+inf')
 rescore(rt, pod, cap, now)
 return {1, prev}
 """
@@ -461,7 +642,7 @@ if keep > 0 and has_table(KEYS[4]) then
   link_temporary(rt, KEYS[1], ARGV[2], idx, keep, now)
 else
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', rt.pod_links .. idx, ARGV[2])
+  unindex_link(rt, idx, ARGV[2])
 end
 rescore(rt, idx, policy(rt, '0'), now)
 redis.call('PUBLISH', ARGV[5], ARGV[6])
@@ -472,34 +653,44 @@ return idx
 EVICT = (
     _PRELUDE
     + r"""
--- KEYS[1]: the pod's link set  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
--- KEYS[5]: available pods
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  KEYS[2]: route table  KEYS[3]: pod reports
+-- KEYS[4]: route config  KEYS[5]: available pods
 -- ARGV[1]: pod  ARGV[2]: link key prefix  ARGV[3]: batch size  ARGV[4]: per-pod link set prefix
--- Removes up to ARGV[3] users from the pod's set, deleting each link only if it still points
--- to this pod (compare-and-delete), and re-scores the pod. A link value that does not parse
--- is deleted too (nobody can route by it, and it must not stall the eviction) and reported.
--- returns {users left in the set, {uids whose link was deleted}, {uids whose corrupt link was deleted}}
+-- Removes whole shards of the pod's users, at least ARGV[3] users unless fewer are left,
+-- deleting each link only if it still points to this pod (compare-and-delete), and re-scores
+-- the pod. A link value that does not parse is deleted too (nobody can route by it, and it
+-- must not stall the eviction) and reported.
+-- returns {users left to the pod, {uids whose link was deleted}, {uids whose corrupt link was deleted}}
 local pod = tonumber(ARGV[1])
-local uids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
 local removed, corrupt = {}, {}
-for _, uid in ipairs(uids) do
-  local key = ARGV[2] .. uid
-  local cur = redis.call('GET', key)
-  if cur then
-    local idx = string.match(cur, '^(%d+)p?$')
-    if not idx then
-      redis.call('DEL', key)
-      corrupt[#corrupt + 1] = uid
-    elseif tonumber(idx) == pod then
-      redis.call('DEL', key)
-      removed[#removed + 1] = uid
+local taken = 0
+while taken < tonumber(ARGV[3]) do
+  local s = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
+  if not s then break end
+  local shard = shard_key(rt, ARGV[1], s)
+  local uids = redis.call('ZRANGE', shard, 0, -1)
+  for _, uid in ipairs(uids) do
+    local key = ARGV[2] .. uid
+    local cur = redis.call('GET', key)
+    if cur then
+      local idx = string.match(cur, '^(%d+)p?$')
+      if not idx then
+        redis.call('DEL', key)
+        corrupt[#corrupt + 1] = uid
+      elseif tonumber(idx) == pod then
+        redis.call('DEL', key)
+        removed[#removed + 1] = uid
+      end
     end
   end
+  redis.call('DEL', shard)
+  redis.call('ZREM', KEYS[1], s)
+  taken = taken + #uids
 end
-if #uids > 0 then redis.call('ZREM', KEYS[1], unpack(uids)) end
-local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
+if taken > 0 then count_add(rt, ARGV[1], -taken) end
 rescore(rt, ARGV[1], policy(rt, '0'), now_ms())
-return {redis.call('ZCARD', KEYS[1]), removed, corrupt}
+return {held(rt, ARGV[1]), removed, corrupt}
 """
 )
 
@@ -516,13 +707,14 @@ SNAPSHOT = (
 -- exact live counts; the best pod is the head of the available set, the pod placement would
 -- choose now.
 local now = now_ms()
-local cap = policy(route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1]), '0')
+local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1])
+local cap = policy(rt, '0')
 local reports = read_reports(KEYS[2])
 local raw = redis.call('HGETALL', KEYS[1])
 local pods = {}
 for i = 1, #raw, 2 do
   local p = parse_pod(raw[i], raw[i + 1], reports[raw[i]])
-  p.links = redis.call('ZCOUNT', ARGV[1] .. raw[i], now, '+inf')
+  p.links = live_links(rt, raw[i], now)
   set_availability(p, cap)
   pods[#pods + 1] = p
 end

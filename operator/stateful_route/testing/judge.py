@@ -27,7 +27,8 @@ from stateful_route.store.connection import AnyRedis
 
 __all__ = ["COUNT_LINKS", "Findings", "Timeline", "Verdict", "ask", "counts_agree", "observe"]
 
-# Counts links per pod from the link keys themselves and from the per-pod sets, atomically.
+# Counts links per pod from the link keys themselves and from every shard of the per-pod sets
+# (found by name, not through the store's own index), atomically.
 COUNT_LINKS = """
 local counted = {}
 for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
@@ -39,8 +40,12 @@ local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local out = {}
 for i = 0, tonumber(ARGV[3]) do
   local p = tostring(i)
+  local indexed = 0
+  for _, shard in ipairs(redis.call('KEYS', ARGV[2] .. p .. ':*')) do
+    indexed = indexed + redis.call('ZCOUNT', shard, ms, '+inf')
+  end
   out[#out + 1] = counted[p] or 0
-  out[#out + 1] = redis.call('ZCOUNT', ARGV[2] .. p, ms, '+inf')
+  out[#out + 1] = indexed
 end
 return out
 """
