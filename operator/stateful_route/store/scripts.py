@@ -14,6 +14,10 @@ is pruned before it is used; every placement first re-scores the pod whose earli
 longest ago (``sweep``, ordered by the route's ``expiries`` set), so in steady use each pod is
 swept about every <pods> placements; and every table write (the operator's tick, every
 ``reconcile_interval``) re-scores every pod from exact counts.
+
+Each pod's users are kept in small sorted sets chosen by a hash of the uid (*shards*, split one
+at a time as the pod grows: see the prelude), each small enough for Redis's compact encoding,
+with the pod's link count beside them; pruning touches only the shards holding expired links.
 """
 
 from __future__ import annotations
@@ -125,8 +129,8 @@ local function shard_key(rt, idx, s)
   return rt.pod_links .. idx .. ':' .. s
 end
 
-local function shard_of(rt, idx, uid)
-  local n = width(rt, idx)
+-- The shard of `uid` in a pod of n shards.
+local function shard_of(n, uid)
   local m = low_power(n)
   local h = uid_hash(uid)
   local s = h % m
@@ -161,8 +165,7 @@ end
 
 -- Split the pod's next shard when it holds more than SHARD_LOAD links per shard. Both halves
 -- are written afresh, so a shard that outgrew the listpack encoding gets it back.
-local function maybe_split(rt, idx, links)
-  local n = width(rt, idx)
+local function maybe_split(rt, idx, links, n)
   if links <= SHARD_LOAD * n then return end
   local m = low_power(n)
   local from = n - m
@@ -185,18 +188,19 @@ end
 -- Index `uid` under pod idx with `score` (expiry in ms, or '+inf'): the pod's link count when
 -- the uid was not there, else false (its score is updated).
 local function index_link(rt, idx, uid, score)
-  local s = shard_of(rt, idx, uid)
+  local n = width(rt, idx)
+  local s = shard_of(n, uid)
   local added = redis.call('ZADD', shard_key(rt, idx, s), score, uid)
   redis.call('ZADD', rt.pod_links .. idx, 'LT', score, s)
   if added == 0 then return false end
   local links = count_add(rt, idx, 1)
-  maybe_split(rt, idx, links)
+  maybe_split(rt, idx, links, n)
   return links
 end
 
 -- Remove `uid` from pod idx's links; whether it was there.
 local function unindex_link(rt, idx, uid)
-  local s = shard_of(rt, idx, uid)
+  local s = shard_of(width(rt, idx), uid)
   local key = shard_key(rt, idx, s)
   if redis.call('ZREM', key, uid) == 0 then return false end
   if redis.call('EXISTS', key) == 0 then redis.call('ZREM', rt.pod_links .. idx, s) end
