@@ -482,7 +482,7 @@ local idx, persistent = parse_link(cur)
 local now = now_ms()
 if not idx then
   redis.call('DEL', KEYS[1])
-  if redis.call('ZREM', rt.pod_links .. from, uid) == 1 then rescore(rt, from, policy(rt, ARGV[6]), now) end
+  if unindex_link(rt, from, uid) then rescore(rt, from, policy(rt, ARGV[6]), now) end
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return {-2}
 end
@@ -537,7 +537,7 @@ if not pod_routable(rt, tonumber(ARGV[3])) then return {-1} end
 local now = now_ms()
 local cap, ttl = policy(rt, ARGV[4])
 if old ~= nil then
-  redis.call('ZREM', rt.pod_links .. old, ARGV[2])
+  unindex_link(rt, old, ARGV[2])
   rescore(rt, old, cap, now)
 end
 link_temporary(rt, KEYS[1], ARGV[2], ARGV[3], ttl, now)
