@@ -84,6 +84,7 @@ class Report:
     events: list[tuple[float, str]] = field(default_factory=list)  # (wall clock, "kind start|end")
     worst: float = 0.0
     replaced: int = 0
+    stale_across_loss: list[str] = field(default_factory=list)
     unjudged: int = 0
     orphans: int = 0
     converged: float | None = None
@@ -102,6 +103,7 @@ class Report:
         out.add_row("worst staleness", f"{self.worst * 1000:.0f} ms (bound {STALENESS_BOUND * 1000:.0f} ms)")
         out.add_row("longest unavailability (one gateway)", f"{self.findings.longest_gap:.2f} s")
         out.add_row("moves across a lost primary (data loss)", str(self.replaced))
+        out.add_row("stale answers across a lost primary (data loss)", str(len(self.stale_across_loss)))
         out.add_row("data-loss windows", str(len(self.data_loss)))
         out.add_row("moves while the judge's observer was deaf (not judged)", str(self.unjudged))
         deaf = sum(b - a for a, b in self.timeline.blind)
@@ -468,6 +470,7 @@ def judge(report: Report) -> None:
         len(verdict.replaced),
         len(verdict.unjudged),
     )
+    report.stale_across_loss = verdict.stale_across_loss
     report.takeover_moves = sum(
         any(0 <= at - change <= TAKEOVER_WINDOW for change in report.operator_changes)
         for at in verdict.moved_at
@@ -497,6 +500,8 @@ def main(
     if report.violations:  # the faults around the first one, to see what caused it
         for at, event in report.events:
             console.print(f"{at:.3f} {event}", highlight=False)
+    for line in report.stale_across_loss[:10]:
+        console.print(f"[yellow]across a lost primary:[/] {line}", highlight=False)
     for line in report.fault_errors[:10]:
         console.print(f"[yellow]injector:[/] {line}", highlight=False)
     raise typer.Exit(1 if report.violations else 0)

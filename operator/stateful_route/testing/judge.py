@@ -108,6 +108,7 @@ class Verdict:
     moved_at: list[float] = field(default_factory=list)  # when each of ``moves`` was seen
     refused: list[float] = field(default_factory=list)  # NoAvailablePod while some pod was routable
     replaced: list[str] = field(default_factory=list)  # moves across a data-loss window (see settle)
+    stale_across_loss: list[str] = field(default_factory=list)  # stale answers across one (see settle)
     unjudged: list[str] = field(default_factory=list)  # moves while the observer was deaf
 
     @property
@@ -149,8 +150,9 @@ class Findings:
         must be complete up to then) and forget them: staleness beyond the bound, moves off a
         pod that stayed routable, and NoAvailablePod while a pod was routable. A move that
         overlaps one of the ``data_loss`` windows (a primary lost with writes it had not
-        replicated, or two servers acting as primary) is reported apart, in ``replaced``; one
-        made while the observer was deaf to changes cannot be judged (``unjudged``)."""
+        replicated, or two servers acting as primary) is reported apart, in ``replaced``, and so
+        is an answer on a pod unroutable since before such a window ended (``stale_across_loss``);
+        a move made while the observer was deaf to changes cannot be judged (``unjudged``)."""
         verdict, last = self.verdict, self._last
         done = 0
         for uid, pod, start, end in self.answers:
@@ -159,13 +161,16 @@ class Findings:
             done += 1
             since = timeline.unroutable_since(pod, start, end)
             if since is not None:  # unroutable throughout the call
+                stale = f"{uid} -> pod {pod} at {start:.3f}, unroutable for {start - since:.3f}s"
+                if any(a <= end and since <= b for a, b in data_loss):
+                    # The table write that made the pod unroutable may be what the primary lost:
+                    # the promoted replica calls it routable until the operator writes it again.
+                    if start - since > self.bound:
+                        verdict.stale_across_loss.append(stale)
+                    continue
                 verdict.worst = max(verdict.worst, end - since)
                 if start - since > self.bound:
-                    lost = any(a <= end and since <= b for a, b in data_loss)
-                    verdict.stale.append(
-                        f"{uid} -> pod {pod} at {start:.3f}, unroutable for {start - since:.3f}s"
-                        + (" (across a data-loss window)" if lost else "")
-                    )
+                    verdict.stale.append(stale)
                 continue
             previous = last.get(uid)
             if previous is not None and previous[0] != pod:
