@@ -205,3 +205,48 @@ async def test_a_pod_replaced_while_the_operator_was_away_is_shown_unroutable_be
     first_eviction = next(i for i, c in enumerate(heard) if c.kind is changes.ChangeKind.EVICTED)
     tables_before = [c.routable for c in heard[:first_eviction] if c.kind is changes.ChangeKind.TABLE]
     assert any(routable is not None and 1 not in routable for routable in tables_before), heard
+
+
+async def updated_pod_2_of_3(cluster: Cluster, table: RouteTable) -> None:
+    """A rolling update under way: pod 2 runs the new revision, pods 0 and 1 are held back."""
+    await wait_for_table(table, [0, 1, 2])
+    await cluster.start_rollout("rev-2")
+    await cluster.replace_pod(2, grace=1, exit_after=0.1, start_after=0.2)
+    await wait_for_table(table, [2])
+    await outdated_in_status(cluster, [0, 1])
+
+
+async def test_new_users_go_to_outdated_pods_at_once_when_the_updated_pod_reaches_its_cap(
+    cluster, redis, redis_url, prefix
+):
+    # Between two runs of the operator, the only updated pod fills up: placement takes the
+    # held-back outdated pods at once (NoAvailablePod for up to a tick before: the reviewer's
+    # 22-34 refusals) and still no outdated pod while the updated one has room.
+    await cluster.start(3, maxLinksPerPod=10)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await updated_pod_2_of_3(cluster, table)
+        assert set((await place(client, "first", 10)).values()) == {2}
+        assert set((await place(client, "more", 10)).values()) == {0, 1}
+
+
+async def test_new_users_go_to_outdated_pods_at_once_when_the_updated_pod_drains_itself(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await updated_pod_2_of_3(cluster, table)
+        pod_2 = ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=2, prefix=prefix)
+        await pod_2.set_routing_state(RoutingState.DENY_NEW_CALL)
+        assert set((await place(client, "drained", 10)).values()) == {0, 1}
+        # Back to Ready: new users go to the updated pod alone again, outdated pods held back.
+        await pod_2.set_routing_state(RoutingState.READY)
+        await wait_for_table(table, [2])
+        assert set((await place(client, "later", 10)).values()) == {2}

@@ -2,9 +2,11 @@
 
 After every kind of change — placement (one or many, with an excluded pod), if-absent, persist,
 removal with or without keep, expiry then prune, eviction with and without rebind, pod reports,
-table writes, pods dropped, the cap set and reached — each available pod's score is its link
-count plus its load, exactly the available pods are in the set, and the per-pod sets hold
-exactly the users linked there (so status and metrics counts stay exact).
+table writes (pods held back as outdated or not), pods dropped, the cap set and reached — each
+available pod's score is its link count plus its load, exactly the available pods are in the set,
+exactly the held pods that would be available otherwise are in the spare set (scored alike), a
+placement takes a spare pod only when no pod is available, and the per-pod sets hold exactly the
+users linked there (so status and metrics counts stay exact).
 """
 
 from __future__ import annotations
@@ -47,9 +49,12 @@ async def check(
     pipe.hgetall(route_keys.reports)
     pipe.hget(route_keys.config, "cap")
     pipe.zrange(route_keys.available, 0, -1, withscores=True)
+    pipe.zrange(route_keys.spare, 0, -1, withscores=True)
+    pipe.smembers(route_keys.held)
     pipe.mget([route_keys.link(uid) for uid in uids])
     pipe.time()
-    raw_pods, reports, cap_raw, available_raw, links, (secs, micros) = await pipe.execute()
+    replies = await pipe.execute()
+    raw_pods, reports, cap_raw, available_raw, spare_raw, held_raw, links, (secs, micros) = replies
     now = secs * 1000 + micros // 1000
     cap = int(cap_raw or 0)
     linked: dict[int, set[str]] = {}
@@ -57,7 +62,11 @@ async def check(
         if raw is not None:
             linked.setdefault(int(raw.decode().rstrip("p")), set()).add(uid)
     available = {int(member): score for member, score in available_raw}
+    spare = {int(member): score for member, score in spare_raw}
+    held = {int(member) for member in held_raw}
+    assert held <= {int(i) for i in raw_pods}, (held, raw_pods)  # pods leave it with the table
     expected: dict[int, float] = {}
+    expected_spare: dict[int, float] = {}
     snapshot = await RouteTable(redis, prefix=route_keys.base.partition(":")[0]).snapshot(NS, SVC)
     for pod in range(pods + 1):  # one index past the table: if-absent may link there
         entries = (await check_pod(redis, route_keys, pod)).entries
@@ -71,15 +80,22 @@ async def check(
         assert snapshot.links[pod] == len(live)  # status, metrics and the CLI read this
         ready, terminating, routing, load = (int(v) for v in raw_pods[str(pod).encode()].split(b","))
         report = reports.get(str(pod).encode())
+        reported_routing = 0
         if report is not None:
             reported_routing, load = (int(v) for v in report.split(b","))
-            routing = max(routing, reported_routing)
-        if ready and not terminating and routing == 0 and (cap == 0 or len(entries) < cap):
+        room = cap == 0 or len(entries) < cap
+        if ready and not terminating and max(routing, reported_routing) == 0 and room:
             expected[pod] = len(entries) + load
+        elif pod in held and ready and not terminating and routing < 2 and reported_routing == 0 and room:
+            expected_spare[pod] = len(entries) + load
     assert available == expected, (available, expected)
+    assert spare == expected_spare, (spare, expected_spare)
     if available:
         assert snapshot.best is not None
         assert available[snapshot.best] == min(available.values())
+    elif spare:  # placement takes a spare pod when none is available: the snapshot says which
+        assert snapshot.best is not None
+        assert spare[snapshot.best] == min(spare.values())
 
 
 # -- a hypothesis-generated sequence of every kind of change -------------------------------------
@@ -97,7 +113,8 @@ operation = st.one_of(
     st.tuples(st.just("remove"), uids, maybe_pod, st.sampled_from([0, 30])),
     st.tuples(st.just("expire"), uids),
     st.tuples(st.just("report"), pods, st.none() | routing, st.none() | loads),
-    st.tuples(st.just("table"), pods, st.booleans(), st.booleans(), routing, loads),
+    st.tuples(st.just("table"), pods, st.booleans(), st.booleans(), routing, loads, st.booleans()),
+    st.tuples(st.just("rollout"), pods),
     st.tuples(st.just("drop_pod"), pods),
     st.tuples(st.just("cap"), st.integers(0, 3)),
     st.tuples(st.just("evict"), pods, st.booleans()),
@@ -121,6 +138,7 @@ class Scenario:
         self.store = LinkStore(redis, self.table.keyring, timeout=10)
         self.route_keys = self.table.keyring.route(NS, SVC)
         self.states = {i: PodState(i) for i in range(PODS)}
+        self.held: set[int] = set()
         self.servers = [
             ServerDriver(redis, namespace=NS, service=SVC, pod_index=i, prefix=prefix, timeout=10)
             for i in range(PODS)
@@ -134,6 +152,14 @@ class Scenario:
             uid, exclude = args
             placed = await store.place(route_keys, uid, 60, exclude=exclude)
             assert placed is None or placed.pod != exclude
+            if placed is None:  # nowhere: no pod available, none spare either (but the excluded)
+                for pool in (route_keys.available, route_keys.spare):
+                    assert {int(m) for m in await self.redis.zrange(pool, 0, -1)} <= {exclude}, pool
+            held_only = placed is not None and placed.pod in self.held and placed.outcome != "kept"
+            if held_only and self.states[placed.pod].routing is RoutingState.DENY_NEW_CALL:
+                # A spare pod only when no pod is available (a placement leaves others' scores).
+                others = await self.redis.zrange(route_keys.available, 0, -1)
+                assert {int(m) for m in others} <= {exclude}, (placed, others)
             if placed is not None and placed.outcome == "placed":
                 # The best pod: no other available pod scores less than it did (the sweep before
                 # the choice may have lowered some; nothing else moved but the chosen one, +1).
@@ -178,11 +204,20 @@ class Scenario:
             if load is not None:
                 await self.servers[pod].set_load_state(load)
         elif kind == "table":
-            pod, ready, terminating, routing, load = args
+            pod, ready, terminating, routing, load, held = args
             self.states[pod] = PodState(pod, ready, terminating, routing, load)
-            await self.table.update_pod(NS, SVC, self.states[pod])
+            (self.held.add if held else self.held.discard)(pod)
+            await self.table.update_pod(NS, SVC, self.states[pod], held=held)
+        elif kind == "rollout":
+            # The operator's table while pod args[0] alone is updated: the others held back.
+            self.states = {i: PodState(i, routing=RoutingState.DENY_NEW_CALL) for i in range(PODS)}
+            self.states[args[0]] = PodState(args[0])
+            self.held = set(range(PODS)) - {args[0]}
+            await self.table.put_pods(NS, SVC, self.states.values(), held=self.held)
+            self.pruned = True
         elif kind == "drop_pod":
             self.states.pop(args[0], None)
+            self.held.discard(args[0])
             await self.table.remove_pod(NS, SVC, args[0])
         elif kind == "cap":
             await self.table.configure(NS, SVC, max_links_per_pod=args[0])
@@ -191,7 +226,7 @@ class Scenario:
             await evict(store, route_keys, pod, reason="test", rebind_ttl=60 if rebind else None, batch=2)
             assert pod not in await store.read_many(route_keys, USERS)
         elif kind == "tick":
-            await self.table.put_pods(NS, SVC, self.states.values())
+            await self.table.put_pods(NS, SVC, self.states.values(), held=self.held)
             self.pruned = True
         await check(self.redis, route_keys, USERS, pruned=self.pruned)
 

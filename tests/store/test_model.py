@@ -10,7 +10,8 @@ against a simple model, which knows the route table exactly and samples every us
 
 - no ``compute_linked_pod`` or if-absent answer names a pod that had been unroutable for longer
   than the bound (the clients' ``max_age``) when the call began, and NoAvailablePod comes only
-  when the model has no available pod (or, for if-absent, the pod asked for is not routable);
+  when the model has no available pod and no spare one (held back only as outdated: taken when
+  none is available; or, for if-absent, the pod asked for is not routable);
 - every answer naming a user's pod (compute, lookups, if-absent, batch) is a link that was stored
   within the bound: so two gateways never answer two different pods for one user beyond it;
 - every live link is counted under its pod and every counted user is linked there, and the route's
@@ -95,6 +96,7 @@ class Model:
 
     table: dict[int, PodState] = field(default_factory=dict)
     reports: dict[int, RoutingState] = field(default_factory=dict)
+    held: set[int] = field(default_factory=set)  # written DenyNewCall only as outdated
     unroutable_since: dict[int, float] = field(default_factory=dict)
     has_table: bool = False  # written since Redis last lost its data (pods' writes need one)
     history: dict[str, list[Entry]] = field(default_factory=dict)
@@ -107,6 +109,13 @@ class Model:
 
     def available(self) -> set[int]:
         return {i for i in self.routable() if self.routing(i) is RoutingState.READY}
+
+    def spare(self) -> set[int]:
+        """Held pods placement takes when none is available (their own report says Ready)."""
+        reported = self.reports.get
+        return {
+            i for i in self.routable() & self.held if reported(i, RoutingState.READY) is RoutingState.READY
+        }
 
     def changed(self, before: set[int], now: float) -> None:
         """Record when pods stopped (or started again) being routable."""
@@ -237,13 +246,14 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             self.answers.append(Answer(op, uid, pod, started))
 
         def refused(self, op: str, uid: str, pod: int | None) -> None:
-            """NoAvailablePod only with no available pod, or (if-absent) for a pod not routable."""
+            """NoAvailablePod only with no available pod and no spare one, or (if-absent) for a pod
+            not routable."""
             if pod is not None:
                 assert op == "if_absent"
                 assert pod not in self.model.routable(), f"{op}({uid}) refused pod {pod}"
             else:
-                assert not self.model.available(), (
-                    f"{op}({uid}): NoAvailablePod with {self.model.available()}"
+                assert not self.model.available() | self.model.spare(), (
+                    f"{op}({uid}): NoAvailablePod with {self.model.available()}, spare {self.model.spare()}"
                 )
 
         # -- setup -------------------------------------------------------------------------
@@ -342,17 +352,22 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
             ready=st.booleans(),
             terminating=st.booleans(),
             routing=st.sampled_from(list(RoutingState)),
+            held=st.booleans(),
         )
-        def set_pod(self, pod: int, ready: bool, terminating: bool, routing: RoutingState) -> None:
+        def set_pod(
+            self, pod: int, ready: bool, terminating: bool, routing: RoutingState, held: bool
+        ) -> None:
             state = PodState(pod, ready=ready, terminating=terminating, routing=routing)
             self.model.table[pod] = state
+            (self.model.held.add if held else self.model.held.discard)(pod)
             self.model.has_table = True
-            self.write(lambda: self.world.table.update_pod(NS, SVC, state))
+            self.write(lambda: self.world.table.update_pod(NS, SVC, state, held=held))
 
         @rule(pod=pods)
         def remove_pod(self, pod: int) -> None:
             self.model.table.pop(pod, None)
             self.model.reports.pop(pod, None)
+            self.model.held.discard(pod)
             self.write(lambda: self.world.table.remove_pod(NS, SVC, pod))
 
         @rule(pod=pods, rebind=st.booleans())
@@ -389,7 +404,7 @@ def make_machine(url: str) -> type[RuleBasedStateMachine]:
                 await self.world.redis.flushall()
                 await self.world.outsiders()
                 if self.model.table:  # by the same (long-lived) table writer
-                    await self.world.table.put_pods(NS, SVC, self.model.table.values())
+                    await self.world.table.put_pods(NS, SVC, self.model.table.values(), held=self.model.held)
 
             self.model.reports.clear()
             self.model.has_table = bool(self.model.table)

@@ -15,7 +15,10 @@ Under the Handoff termination policy a terminating pod that is still Ready is wr
 but DenyNewCall until its deadline (its ``deletionTimestamp``); it stops being routable when it
 reports Shutdown, turns NotReady, reaches the deadline or is gone. During a rolling update (or a
 scale-down) pods about to be replaced are *outdated*: written DenyNewCall as long as some pod
-that stays takes new users, so nobody is placed on a pod that will be replaced.
+that stays takes new users, so nobody is placed on a pod that will be replaced. Those held back
+for that reason alone are written *held* too: the updated pods may stop taking new users between
+two runs (reaching the cap, or draining themselves), and placement then takes a held pod instead
+of leaving new users with nowhere to go.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Plan:
     held_back: bool = False  # outdated pods take no new users: a pod that stays does
     uids: dict[int, str] = field(default_factory=dict)  # the pod (incarnation) behind each index
     instances: dict[int, str] = field(default_factory=dict)  # index -> "<pod uid>,<note>", kept in Redis
+    held: frozenset[int] = frozenset()  # outdated pods DenyNewCall for that reason alone
 
     def with_gone_fenced(self, replaced: frozenset[int] = frozenset()) -> list[PodState]:
         """The table with gone pods, and indices whose pod was ``replaced``, present but terminating
@@ -107,14 +111,14 @@ def plan(
             pods[index] = PodState(index, routing=max(rec.routing, RoutingState.DENY_NEW_CALL))
         else:
             pods[index] = PodState(index, ready=False, routing=rec.routing)
-    held_back = False
+    held_back, held = False, frozenset[int]()
     if stateful_set is not None:
         outdated = [r for r in chosen.values() if stateful_set.outdated(r)]
-        held_back = _hold_back_outdated(pods, phases, outdated, blocked)
+        held_back, held = _hold_back_outdated(pods, phases, outdated, blocked)
     gone = frozenset(i for i in in_table if i not in pods)
     uids = {index: rec.uid for index, rec in chosen.items()}
     written = {index: f"{uids[index]},{note}" for index, note in notes.items()}
-    return Plan(pods, gone, frozenset(suspects), phases, held_back, uids, written)
+    return Plan(pods, gone, frozenset(suspects), phases, held_back, uids, written, held)
 
 
 def _newer(rec: PodRecord, than: PodRecord) -> bool:
@@ -156,18 +160,22 @@ def _not_ready_since(
 
 def _hold_back_outdated(
     pods: dict[int, PodState], phases: dict[int, PodPhase], outdated: list[PodRecord], blocked: frozenset[int]
-) -> bool:
+) -> tuple[bool, frozenset[int]]:
     """Mark outdated pods, and keep new users off them while a pod that stays takes new users;
-    whether they are kept off."""
+    whether they are kept off, and those kept off for that reason alone (held: see the module's
+    docstring)."""
     old = {rec.ordinal for rec in outdated}
     for index in old:
         phases[index] = dataclasses.replace(phases.get(index, PodPhase()), outdated=True)
     if not any(p.available and i not in blocked for i, p in pods.items() if i not in old):
-        return False  # never leave new users with nowhere to go
+        return False, frozenset()  # never leave new users with nowhere to go
+    held: set[int] = set()
     for index in old:
         pod = pods[index]
+        if pod.available:
+            held.add(index)
         pods[index] = dataclasses.replace(pod, routing=max(pod.routing, RoutingState.DENY_NEW_CALL))
-    return True
+    return True, frozenset(held)
 
 
 def unroutable_reason(pod: PodState | None, grace: float) -> str:

@@ -191,7 +191,7 @@ class Reconciler:
         # takes new users meanwhile (never NoAvailablePod while a rollout is fenced).
         fenced_now = frozenset(replaced)
         fence = planned(pods, fenced_now)[0] if fenced_now else plan
-        wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan, exists)
+        wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan, fence.held, exists)
         fenced = await self.table.snapshot(ns, service)
         route_keys = self.table.keyring.route(ns, service)
         rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -215,7 +215,7 @@ class Reconciler:
                     )
                 )  # fmt: skip
         if plan.gone or fenced_now:
-            wrote = await self._put(route, plan.pods.values(), plan, exists) or wrote
+            wrote = await self._put(route, plan.pods.values(), plan, plan.held, exists) or wrote
         rebound_later = 0
         if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
             placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
@@ -282,11 +282,14 @@ class Reconciler:
         route: RouteRef,
         pods: Iterable[PodState],
         plan: planning.Plan,
+        held: frozenset[int],
         exists: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> bool:
         ns, service = route.namespace, route.spec.service
         try:
-            return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
+            return await self.table.put_pods(
+                ns, service, pods, owner=route.uid, instances=plan.instances, held=held
+            )
         except NotOwner as exc:
             if exc.claimed:
                 # Another route took the service meanwhile: this one is not reconciled until its
@@ -298,7 +301,9 @@ class Reconciler:
         if exists is not None and await exists() is False:
             raise _Deleted
         await self._claim(route)
-        return await self.table.put_pods(ns, service, pods, owner=route.uid, instances=plan.instances)
+        return await self.table.put_pods(
+            ns, service, pods, owner=route.uid, instances=plan.instances, held=held
+        )
 
     async def _leave(self, route: RouteRef, *, keep_links: bool) -> Removal:
         """Remove the route's table and every key under its prefix (links too unless kept), if

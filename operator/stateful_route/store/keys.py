@@ -6,6 +6,9 @@ shards ``ps:<pod>:<k>`` (small sorted sets scored by expiry in ms, ``+inf`` when
 shard follows from its hash, see ``scripts``), ``ps:<pod>`` the pod's non-empty shards (scored by
 their earliest expiry), ``ps:n`` each pod's link count and ``ps:w`` its shard count (hashes);
 ``avail`` the available pods (sorted set scored by links + load, the head is the best pod),
+``avail:held`` the pods held back from new users only as outdated by a rollout (set, written with
+the table), ``avail:spare`` those of them that would be available otherwise (sorted set scored like
+``avail``; placement takes its head when no pod is available),
 ``ps:exp`` when each pod's earliest temporary link expires (sorted set, to sweep expired links out
 of scores), ``pods`` the route table,
 ``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid
@@ -40,6 +43,8 @@ class RouteKeys:
     link_counts: str  # links held in each pod's shards
     shard_counts: str  # shards of each pod
     available: str  # available pods scored by links + load
+    held: str  # pods held back only as outdated (written with the table)
+    spare: str  # held pods that would be available otherwise, scored by links + load
     expiries: str  # pods scored by their earliest temporary link's expiry (ms)
     pods: str
     reports: str
@@ -63,6 +68,8 @@ class RouteKeys:
             link_counts=base + "ps:n",
             shard_counts=base + "ps:w",
             available=base + "avail",
+            held=base + "avail:held",
+            spare=base + "avail:spare",
             expiries=base + "ps:exp",
             pods=base + "pods",
             reports=base + "srv",

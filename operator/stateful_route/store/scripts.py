@@ -7,8 +7,12 @@ and ``"<routing>,<load>"`` in the pods' own reports; links as described in ``key
 
 Placement reads the best pod from the head of the route's *available set* (a sorted set of the
 available pods scored by links + load) instead of scanning every pod, so its cost is O(log pods).
-Every script that changes a pod's links, load, routing state or availability keeps that set
-true (``rescore``). Temporary links expire without telling anyone, so a pod's score may still
+When no pod there can take the user, it takes the head of the *spare set*: outdated pods the
+operator holds back from new users only because an updated pod takes them (the table's *held*
+set), which would otherwise be available. So new users are never left with nowhere to go
+between the operator's runs, when the updated pods fill up or drain themselves. Every script
+that changes a pod's links, load, routing state or availability keeps both sets true
+(``rescore``). Temporary links expire without telling anyone, so a pod's score may still
 count links that expired since it was last re-scored. Three things bound that: the chosen pod
 is pruned before it is used; every placement first re-scores the pod whose earliest link expired
 longest ago (``sweep``, ordered by the route's ``expiries`` set), so in steady use each pod is
@@ -83,6 +87,7 @@ local function parse_pod(idx, raw, report)
     local rs, rl = string.match(report, '^(%d),(%d+)$')
     if tonumber(rs) > p.routing then p.routing = tonumber(rs) end
     p.load = tonumber(rl)
+    p.reported = tonumber(rs)
   end
   p.routable = p.ready and not p.terminating and p.routing < 2
   return p
@@ -90,11 +95,13 @@ end
 
 -- The keys a script needs to read pods and keep the available set true.
 -- `expiries` (keys.RouteKeys.expiries) holds, per pod, when its earliest temporary link expires;
--- `counts` the links each pod's shards hold; `widths` how many shards each pod has (see below).
+-- `counts` the links each pod's shards hold; `widths` how many shards each pod has (see below);
+-- `held_back` the pods written DenyNewCall only as outdated (WRITE_TABLE), `spare` those of them
+-- that would be available otherwise, scored like the available set.
 local function route(pods, reports, config, available, pod_links)
   return {pods = pods, reports = reports, config = config, available = available,
           pod_links = pod_links, expiries = pod_links .. 'exp', counts = pod_links .. 'n',
-          widths = pod_links .. 'w'}
+          widths = pod_links .. 'w', held_back = available .. ':held', spare = available .. ':spare'}
 end
 
 -- A pod's links live in *shards*: small sorted sets (uid -> expiry in ms, +inf when
@@ -239,7 +246,9 @@ end
 local function pod_state(rt, idx)
   local raw = redis.call('HGET', rt.pods, idx)
   if not raw then return nil end
-  return parse_pod(idx, raw, redis.call('HGET', rt.reports, idx))
+  local p = parse_pod(idx, raw, redis.call('HGET', rt.reports, idx))
+  p.held_back = redis.call('SISMEMBER', rt.held_back, idx) == 1
+  return p
 end
 
 local function pod_routable(rt, idx)
@@ -280,25 +289,33 @@ local function announce(pods_key, reports_key, version_key, channel, prefix)
   redis.call('PUBLISH', channel, prefix .. '|' .. table.concat(routable, ',') .. '|' .. stamp)
 end
 
+-- Available: new users go here. Spare: held back only as outdated (not by its own report, the
+-- cap, a grace or a termination), so new users go here when no pod is available.
 local function set_availability(p, cap)
-  p.available = p.routable and p.routing == 0 and (cap == 0 or p.links < cap)
+  local room = cap == 0 or p.links < cap
+  p.available = p.routable and p.routing == 0 and room
+  p.spare = not p.available and p.held_back == true and p.routable and (p.reported or 0) == 0 and room
 end
 
 -- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
--- keep it in the available set (scored links + load) exactly while it is available.
--- O(log links + due shards).
+-- keep it in the available set (scored links + load) exactly while it is available, in the
+-- spare set exactly while it is spare. O(log links + due shards).
 local function rescore(rt, idx, cap, now)
   prune(rt, idx, now)
   local p = pod_state(rt, idx)
+  local pool = nil
   if p then
     p.links = held(rt, idx)
     set_availability(p, cap)
-    if p.available then
-      redis.call('ZADD', rt.available, p.links + p.load, idx)
-      return
+    if p.available then pool = rt.available elseif p.spare then pool = rt.spare end
+  end
+  for _, key in ipairs({rt.available, rt.spare}) do
+    if key == pool then
+      redis.call('ZADD', key, p.links + p.load, idx)
+    else
+      redis.call('ZREM', key, idx)
     end
   end
-  redis.call('ZREM', rt.available, idx)
 end
 
 -- Re-score the pod whose earliest temporary link expired longest ago, if any is overdue: one pod
@@ -325,36 +342,38 @@ local function sweep_all(rt, now)
   end
 end
 
--- The best available pod other than `exclude` (an index as text, '' for none), or nil: the head
--- of the available set (lowest links + load; ties by index as text), after one `sweep`. Its
--- expired links are pruned first, which only lowers its score, so it stays the head.
--- O(log pods). `swept`: every overdue pod was swept at `now` already (`sweep_all`), so neither
--- the sweep nor the prune can find anything.
+-- The best pod other than `exclude` (an index as text, '' for none) and the set it heads, or
+-- nil: the head of the available set (lowest links + load; ties by index as text), else of the
+-- spare set, after one `sweep`. Its expired links are pruned first, which only lowers its
+-- score, so it stays the head. O(log pods). `swept`: every overdue pod was swept at `now`
+-- already (`sweep_all`), so neither the sweep nor the prune can find anything.
 local function choose(rt, exclude, now, swept)
   if not swept then sweep(rt, now) end
-  for _, idx in ipairs(redis.call('ZRANGE', rt.available, 0, 1)) do
-    if idx ~= exclude then
-      if not swept then
-        local pruned = prune(rt, idx, now)
-        if pruned > 0 then redis.call('ZINCRBY', rt.available, -pruned, idx) end
+  for _, pool in ipairs({rt.available, rt.spare}) do
+    for _, idx in ipairs(redis.call('ZRANGE', pool, 0, 1)) do
+      if idx ~= exclude then
+        if not swept then
+          local pruned = prune(rt, idx, now)
+          if pruned > 0 then redis.call('ZINCRBY', pool, -pruned, idx) end
+        end
+        return idx, pool
       end
-      return idx
     end
   end
   return nil
 end
 
--- Link `uid` temporarily to `idx`, which `choose` just returned, and count it in its score;
--- a pod that reaches the cap leaves the available set.
-local function link_chosen(rt, link_key, uid, idx, ttl, cap, now)
+-- Link `uid` temporarily to `idx`, which `choose` just returned from `pool`, and count it in
+-- its score; a pod that reaches the cap leaves the pool.
+local function link_chosen(rt, link_key, uid, idx, ttl, cap, now, pool)
   redis.call('SET', link_key, idx, 'PX', ttl)
   redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
   local links = index_link(rt, idx, uid, now + ttl)
   if links then
     if cap > 0 and links >= cap then
-      redis.call('ZREM', rt.available, idx)
+      redis.call('ZREM', pool, idx)
     else
-      redis.call('ZINCRBY', rt.available, 1, idx)
+      redis.call('ZINCRBY', pool, 1, idx)
     end
   end
 end
@@ -376,7 +395,7 @@ PLACE = (
 -- ARGV[3]: a pod the user must leave and never be placed on ('' = none)
 -- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound, 1 if a
 --         corrupt link value was replaced else 0},
---         or nil when the user has no routable link and no pod is available.
+--         or nil when the user has no routable link and no pod is available or spare.
 -- A link value that does not parse (or a key of another type) counts as no link: it is
 -- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
@@ -399,14 +418,14 @@ if cur then
   end
 end
 local now = now_ms()
-local best = choose(rt, exclude, now)
+local best, pool = choose(rt, exclude, now)
 if not best then return nil end
 local cap, ttl = policy(rt, ARGV[2])
 if old ~= nil then
   unindex_link(rt, old, uid)
   rescore(rt, old, cap, now)
 end
-link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
+link_chosen(rt, KEYS[1], uid, best, ttl, cap, now, pool)
 if old ~= nil then return {tonumber(best), ttl, 2, 0} end
 return {tonumber(best), ttl, 1, corrupt}
 """
@@ -420,7 +439,8 @@ PLACE_MANY = (
 -- when the route's policy has none  ARGV[4]: a pod the users must leave ('' = none)
 -- ARGV[5..]: uids
 -- returns one entry per uid: its pod (kept if routable and not ARGV[4], else placed on the best
--- pod, scores updated as it goes so a batch spreads evenly), or nil when no pod is available.
+-- pod, scores updated as it goes so a batch spreads evenly), or nil when no pod is available or
+-- spare.
 -- A link value that does not parse counts as no link (replaced by a placement), as in PLACE.
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 local exclude = ARGV[4]
@@ -442,13 +462,13 @@ for i = 5, #ARGV do
     if routable[idx] and tostring(idx) ~= exclude then pod = idx else old = idx end
   end
   if not pod then
-    local best = choose(rt, exclude, now, true)
+    local best, pool = choose(rt, exclude, now, true)
     if best then
       if old ~= nil then
         unindex_link(rt, old, uid)
         left[old] = true
       end
-      link_chosen(rt, key, uid, best, ttl, cap, now)
+      link_chosen(rt, key, uid, best, ttl, cap, now, pool)
       pod = tonumber(best)
     end
   end
@@ -467,7 +487,8 @@ HAND_OFF = (
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: the pod handing the user off
 -- ARGV[4]: channel  ARGV[5]: message announcing that the link moved  ARGV[6]: TTL in ms for a
 -- temporary link that has none, when the route's policy has none either
--- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available;
+-- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available
+--         or spare;
 --         {-2} when the link did not parse (or the key held another type): it routed nobody,
 --         so it is deleted and leaves ARGV[3]'s set (a hand-off of every user must end);
 --         nil when the link does not point to ARGV[3] (absent, expired, or moved meanwhile).
@@ -487,7 +508,7 @@ if not idx then
   return {-2}
 end
 if tostring(idx) ~= from then return nil end
-local best = choose(rt, from, now)
+local best, pool = choose(rt, from, now)
 if not best then return {-1} end
 local cap, ttl = policy(rt, ARGV[6])
 if persistent then
@@ -503,7 +524,7 @@ if persistent then
   index_link(rt, best, uid, '+inf')
   rescore(rt, best, cap, now)
 else
-  link_chosen(rt, KEYS[1], uid, best, ttl, cap, now)
+  link_chosen(rt, KEYS[1], uid, best, ttl, cap, now, pool)
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return {tonumber(best), ttl}
@@ -708,8 +729,8 @@ SNAPSHOT = (
 -- ARGV[1]: per-pod link set prefix
 -- returns {best pod or -1, version, born, index, ready, terminating, routing, load, links,
 -- available, ...} (7 entries per pod, ordered by index; born: see WRITE_TABLE). Links are
--- exact live counts; the best pod is the head of the available set, the pod placement would
--- choose now.
+-- exact live counts; the best pod is the head of the available set, else of the spare set: the
+-- pod placement would choose now.
 local now = now_ms()
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1])
 local cap = policy(rt, '0')
@@ -723,7 +744,8 @@ for i = 1, #raw, 2 do
   pods[#pods + 1] = p
 end
 table.sort(pods, function(a, b) return a.index < b.index end)
-local head = redis.call('ZRANGE', KEYS[5], 0, 0)
+local head = redis.call('ZRANGE', rt.available, 0, 0)
+if head[1] == nil then head = redis.call('ZRANGE', rt.spare, 0, 0) end
 local out = {tonumber(head[1] or '-1'), tonumber(redis.call('GET', KEYS[4]) or '0'),
              tonumber(redis.call('HGET', KEYS[3], 'born') or '0')}
 for _, p in ipairs(pods) do
@@ -747,9 +769,10 @@ WRITE_TABLE = (
 -- ARGV[1]: 'replace' | 'upsert' | 'remove' | 'delete'  ARGV[2]: channel  ARGV[3]: message prefix
 -- ARGV[4]: per-pod link set prefix
 -- ARGV[5]: owner: write only if the config names this owner ('' = unchecked)
--- ARGV[6..]: index, encoded state, instance triples (replace, upsert; instance '' = leave it) or
--- indices (remove). An instance is "<pod uid>,<note>"; when the uid at an index changes, the
--- reports of the previous pod are dropped (a report belongs to the pod that made it).
+-- ARGV[6..]: index, encoded state, instance, held quadruples (replace, upsert; instance '' =
+-- leave it; held '1' = written DenyNewCall only as outdated, see `choose`, else '') or indices
+-- (remove). An instance is "<pod uid>,<note>"; when the uid at an index changes, the reports of
+-- the previous pod are dropped (a report belongs to the pod that made it).
 -- Announces the change (see announce) only when the table changed; the version survives
 -- 'delete' so it never goes back. Every pod written is re-scored from exact counts, changed or
 -- not (the operator's periodic rewrite is what bounds how long expired links count).
@@ -767,21 +790,32 @@ local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[4])
 local function uid_of(instance) return string.match(instance, '^[^,]*') end
 local mode = ARGV[1]
 local changed = false
+-- A pod leaving the table leaves the held and spare sets too.
+local function forget(idx)
+  redis.call('HDEL', KEYS[2], idx)
+  redis.call('HDEL', KEYS[6], idx)
+  redis.call('ZREM', KEYS[5], idx)
+  redis.call('SREM', rt.held_back, idx)
+  redis.call('ZREM', rt.spare, idx)
+end
 if mode == 'delete' then
   changed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0
-  redis.call('DEL', KEYS[5], KEYS[6])
+  redis.call('DEL', KEYS[5], KEYS[6], rt.held_back, rt.spare)
 elseif mode == 'remove' then
   for i = 6, #ARGV do
     if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then changed = true end
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    redis.call('HDEL', KEYS[6], ARGV[i])
-    redis.call('ZREM', KEYS[5], ARGV[i])
+    forget(ARGV[i])
   end
 else
   local wanted = {}
-  for i = 6, #ARGV, 3 do
+  for i = 6, #ARGV, 4 do
     local idx, state, instance = ARGV[i], ARGV[i + 1], ARGV[i + 2]
     wanted[idx] = true
+    if ARGV[i + 3] == '1' then
+      redis.call('SADD', rt.held_back, idx)
+    else
+      redis.call('SREM', rt.held_back, idx)
+    end
     if instance ~= '' then
       local before = redis.call('HGET', KEYS[6], idx)
       if before and uid_of(before) ~= uid_of(instance) and redis.call('HDEL', KEYS[2], idx) == 1 then
@@ -798,9 +832,7 @@ else
     for _, idx in ipairs(redis.call('HKEYS', KEYS[1])) do
       if not wanted[idx] then
         redis.call('HDEL', KEYS[1], idx)
-        redis.call('HDEL', KEYS[2], idx)
-        redis.call('HDEL', KEYS[6], idx)
-        redis.call('ZREM', KEYS[5], idx)
+        forget(idx)
         changed = true
       end
     end
@@ -808,7 +840,7 @@ else
   local now = now_ms()
   redis.call('HSETNX', KEYS[3], 'born', now)
   local cap = policy(rt, '0')
-  for i = 6, #ARGV, 3 do rescore(rt, ARGV[i], cap, now) end
+  for i = 6, #ARGV, 4 do rescore(rt, ARGV[i], cap, now) end
 end
 if changed then
   announce(KEYS[1], KEYS[2], KEYS[4], ARGV[2], ARGV[3])

@@ -51,23 +51,27 @@ class RouteTable:
         *,
         owner: str | None = None,
         instances: Mapping[int, str] | None = None,
+        held: Iterable[int] = (),
     ) -> bool:
         """Replace the whole table of a service; returns whether anything changed.
 
         With ``owner``, the write happens only if the route's policy names that owner (else
         NotOwner): a route deleted or claimed by another is never written back. ``instances``
         names the pod behind each index (``"<pod uid>,<note>"``); a new uid drops the reports
-        its predecessor made.
+        its predecessor made. ``held`` are pods written DenyNewCall only because a rollout will
+        replace them: placement takes them, if nothing else keeps them from new users, when no
+        pod is available (so new users are never left with nowhere to go).
         """
         route_keys = self.keyring.route(namespace, service)
         _owner(owner)
-        fields = _fields(pods, instances or {})
+        fields = _fields(pods, instances or {}, held)
         return await self._run(route_keys, "replace", fields, owner=owner)
 
-    async def update_pod(self, namespace: str, service: str, pod: PodState) -> bool:
-        """Insert or update one pod; returns whether anything changed."""
+    async def update_pod(self, namespace: str, service: str, pod: PodState, *, held: bool = False) -> bool:
+        """Insert or update one pod (``held``: see ``put_pods``); returns whether anything changed."""
         route_keys = self.keyring.route(namespace, service)
-        return await self._run(route_keys, "upsert", _fields([pod], {}))
+        validation.flag("held", held)
+        return await self._run(route_keys, "upsert", _fields([pod], {}, [pod.index] if held else []))
 
     async def remove_pod(self, namespace: str, service: str, index: int) -> bool:
         """Remove one pod (and its own reports); returns whether it was there."""
@@ -213,16 +217,23 @@ def _table(route_keys: keys.RouteKeys) -> list[str]:
     return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
 
 
-def _fields(pods: Iterable[PodState], instances: Mapping[int, str]) -> list[str]:
+def _fields(pods: Iterable[PodState], instances: Mapping[int, str], held: Iterable[int]) -> list[str]:
     fields: list[str] = []
     seen: set[int] = set()
+    try:
+        marked = set(held)
+    except TypeError:
+        raise validation.invalid("held", f"must be pod indices, got {type(held).__name__}") from None
     for pod in pods:
         if not isinstance(pod, PodState):
             raise validation.invalid("pods", f"must hold PodState items, got {type(pod).__name__}")
         if pod.index in seen:
             raise validation.invalid("pods", f"pod index {pod.index} appears twice")
         seen.add(pod.index)
-        fields += [str(pod.index), encode_pod(pod), instances.get(pod.index, "")]
+        held_mark = "1" if pod.index in marked else ""
+        fields += [str(pod.index), encode_pod(pod), instances.get(pod.index, ""), held_mark]
+    if not marked <= seen:
+        raise validation.invalid("held", f"names pods not written: {sorted(marked - seen, key=str)}")
     return fields
 
 
