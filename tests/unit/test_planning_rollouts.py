@@ -63,6 +63,10 @@ def test_outdated_pods_are_held_back_only_while_a_pod_that_stays_takes_new_users
             assert pod.routable == without.pods[i].routable  # keeps its users
         else:
             assert pod == without.pods[i]
+    # Held (placement's fallback when no pod is available): exactly the pods kept off new users
+    # by the hold-back alone, never one NotReady in its grace, terminating or drained.
+    assert got.held_back == staying
+    assert got.held == {i for i in old if staying and without.pods[i].available}
 
 
 @given(pods_st, st.booleans())
