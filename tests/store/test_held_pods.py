@@ -94,11 +94,11 @@ async def test_an_eviction_rebinds_onto_held_pods_when_the_updated_pod_is_full(r
     route_keys = table.keyring.route(NS, SVC)
     for i in range(2):
         await store.link_persistent(route_keys, f"p{i}", 2, only_if_free=False)
-    for i in range(2):  # users of a pod that is going (index 3, an outdated pod scaled away)
-        await store.link_if_absent(route_keys, f"gone{i}", 3, 60)
-    eviction = await evict(store, route_keys, 3, reason="test", rebind_ttl=60)
+    for i in range(2):  # users of outdated pod 0, which goes now
+        await store.link_if_absent(route_keys, f"gone{i}", 0, 60)
+    eviction = await evict(store, route_keys, 0, reason="test", rebind_ttl=60)
     assert eviction.rebound == 2
-    assert await store.read_many(route_keys, ["gone0", "gone1"]) == [0, 1]
+    assert await store.read_many(route_keys, ["gone0", "gone1"]) == [1, 1]
 
 
 async def test_a_hand_off_moves_the_user_to_a_held_pod_when_none_is_available(redis, prefix):
