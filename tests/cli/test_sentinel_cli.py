@@ -1,10 +1,12 @@
 """The CLI and the demo reach Redis through Sentinel, with the primary's password kept out of
-what they print."""
+what they print, and while one Sentinel hangs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -22,12 +24,17 @@ PASSWORD = "hunter2-primary"
 
 
 @pytest.fixture(scope="module")
-def sentinel_url() -> Iterator[str]:
+def sentinel_group() -> Iterator[SentinelGroup]:
     group = SentinelGroup(password=PASSWORD).start()
     try:
-        yield group.url
+        yield group
     finally:
         group.cleanup()
+
+
+@pytest.fixture(scope="module")
+def sentinel_url(sentinel_group) -> str:
+    return sentinel_group.url
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
@@ -42,6 +49,25 @@ async def test_admin_commands_work_through_sentinel(sentinel_url, prefix):
         code, out, _ = await cli("pods", NS, SVC, "--redis-url", sentinel_url, "--prefix", prefix, "--json")
         assert code == 0, out
         assert [row["pod"] for row in json.loads(out)] == [0, 1, 2]
+    finally:
+        await delete_prefix(redis, prefix)
+        await redis.aclose()
+
+
+async def test_commands_work_while_the_first_sentinel_hangs(sentinel_group, prefix):
+    url = sentinel_group.url
+    redis = connect(url)
+    first = sentinel_group.sentinels[0].process
+    assert first is not None
+    try:
+        await make_route(redis, prefix, pods=3)
+        os.kill(first.pid, signal.SIGSTOP)
+        try:
+            for args in (["pods", NS, SVC, "--json"], ["place", NS, SVC, "u1"], ["handoff", NS, SVC, "0"]):
+                code, out, err = await cli(*args, "--redis-url", url, "--prefix", prefix, "--timeout", "2")
+                assert code == 0, (args, out, err)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
     finally:
         await delete_prefix(redis, prefix)
         await redis.aclose()

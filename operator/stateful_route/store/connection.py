@@ -5,9 +5,9 @@ private CA) is one server; adding ``cluster=true`` to the query (``redis://host:
 connects to a Redis Cluster through that seed node.
 ``redis+sentinel://[[user]:password@]host:port[,host:port...]/<master-name>[/db]`` (``rediss+sentinel://``
 for TLS to the Sentinels and the primary) asks those Sentinels where the primary of ``master-name``
-is, and asks again after a failover; the credentials are the primary's (the Sentinels are reached
-without them). Every key of one route shares a hash tag, so every script and pipeline stays in
-one slot in every case.
+is (all of them at once, see ``sentinels``), and asks again after a failover; the credentials are
+the primary's (the Sentinels are reached without them). Every key of one route shares a hash tag,
+so every script and pipeline stays in one slot in every case.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stateful_route.core.errors import InvalidInput
+from stateful_route.store.sentinels import Sentinels
 
 __all__ = [
     "AnyRedis",
@@ -163,7 +164,7 @@ class _SentinelPrimary(Redis):
 def _connect_sentinel(url: str, options: dict[str, Any]) -> Redis:
     parsed = parse_sentinel_url(url)
     sockets = {k: v for k, v in options.items() if k.startswith("socket_")}
-    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **sockets})  # type: ignore[no-untyped-call]
+    sentinel = Sentinels(parsed.sentinels, {**parsed.sentinel, **sockets})
     client: Redis = sentinel.master_for(
         parsed.service,
         redis_class=_SentinelPrimary,
