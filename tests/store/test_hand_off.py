@@ -10,6 +10,7 @@ import random
 import pytest
 
 from stateful_route import HandOffResult, InvalidInput, RouteTable, RoutingState, ServerDriver
+from stateful_route.core.state import PodPhase
 from stateful_route.store.keys import Keyring, RouteKeys
 from stateful_route.testing.shards import HOLDERS, holders, pod_entries, write_links
 from tests.routes import NS, SVC, clients, keys_under, make_route, poll_until
@@ -256,3 +257,24 @@ async def test_hand_off_all_rejects_bad_arguments_before_writing(redis, prefix):
             await server(redis, prefix, 0).hand_off_all(**bad)
         assert error.value.field == next(iter(bad))
     assert await keys_under(redis, prefix) == before
+
+
+async def test_hand_off_never_moves_a_user_onto_a_pod_marked_outdated(redis, prefix):
+    # The operator marks pods a rolling update will replace (the route's phases); it holds them
+    # back from new users only while an updated pod takes them, so a hand-off must check itself.
+    await make_route(redis, prefix, pods=3)
+    table = RouteTable(redis, prefix=prefix)
+    pod0 = server(redis, prefix, 0)
+    await pod0.set_linked_pod("waiting")
+    await table.put_phases(NS, SVC, {1: PodPhase(outdated=True), 2: PodPhase(outdated=True)})
+    assert await table.phases(NS, SVC) == {1: PodPhase(outdated=True), 2: PodPhase(outdated=True)}
+    assert await pod0.hand_off("waiting") is None
+    assert await redis.get(link_key(prefix, "waiting")) == b"0p"
+    # Pod 1 runs the new revision: the phases are replaced whole, and the hand-off goes there.
+    phases = {0: PodPhase(terminating_until=1.5, outdated=True), 2: PodPhase(outdated=True)}
+    await table.put_phases(NS, SVC, phases)
+    assert await table.phases(NS, SVC) == phases
+    await server(redis, prefix, 2).set_load_state(50)  # pod 1 is the best other pod
+    assert await pod0.hand_off("waiting") == 1
+    await table.put_phases(NS, SVC, {})
+    assert await table.phases(NS, SVC) == {}

@@ -102,9 +102,10 @@ class RouteSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class PodPhase:
-    """Why the operator keeps a pod that is still routable from new users, for display: it is
-    terminating under the Handoff policy (until ``terminating_until``, Unix seconds: its
-    ``deletionTimestamp``), or outdated by a rolling update or a scale-down under way."""
+    """Why the operator keeps a pod that is still routable from new users: it is terminating
+    under the Handoff policy (until ``terminating_until``, Unix seconds: its
+    ``deletionTimestamp``), or outdated by a rolling update or a scale-down under way (hand-offs
+    never move a user onto an outdated pod)."""
 
     terminating_until: float | None = None
     outdated: bool = False

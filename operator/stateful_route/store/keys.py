@@ -14,7 +14,8 @@ of scores), ``pods`` the route table,
 ``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid
 of the StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
-table (terminating with a deadline, outdated; for display).
+table (a hash: terminating with a deadline, outdated; shown by displays, and read by hand-offs,
+which never move a user onto an outdated pod).
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
 same key.
 """

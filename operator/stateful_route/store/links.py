@@ -240,7 +240,7 @@ class LinkStore:
         NoAvailablePod (nothing written) when the route has no table."""
         reply = await self._guarded(
             self._persist(
-                keys=[route_keys.link(uid), *_route(route_keys)],
+                keys=[route_keys.link(uid), *_route(route_keys), route_keys.phases],
                 args=[
                     route_keys.pod_links,
                     uid,
@@ -284,11 +284,12 @@ class LinkStore:
         """Move the user's link from ``pod`` to the best available other pod (compare-and-swap:
         only if it still points to ``pod``) and announce it; the link keeps its kind and expiry
         (``ttl`` only for a temporary link that has none, when the route's policy has none).
-        A HandOff (``pod`` None when no other pod is available), or None if not linked to ``pod``
+        A HandOff (``pod`` None when no other pod is available, or only pods the operator marks
+        outdated: a rolling update would move the user again), or None if not linked to ``pod``
         (a link value that does not parse is deleted and logged: it routed nobody)."""
         reply = await self._guarded(
             self._hand_off(
-                keys=[route_keys.link(uid), *_route(route_keys)],
+                keys=[route_keys.link(uid), *_route(route_keys), route_keys.phases],
                 args=[
                     route_keys.pod_links,
                     uid,

@@ -35,6 +35,7 @@ __all__ = [
     "LINKED",
     "PLACE",
     "PLACE_MANY",
+    "PUT_PHASES",
     "READ",
     "REMOVE",
     "SERVER_REPORT",
@@ -254,6 +255,13 @@ end
 local function pod_routable(rt, idx)
   local p = pod_state(rt, idx)
   return p ~= nil and p.routable
+end
+
+-- Whether the operator marks pod `idx` outdated (a rolling update or a scale-down will replace
+-- it): its entry in the route's phases (PUT_PHASES; core.state.PodPhase: "<deadline>,<0|1>").
+local function outdated(phases_key, idx)
+  local phase = redis.pcall('HGET', phases_key, idx)
+  return type(phase) == 'string' and string.sub(phase, -2) == ',1'
 end
 
 -- The route's policy: the link cap (0 = none) and the temporary link TTL in ms (the caller's
@@ -483,18 +491,22 @@ HAND_OFF = (
     _PRELUDE
     + r"""
 -- KEYS[1]: the user's link  KEYS[2]: route table  KEYS[3]: pod reports  KEYS[4]: route config
--- KEYS[5]: available pods
+-- KEYS[5]: available pods  KEYS[6]: the route's phases
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: uid  ARGV[3]: the pod handing the user off
 -- ARGV[4]: channel  ARGV[5]: message announcing that the link moved  ARGV[6]: TTL in ms for a
 -- temporary link that has none, when the route's policy has none either
 -- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available
---         or spare;
+--         or spare, or only outdated ones (spare pods are outdated too);
 --         {-2} when the link did not parse (or the key held another type): it routed nobody,
 --         so it is deleted and leaves ARGV[3]'s set (a hand-off of every user must end);
 --         nil when the link does not point to ARGV[3] (absent, expired, or moved meanwhile).
 -- Compare-and-swap: the link moves only if it still points to ARGV[3], to the best available
 -- pod other than ARGV[3] (the placement rule, `choose`). It keeps its kind: a persistent link
 -- stays persistent, a temporary one keeps its remaining TTL.
+-- The best pod is outdated only while no updated pod takes new users (the operator holds
+-- outdated pods back as soon as one does): a user handed off to it now would move again when
+-- it is replaced, so the user stays here (and is evicted, then placed on an updated pod, by
+-- the operator once this pod stops).
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local uid, from = ARGV[2], ARGV[3]
 local cur = get_link(KEYS[1])
@@ -509,7 +521,7 @@ if not idx then
 end
 if tostring(idx) ~= from then return nil end
 local best, pool = choose(rt, from, now)
-if not best then return {-1} end
+if not best or outdated(KEYS[6], best) then return {-1} end
 local cap, ttl = policy(rt, ARGV[6])
 if persistent then
   ttl = -1
@@ -566,6 +578,16 @@ rescore(rt, ARGV[3], cap, now)
 return {tonumber(ARGV[3]), ttl, old ~= nil and 1 or 0}
 """
 )
+
+PUT_PHASES = r"""
+-- KEYS[1]: the route's phases (a hash: index -> core.state.PodPhase's encoding)
+-- ARGV: index, phase, index, phase, ...
+-- Replaces the whole hash in one step: a reader (HAND_OFF, displays) sees the old phases or
+-- the new ones, never a mix.
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return 0
+"""
 
 # Read-only: a value and its TTL in one atomic step (a link must not expire between the two).
 READ = r"""#!lua flags=no-writes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,6 +36,7 @@ class RouteTable:
         self._write = redis.register_script(scripts.WRITE_TABLE)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
         self._configure = redis.register_script(scripts.CONFIGURE)
+        self._put_phases = redis.register_script(scripts.PUT_PHASES)
         self._services = ServiceSet(redis, self.keyring, self.timeout)
 
     async def ping(self) -> bool:
@@ -148,21 +148,18 @@ class RouteTable:
         return _decode_snapshot(reply)
 
     async def put_phases(self, namespace: str, service: str, phases: Mapping[int, PodPhase]) -> None:
-        """Replace what the operator says about pods beyond the table (read by displays only);
-        one JSON string, so a reader sees the old or the new whole."""
+        """Replace what the operator says about pods beyond the table: terminating (displays) and
+        outdated (displays, and hand-offs, which never move a user onto an outdated pod). One
+        atomic call, so a reader sees the old or the new phases whole."""
         route_keys = self.keyring.route(namespace, service)
-        value = json.dumps({str(validation.pod_index(i)): p.encode() for i, p in sorted(phases.items())})
-        await guarded(self._redis.set(route_keys.phases, value), self.timeout)
+        pairs = [f for i, p in sorted(phases.items()) for f in (str(validation.pod_index(i)), p.encode())]
+        await guarded(self._put_phases(keys=[route_keys.phases], args=pairs), self.timeout)
 
     async def phases(self, namespace: str, service: str) -> dict[int, PodPhase]:
         """Pods the operator reports as terminating (Handoff) or outdated."""
         route_keys = self.keyring.route(namespace, service)
-        raw = await guarded(self._redis.get(route_keys.phases), self.timeout)
-        try:
-            found = json.loads(raw) if raw else {}
-        except ValueError:
-            return {}
-        return {int(i): PodPhase.decode(str(v)) for i, v in found.items() if str(i).isdigit()}
+        found = await guarded(self._redis.hgetall(route_keys.phases), self.timeout)
+        return {int(text(i)): PodPhase.decode(text(v)) for i, v in found.items() if text(i).isdigit()}
 
     async def reports(self, namespace: str, service: str) -> dict[int, RoutingState]:
         """The routing state each pod reported itself (pods that never reported are absent)."""

@@ -1,0 +1,49 @@
+"""Hand-offs during a rolling update: a pod never hands a user off onto a pod the rollout is
+about to replace (the user would move twice); once an updated pod takes users, it hands off to it."""
+
+from __future__ import annotations
+
+from stateful_route import ClientDriver, RouteTable, ServerDriver
+from stateful_route.testing.sim import NS, ROUTE, operator
+from tests.e2e.test_rollout_placement import outdated_in_status, place
+from tests.e2e.test_route_lifecycle import wait_for_table
+
+
+def server(redis, prefix: str, index: int) -> ServerDriver:
+    return ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=index, prefix=prefix)
+
+
+async def test_no_hand_off_onto_an_outdated_pod_while_no_updated_pod_takes_users(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3, rebind="Eager")
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, [0, 1, 2])
+        early = await place(client, "early", 30)
+        on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
+        await cluster.start_rollout("rev-2")
+        await outdated_in_status(cluster, [0, 1, 2])
+
+        # The first pod of the rollout is deleted; pods 0 and 1 are outdated and no pod runs
+        # rev-2: every hand-off would land on a pod replaced next. The users stay on pod 2.
+        await cluster.terminate(2, grace=30)
+        await wait_for_table(table, [0, 1])
+        pod_2 = server(redis, prefix, 2)
+        assert [await pod_2.hand_off(uid) for uid in on_2] == [None] * len(on_2)
+        result = await pod_2.hand_off_all(within=0.5, retry_every=0.1)
+        assert (result.moved, result.left) == (0, len(on_2))
+        assert await client.batch_get_linked_pod(NS, on_2, ROUTE) == {2: on_2}
+
+        # The new pod 2 (rev-2) is Ready; pod 1 is deleted next: its users go to pod 2 only.
+        await cluster.delete_pod(2)
+        await cluster.create_pod(2)
+        await wait_for_table(table, [2])
+        on_1 = sorted(uid for uid, pod in early.items() if pod == 1)
+        await cluster.terminate(1, grace=30)
+        await outdated_in_status(cluster, [0, 1])
+        pod_1 = server(redis, prefix, 1)
+        assert [await pod_1.hand_off(uid) for uid in on_1] == [2] * len(on_1)
