@@ -3,8 +3,10 @@ cluster, users arriving, looking up their pod about once a second and leaving, E
 full rolling update; for every user, how many times its pod changed.
 
 Variants, in one run against the same Redis: today's behaviour (``onTermination: Evict``, the
-operator blind to StatefulSets), Handoff with rollout-aware placement, and the same with each
-pod calling ``ServerDriver.hand_off_all`` in its preStop hook.
+operator blind to StatefulSets), Handoff with rollout-aware placement, the same with each
+pod calling ``ServerDriver.hand_off_all`` in its preStop hook, and that with
+``rolloutWaitSeconds: 0`` (users of the first replaced pod placed at once on outdated pods instead
+of waiting for the new revision).
 ``python -m bench.rollout [--quick]`` measures this figure alone.
 """
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from bench.figures import Row
-from stateful_route import ClientDriver, NoAvailablePod, RouteTable, ServerDriver
+from stateful_route import ClientDriver, NoAvailablePod, PodPending, RouteTable, ServerDriver
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.sim import NS, ROUTE, Cluster, emulated_cluster, operator_thread
 
@@ -40,12 +42,14 @@ class Variant:
     on_termination: str  # the route's spec.onTermination
     aware: bool  # the operator sees the StatefulSet (rollout-aware placement)
     hand_off: bool = False  # pods call ServerDriver.hand_off_all in their preStop hook
+    wait: int = 10  # the route's spec.rolloutWaitSeconds
 
 
 VARIANTS = [
     Variant("today: Evict, not rollout-aware", "Evict", aware=False),
     Variant("Handoff + rollout-aware", "Handoff", aware=True),
     Variant("Handoff + rollout-aware + hand_off_all", "Handoff", aware=True, hand_off=True),
+    Variant("Handoff + rollout-aware + hand_off_all, rolloutWaitSeconds 0", "Handoff", True, True, wait=0),
 ]
 
 
@@ -67,7 +71,10 @@ class Moves:
     # that step moves twice or places on a pod replaced later, and everyone else.
     twice_others: int = 0  # users moved more than once who were not on the first replaced pod
     arrived_later_moved: int = 0  # users who arrived after the first updated pod was Ready, moved
-    no_pod: int = 0  # lookups answered NoAvailablePod
+    no_pod: int = 0  # lookups answered NoAvailablePod (PodPending not included)
+    pending: int = 0  # lookups answered PodPending (the user waits for an updated pod)
+    waited: int = 0  # users answered PodPending at least once
+    longest_wait: float = 0.0  # seconds from a user's first PodPending to its next answer
     errors: list[str] = field(default_factory=list)
 
 
@@ -91,6 +98,9 @@ class Users:
         self.running_old: set[int] = set()  # pods terminating but still running (holding state)
         self.handed_off: set[str] = set()  # users a pod saved and handed off before the move
         self.no_pod = 0
+        self.pending: Counter[str] = Counter()
+        self.waiting_since: dict[str, float] = {}  # users answered PodPending, since when
+        self.longest_wait = 0.0
         self.errors: list[str] = []
         self.stop = asyncio.Event()
         self.rng = random.Random(7)
@@ -105,9 +115,16 @@ class Users:
     async def look_up(self, client: ClientDriver, uid: str) -> None:
         try:
             pod = await client.compute_linked_pod(NS, uid, ROUTE)
+        except PodPending:
+            self.pending[uid] += 1
+            self.waiting_since.setdefault(uid, time.monotonic())
+            return
         except NoAvailablePod:
             self.no_pod += 1
             return
+        since = self.waiting_since.pop(uid, None)
+        if since is not None:
+            self.longest_wait = max(self.longest_wait, time.monotonic() - since)
         before = self.where.get(uid)
         if before is not None and before != pod:
             self.moves[uid] += 1
@@ -123,7 +140,8 @@ class Users:
                 await self.servers[pod].remove_linked_pod_with_id(uid, pod)
 
     async def run(self, index: int) -> None:
-        """One gateway's share: every user looked up about once a second; a user stays about 30 s."""
+        """One gateway's share: every user looked up about once a second, the lookups spread over
+        the second; a user stays about 30 s."""
         client = self.gateways[index]
         while not self.stop.is_set():
             started = time.monotonic()
@@ -138,8 +156,8 @@ class Users:
                     await self.look_up(client, uid)
                 except Exception as exc:  # counted, shown in the report
                     self.errors.append(repr(exc))
-                if n % 50 == 0:
-                    await asyncio.sleep(0)
+                if n % 50 == 0:  # spread over the second: a burst would miss gaps between bursts
+                    await asyncio.sleep(max(0.0, started + 0.9 * n / len(mine) - time.monotonic()))
             while len(self.online) < self.target:
                 uid = self.arrive()
                 if hash(uid) % len(self.gateways) == index:
@@ -164,7 +182,9 @@ async def measure(url: str, variant: Variant, *, users: int, grace: float) -> Mo
     async with _redis(url) as (redis, prefix), emulated_cluster() as cluster:
         cluster.stateful_set_visible = variant.aware
         async with operator_thread(cluster, url, prefix, reconcile_interval=0.5):
-            await cluster.start(PODS, rebind="Eager", onTermination=variant.on_termination)
+            await cluster.start(
+                PODS, rebind="Eager", onTermination=variant.on_termination, rolloutWaitSeconds=variant.wait
+            )
             table = RouteTable(redis, prefix=prefix)
             await _until_available(table)
             async with contextlib.AsyncExitStack() as stack:
@@ -245,6 +265,9 @@ def _count(flow: Users, result: Moves) -> None:
         1 for uid in arrived if moves[uid] and flow.arrivals[uid] > flow.first_ready
     )
     result.no_pod = flow.no_pod
+    result.pending = sum(flow.pending.values())
+    result.waited = len(flow.pending)
+    result.longest_wait = flow.longest_wait
     result.errors = flow.errors[:5]
 
 
@@ -256,7 +279,8 @@ def row(moves: Moves, *, baseline: bool) -> Row:
         f"{moves.arrived:,} ({moves.arrived_later_moved:,} of those who came after the first "
         f"updated pod was Ready); moved off a pod still holding their state: {moves.split:,}; "
         f"moved twice though not on the first replaced pod: {moves.twice_others:,}; "
-        f"NoAvailablePod: {moves.no_pod:,}; {moves.seconds:.0f} s"
+        f"NoAvailablePod: {moves.no_pod:,}; PodPending: {moves.pending:,} answers to {moves.waited:,} "
+        f"users (longest wait {moves.longest_wait:.1f} s); {moves.seconds:.0f} s"
     )
     met = moves.max_moves <= 1 and moves.arrived_moved == 0 and moves.split == 0 and not moves.errors
     return Row(

@@ -3,6 +3,7 @@
 from stateful_route.core.errors import (
     InvalidInput,
     NoAvailablePod,
+    PodPending,
     StatefulRouteError,
     StoreError,
     StoreUnavailable,
@@ -17,6 +18,7 @@ __all__ = [
     "HandOffResult",
     "InvalidInput",
     "NoAvailablePod",
+    "PodPending",
     "PodState",
     "RouteSnapshot",
     "RouteTable",

@@ -178,6 +178,7 @@ def test_example_route_matches_the_crd_schema():
         {"statefulSetName": "game", "rebind": "Sometimes"},
         {"statefulSetName": "game", "maxLinksPerPod": -1},
         {"statefulSetName": "game", "unroutableGraceSeconds": 1.5},
+        {"statefulSetName": "game", "rolloutWaitSeconds": 3601},
         {"service": "room"},
     ):
         with pytest.raises(jsonschema.ValidationError):

@@ -96,6 +96,7 @@ def test_a_spec_takes_the_crd_defaults():
         Rebind.LAZY,
     )
     assert (spec.max_links_per_pod, spec.keep_links_on_delete) == (0, False)
+    assert spec.rollout_wait == 10
 
 
 @pytest.mark.parametrize(
@@ -110,6 +111,9 @@ def test_a_spec_takes_the_crd_defaults():
         ("maxLinksPerPod", "10"),
         ("keepLinksOnDelete", "yes"),
         ("rebind", "Later"),
+        ("rolloutWaitSeconds", -1),
+        ("rolloutWaitSeconds", 3601),
+        ("rolloutWaitSeconds", 2.5),
     ],
 )
 def test_a_bad_spec_field_is_named(field, value):

@@ -196,9 +196,12 @@ class Reconciler:
         route_keys = self.table.keyring.route(ns, service)
         rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
         # Early in a rolling update no pod runs the new revision yet: users rebound now would
-        # land on pods about to be replaced and move again. They are placed when the first
-        # new pod takes users (at their next lookup if sooner), or after the grace at worst.
-        defer = rebind_ttl is not None and bool(stateful_set and stateful_set.rolling and plan.outdated)
+        # land on pods about to be replaced and move again. They wait for the first new pod
+        # to take users, at most rolloutWaitSeconds: the operator places them then, and their
+        # own lookups meanwhile raise PodPending (the eviction marks them waiting).
+        rolling = bool(stateful_set and stateful_set.rolling and plan.outdated)
+        hold = spec.rollout_wait if rolling and not plan.held_back else 0
+        defer = rebind_ttl is not None and rolling
         waiting = self._deferred.get(name, (self._clock(), []))
         # Users evicted under a fence are placed once it is lifted, not on the fenced table
         # (where outdated pods may take them only to move them again).
@@ -212,12 +215,14 @@ class Reconciler:
                     await evict(
                         self.store, route_keys, index, reason=reason,
                         rebind_ttl=None if later else rebind_ttl, unlinked=waiting[1] if later else None,
+                        hold=hold,
                     )
                 )  # fmt: skip
         if plan.gone or fenced_now:
             wrote = await self._put(route, plan.pods.values(), plan, plan.held, exists) or wrote
         rebound_later = 0
-        if waiting[1] and (plan.held_back or not defer or self._clock() - waiting[0] >= spec.grace):
+        waited = self._clock() - waiting[0]
+        if waiting[1] and (plan.held_back or not defer or waited >= spec.rollout_wait):
             placed = await self.store.place_many(route_keys, waiting[1], spec.link_ttl)
             rebound_later = sum(p is not None for p in placed)
             self._deferred.pop(name, None)
@@ -275,6 +280,7 @@ class Reconciler:
             max_links_per_pod=route.spec.max_links_per_pod,
             link_ttl=route.spec.link_ttl,
             owner=route.uid,
+            rollout_wait=route.spec.rollout_wait,
         )
 
     async def _put(

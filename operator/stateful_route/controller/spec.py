@@ -45,6 +45,7 @@ class RouteSpec:
     max_links_per_pod: int = 0
     keep_links_on_delete: bool = False
     on_termination: OnTermination = OnTermination.HANDOFF
+    rollout_wait: int = 10  # seconds users evicted early in a rolling update wait for an updated pod
 
     @classmethod
     def parse(cls, name: str, spec: Mapping[str, Any]) -> RouteSpec:
@@ -70,6 +71,9 @@ class RouteSpec:
                 "spec.keepLinksOnDelete", spec.get("keepLinksOnDelete", False)
             ),
             on_termination=on_termination,
+            rollout_wait=validation.integer(
+                "spec.rolloutWaitSeconds", spec.get("rolloutWaitSeconds", 10), maximum=3600
+            ),
         )
 
 

@@ -6,6 +6,7 @@ __all__ = [
     "InvalidInput",
     "NoAvailablePod",
     "NotOwner",
+    "PodPending",
     "StatefulRouteError",
     "StoreError",
     "StoreUnavailable",
@@ -37,6 +38,24 @@ class NoAvailablePod(StatefulRouteError):
         self.namespace = namespace
         self.service = service
         self.pod = pod
+
+
+class PodPending(NoAvailablePod):
+    """The user's pod was replaced early in a rolling update, before any pod of the new revision
+    took users: rather than place it now on a pod the rollout replaces next (it would move
+    twice), its lookups wait for an updated pod. Retry soon; after ``wait_at_most`` seconds (the
+    route's ``rolloutWaitSeconds`` since the eviction) the user is placed on any available pod.
+    A NoAvailablePod, so code that retries those handles it."""
+
+    def __init__(self, namespace: str, service: str, wait_at_most: float) -> None:
+        StatefulRouteError.__init__(
+            self,
+            f"the pod of this user of {namespace}/{service} is being replaced: retry "
+            f"(placed anyway within {wait_at_most:.1f}s)",
+        )
+        self.namespace = namespace
+        self.service = service
+        self.wait_at_most = wait_at_most
 
 
 class NotOwner(StatefulRouteError):

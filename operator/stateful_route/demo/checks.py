@@ -59,6 +59,7 @@ async def invariants(traffic: Traffic, snapshot: RouteSnapshot) -> dict[str, boo
             and (summary.deleted_pod_links == 0 or summary.links_evicted > 0)
         ),
         "users were placed": summary.users_placed > 0,
+        "the rolling update moved each user at most once": summary.rollout_max_moves <= 1,
     }
 
 

@@ -16,6 +16,7 @@ class Summary:
     users_placed: int = 0
     lookups: int = 0
     no_available_pod: int = 0
+    pod_pending: int = 0  # lookups of users waiting for their pod's replacement in the rollout
     errors: list[str] = field(default_factory=list)
     evictions: int = 0
     deleted_pod_links: int = 0  # links the story's deleted pod held when it was deleted

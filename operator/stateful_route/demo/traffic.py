@@ -9,7 +9,7 @@ import random
 import time
 from collections import Counter
 
-from stateful_route import ClientDriver, NoAvailablePod, ServerDriver
+from stateful_route import ClientDriver, NoAvailablePod, PodPending, ServerDriver
 from stateful_route.demo.summary import Summary
 from stateful_route.testing.sim import NS, ROUTE
 
@@ -60,6 +60,9 @@ class Traffic:
         started = time.perf_counter_ns()
         try:
             pod = await client.compute_linked_pod(NS, uid, ROUTE)
+        except PodPending:  # its pod is being replaced: it waits for the new revision
+            self.summary.pod_pending += 1
+            return
         except NoAvailablePod:
             self.summary.no_available_pod += 1
             return

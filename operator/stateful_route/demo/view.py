@@ -87,6 +87,7 @@ def summary_table(summary: Summary) -> Table:
             f"{summary.rollout_users_moved:,} ({summary.rollout_max_moves}; {summary.rollout_moved_twice:,})",
         ),
         ("NoAvailablePod", f"{summary.no_available_pod:,}"),
+        ("PodPending (waiting for a replaced pod)", f"{summary.pod_pending:,}"),
         ("worst imbalance (max/mean links)", f"{summary.worst_imbalance:.2f}"),
         ("final imbalance", f"{summary.final_imbalance:.2f}"),
         ("lookup p50 / p99", f"{summary.p50_ms:.2f} ms / {summary.p99_ms:.2f} ms"),

@@ -11,7 +11,7 @@ from typing import Any, Self
 
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
-from stateful_route.core.errors import InvalidInput, NoAvailablePod
+from stateful_route.core.errors import InvalidInput, NoAvailablePod, PodPending
 from stateful_route.gateway.cache import CacheKey, LinkCache
 from stateful_route.gateway.metrics import ClientMetrics
 from stateful_route.gateway.mirror import RouteMirror, RouteView
@@ -117,7 +117,9 @@ class ClientDriver:
         """The pod this user must use now: the cached link while its pod is routable, else the
         stored link if routable, else a place on the best available pod (stored atomically).
 
-        Raises NoAvailablePod when the user has no routable link and no pod is available.
+        Raises NoAvailablePod when the user has no routable link and no pod is available, and its
+        subclass PodPending (retry soon) while a user evicted early in a rolling update waits for
+        a pod of the new revision (at most the route's ``rolloutWaitSeconds``).
         """
         key = (ns, service, uid)
         try:
@@ -153,7 +155,11 @@ class ClientDriver:
         validation.uid(uid)
         epoch, sent = self._epoch, self._clock()  # before the request: see _cache_put
         await self._mirror.view(ns, service, whole=False)
-        placed = await self._store.place(route_keys, uid, self.link_ttl)
+        try:
+            placed = await self._store.place(route_keys, uid, self.link_ttl)
+        except PodPending:
+            self.cache.drop(key)
+            raise
         if placed is None:
             self.cache.drop(key)
             raise NoAvailablePod(ns, service)

@@ -37,15 +37,18 @@ async def evict(
     rebind_ttl: float | None,
     batch: int = BATCH,
     unlinked: list[str] | None = None,
+    hold: float = 0,
 ) -> Eviction:
     """Remove every link to ``pod`` (only links that still point there), tell the clients, and when
     ``rebind_ttl`` is given place the evicted users again with the clients' balanced placement,
     never on ``pod`` itself (it may still be available, e.g. ``stateful-route evict --rebind``).
     ``rebind_ttl`` is the rebound links' lifetime when the route's policy sets none. The users
-    unlinked and not rebound are appended to ``unlinked`` when given (to rebind them later)."""
+    unlinked and not rebound are appended to ``unlinked`` when given (to rebind them later).
+    ``hold`` > 0 marks the users unlinked as waiting that many seconds at most for a pod that is
+    not outdated (``LinkStore.evict_batch``)."""
     removed = rebound = 0
     while True:
-        left, uids = await store.evict_batch(route_keys, pod, batch)
+        left, uids = await store.evict_batch(route_keys, pod, batch, hold=hold)
         removed += len(uids)
         if rebind_ttl is not None and uids:
             placed = await store.place_many(route_keys, uids, rebind_ttl, exclude=pod)

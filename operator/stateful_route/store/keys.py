@@ -1,7 +1,9 @@
 """Redis key and channel names: one hash tag per (namespace, service), so every script is slot-local.
 
 Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<pod>"`` with an
-expiry when temporary, ``"<pod>p"`` without one when persistent); the users linked to a pod in
+expiry when temporary, ``"<pod>p"`` without one when persistent), ``w:<uid>`` a user evicted
+early in a rolling update, waiting for an updated pod (the pod it left, expiring with the wait);
+the users linked to a pod in
 shards ``ps:<pod>:<k>`` (small sorted sets scored by expiry in ms, ``+inf`` when persistent; a uid's
 shard follows from its hash, see ``scripts``), ``ps:<pod>`` the pod's non-empty shards (scored by
 their earliest expiry), ``ps:n`` each pod's link count and ``ps:w`` its shard count (hashes);
@@ -40,6 +42,7 @@ class RouteKeys:
     service: str
     base: str
     links: str  # prefix of link keys: links + uid
+    waiting: str  # prefix of the marks of users waiting for an updated pod: waiting + uid
     pod_links: str  # prefix of per-pod keys: pod_links + str(pod) the pod's shards, + ":<k>" one shard
     link_counts: str  # links held in each pod's shards
     shard_counts: str  # shards of each pod
@@ -65,6 +68,7 @@ class RouteKeys:
             service=service,
             base=base,
             links=base + "l:",
+            waiting=base + "w:",
             pod_links=base + "ps:",
             link_counts=base + "ps:n",
             shard_counts=base + "ps:w",

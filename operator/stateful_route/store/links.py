@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
-from stateful_route.core.errors import NoAvailablePod, StoreError
+from stateful_route.core.errors import NoAvailablePod, PodPending, StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
@@ -110,7 +110,8 @@ class LinkStore:
         a pod the user must leave: a link to it is moved (compare-and-swap, like a link to an
         unroutable pod) and it is never chosen, even when it is the best pod (eviction with
         rebind, hand-offs). A stored value that is not a link counts as no link: it is replaced
-        by a placement (and logged). Costs O(log pods) in Redis.
+        by a placement (and logged). PodPending while the user, evicted early in a rolling update,
+        waits for an updated pod (see ``evict_batch``). Costs O(log pods) in Redis.
         """
         reply = await self._guarded(
             self._place(keys=[route_keys.link(uid)], args=[route_keys.base, _ms(ttl), _excluded(exclude)]),
@@ -119,6 +120,8 @@ class LinkStore:
         if reply is None:
             return None
         pod, ttl_ms, outcome, corrupt = reply
+        if pod < 0:
+            raise PodPending(route_keys.namespace, route_keys.service, int(ttl_ms) / 1000)
         if corrupt:
             log.warning(
                 "event=corrupt_link_replaced namespace=%s service=%s uid=%r pod=%d",
@@ -341,13 +344,22 @@ class LinkStore:
         )
 
     async def evict_batch(
-        self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH
+        self, route_keys: keys.RouteKeys, pod: int, batch: int = BATCH, *, hold: float = 0
     ) -> tuple[int, list[str]]:
-        """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked)."""
+        """Compare-and-delete up to ``batch`` links to ``pod``: (users left, uids unlinked). With
+        ``hold`` (seconds), the users unlinked wait that long at most for a pod that is not
+        outdated (``place`` raises PodPending meanwhile; see scripts.PLACE)."""
         left, removed, corrupt = await self._guarded(
             self._evict(
                 keys=[route_keys.pod(pod), *_route(route_keys)],
-                args=[pod, route_keys.links, batch, route_keys.pod_links],
+                args=[
+                    pod,
+                    route_keys.links,
+                    batch,
+                    route_keys.pod_links,
+                    _ms(hold) if hold > 0 else 0,
+                    route_keys.waiting,
+                ],
             ),
             self.timeout,
         )

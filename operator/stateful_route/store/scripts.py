@@ -403,7 +403,14 @@ PLACE = (
 -- ARGV[3]: a pod the user must leave and never be placed on ('' = none)
 -- returns {pod, remaining TTL in ms (-1: persistent), 0 kept | 1 placed | 2 rebound, 1 if a
 --         corrupt link value was replaced else 0},
---         or nil when the user has no routable link and no pod is available or spare.
+--         or nil when the user has no routable link and no pod is available or spare,
+--         or {-1, ms} when the user waits for an updated pod (below) at most ms more.
+-- A user evicted early in a rolling update is marked waiting ('w:' uid, see EVICT) for a
+-- bounded time: while only outdated pods take users it is not placed (it would move again when
+-- that pod is replaced), so the pod is the updated one the operator's rebind or the next
+-- lookup finds. A user whose link points to an outdated pod that became unroutable before the
+-- operator evicted it is marked so here, for the route's 'wait' (cfg, ms; 0 = none). One PTTL
+-- for users without a routable link; the phases only for marked ones and rebinds.
 -- A link value that does not parse (or a key of another type) counts as no link: it is
 -- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
@@ -428,6 +435,18 @@ end
 local now = now_ms()
 local best, pool = choose(rt, exclude, now)
 if not best then return nil end
+local mark, phases = base .. 'w:' .. uid, base .. 'phase'
+local wait = redis.call('PTTL', mark)
+if wait > 0 then
+  if outdated(phases, best) then return {-1, wait, 0, 0} end
+  redis.call('DEL', mark)
+elseif old ~= nil and outdated(phases, old) and outdated(phases, best) then
+  wait = tonumber(redis.call('HGET', rt.config, 'wait') or '0')
+  if wait > 0 then
+    redis.call('SET', mark, old, 'PX', wait)
+    return {-1, wait, 0, 0}
+  end
+end
 local cap, ttl = policy(rt, ARGV[2])
 if old ~= nil then
   unindex_link(rt, old, uid)
@@ -703,6 +722,8 @@ EVICT = (
 -- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  KEYS[2]: route table  KEYS[3]: pod reports
 -- KEYS[4]: route config  KEYS[5]: available pods
 -- ARGV[1]: pod  ARGV[2]: link key prefix  ARGV[3]: batch size  ARGV[4]: per-pod link set prefix
+-- ARGV[5]: mark the users unlinked as waiting for an updated pod for this many ms (0 = no;
+-- see PLACE)  ARGV[6]: the waiting marks' prefix
 -- Removes whole shards of the pod's users, at least ARGV[3] users unless fewer are left,
 -- deleting each link only if it still points to this pod (compare-and-delete), and re-scores
 -- the pod. A link value that does not parse is deleted too (nobody can route by it, and it
@@ -712,6 +733,7 @@ local pod = tonumber(ARGV[1])
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
 local removed, corrupt = {}, {}
 local taken = 0
+local hold = tonumber(ARGV[5])
 while taken < tonumber(ARGV[3]) do
   local s = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   if not s then break end
@@ -728,6 +750,7 @@ while taken < tonumber(ARGV[3]) do
       elseif tonumber(idx) == pod then
         redis.call('DEL', key)
         removed[#removed + 1] = uid
+        if hold > 0 then redis.call('SET', ARGV[6] .. uid, ARGV[1], 'PX', hold) end
       end
     end
   end
@@ -879,10 +902,13 @@ CONFIGURE = (
 -- ARGV[1]: per-pod link set prefix  ARGV[2]: link cap per pod (0 = none)
 -- ARGV[3]: temporary link TTL in ms ('' = none: callers' own TTLs apply)
 -- ARGV[4]: the owner, a StatefulRoute's uid, claiming the table ('' = keep the present one)
+-- ARGV[5]: how long (ms) a user leaving an outdated pod early in a rolling update waits for an
+-- updated one (see PLACE; '' = keep the present value, '0' = no wait)
 -- Writes the route's policy and re-scores every pod (a cap change changes availability).
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[3], 'cap', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], 'owner', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'wait', ARGV[5]) end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[3], 'ttl')
 else

@@ -87,19 +87,26 @@ class RouteTable:
         max_links_per_pod: int = 0,
         link_ttl: float | None = None,
         owner: str | None = None,
+        rollout_wait: float | None = None,
     ) -> None:
         """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available
         (0 = no cap), and temporary links placed anywhere (gateways, rebinds) live ``link_ttl``
         seconds (None: each caller's own TTL). Every pod is re-scored. ``owner`` (a
-        StatefulRoute's uid) claims the table: writes naming another owner are refused."""
+        StatefulRoute's uid) claims the table: writes naming another owner are refused.
+        ``rollout_wait`` (seconds; None keeps the present value, 0 none): how long a user whose
+        pod, outdated, becomes unroutable while only outdated pods take users waits for an
+        updated one (lookups raise PodPending meanwhile) instead of moving twice."""
         route_keys = self.keyring.route(namespace, service)
         validation.load(max_links_per_pod, "max_links_per_pod")
         ttl = "" if link_ttl is None else str(int(validation.seconds("link_ttl", link_ttl, minimum=1) * 1000))
+        wait = ""
+        if rollout_wait is not None:
+            wait = str(round(validation.seconds("rollout_wait", rollout_wait) * 1000))
         _owner(owner)
         await guarded(
             self._configure(
                 keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.available],
-                args=[route_keys.pod_links, max_links_per_pod, ttl, owner or ""],
+                args=[route_keys.pod_links, max_links_per_pod, ttl, owner or "", wait],
             ),
             self.timeout,
         )

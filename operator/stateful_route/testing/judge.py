@@ -3,8 +3,9 @@
 Shared by the churn test and the chaos run. The promise judged: no answer names a pod that had
 been unroutable for more than ``bound`` seconds when the call began; a user's answer changes
 only after the pod it left became unroutable (never on two routable pods at once); every error
-is a typed one; NoAvailablePod only while no pod is routable; per-pod link counts equal the
-links.
+is a typed one; NoAvailablePod only while no pod is routable (PodPending, a user waiting a
+bounded time for a pod of a rollout's new revision, is counted apart); per-pod link counts equal
+the links.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from redis import exceptions as redis_errors
 
-from stateful_route import ClientDriver, NoAvailablePod, RouteTable, StatefulRouteError
+from stateful_route import ClientDriver, NoAvailablePod, PodPending, RouteTable, StatefulRouteError
 from stateful_route.store.changes import parse
 from stateful_route.store.connection import AnyRedis
 
@@ -273,6 +274,9 @@ async def ask(
             start = time.time()
             try:
                 pod = await client.compute_linked_pod(namespace, uid, service)
+            except PodPending:
+                findings.errors["PodPending"] += 1
+                continue
             except NoAvailablePod:
                 findings.no_pod.append(start)
                 findings.errors["NoAvailablePod"] += 1
