@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from stateful_route import RouteTable, RoutingState, ServerDriver
+from stateful_route.core.state import PodPhase
 from stateful_route.store.keys import Keyring
 from stateful_route.testing.local_redis import free_port
 from stateful_route.testing.shards import write_links
@@ -47,7 +48,7 @@ async def test_handoff_moves_every_user_reports_shutdown_and_exits_0(redis, redi
         "handoff", NS, SVC, "1", "--redis-url", redis_url, "--prefix", prefix, "--json"
     )
     assert (code, err) == (0, "")
-    assert json.loads(out) == {"pod": 1, "moved": 120, "left": 0}
+    assert json.loads(out) == {"pod": 1, "moved": 120, "left": 0, "waiting": 0}
     snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
     assert snapshot.links == {0: 60, 1: 0, 2: 60}
     assert snapshot.pods[1].routing is RoutingState.SHUTDOWN
@@ -76,6 +77,26 @@ async def test_handoff_times_out_cleanly_when_no_other_pod_is_available(redis, r
     snapshot = await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)
     assert snapshot.pods[1].routing is RoutingState.SHUTDOWN  # the operator evicts the rest
     assert snapshot.links[1] == 3
+
+
+async def test_handoff_ends_at_once_when_only_outdated_pods_take_users(redis, redis_url, prefix):
+    # The first pod of a rolling update: its users would move again from an outdated pod, and
+    # no updated pod starts before it goes. It exits 0 at once; its users wait for the new pod.
+    table = await make_route(redis, prefix, pods=2)
+    await table.put_phases(NS, SVC, {0: PodPhase(outdated=True), 1: PodPhase(outdated=True)})
+    pod1 = ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix)
+    for uid in ("a", "b", "c"):
+        await pod1.set_linked_pod(uid)
+
+    code, out, err, took = await run(
+        "handoff", NS, SVC, "1", "--redis-url", redis_url, "--prefix", prefix, "--timeout", "30", "--json"
+    )
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {"pod": 1, "moved": 0, "left": 3, "waiting": 3}
+    assert took < 10
+    snapshot = await table.snapshot(NS, SVC)
+    assert snapshot.pods[1].routing is RoutingState.SHUTDOWN  # the operator evicts them
+    assert snapshot.links == {0: 0, 1: 3}
 
 
 async def test_handoff_of_an_unknown_pod_or_without_redis_fails_with_the_usual_codes(

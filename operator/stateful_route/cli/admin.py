@@ -132,7 +132,7 @@ class Admin:
             self.redis, namespace=ns, service=service, pod_index=pod, prefix=self.prefix, timeout=self.timeout
         )
         result = await server.hand_off_all(within=within)
-        return {"pod": pod, "moved": result.moved, "left": result.left}
+        return {"pod": pod, "moved": result.moved, "left": result.left, "waiting": result.waiting}
 
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""

@@ -331,9 +331,10 @@ def handoff(
 
     Reports DenyNewCall (no new users), moves every user's link to the best available other pod
     (compare-and-swap; gateways are told at once), then reports Shutdown. Exit 0 when the pod
-    holds no links; 5 when some are left after --timeout (no other pod was available), after
-    reporting Shutdown so the operator evicts them. Keep --timeout below the pod's
-    terminationGracePeriodSeconds.
+    holds no links, or only users no pod but outdated ones could take (the first pod of a
+    rolling update: they wait for its replacement); 5 when some are left after --timeout (no
+    other pod was available), after reporting Shutdown so the operator evicts them. Keep
+    --timeout below the pod's terminationGracePeriodSeconds.
 
     Example: stateful-route handoff games room 3 --timeout 20
     """
@@ -341,7 +342,7 @@ def handoff(
     done = _admin(
         replace(target, timeout=wait), lambda a: a.hand_off(namespace, service, pod, within=target.timeout)
     )
-    if done["left"]:
+    if done["left"] > done["waiting"]:
         raise _fail(
             EXIT_TIMED_OUT,
             f"timed out after {target.timeout:g} s: {done['left']} users still linked to pod {pod} of "
@@ -350,7 +351,9 @@ def handoff(
             target.as_json,
             **done,
         )
-    _emit(done, target, lambda: f"handed off {done['moved']} users from pod {pod}; reported Shutdown")
+    waiting = f"; {done['waiting']} wait for an updated pod (only outdated ones take users)"
+    said = f"handed off {done['moved']} users from pod {pod}{waiting if done['waiting'] else ''}"
+    _emit(done, target, lambda: f"{said}; reported Shutdown")
 
 
 @app.command()

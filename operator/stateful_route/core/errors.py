@@ -55,6 +55,7 @@ class PodPending(NoAvailablePod):
         )
         self.namespace = namespace
         self.service = service
+        self.pod = None
         self.wait_at_most = wait_at_most
 
 

@@ -24,6 +24,7 @@ class HandOffResult(NamedTuple):
     moved: int  # links moved to another pod
     failed: int  # users whose ``before`` callback raised: their link stayed here
     left: int  # users still linked here when it finished (failed and interrupted ones included)
+    waiting: int = 0  # of ``left``, users only outdated pods could take (see hand_off_users)
 
 
 def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -47,7 +48,10 @@ async def hand_off_users(
     """Pass over ``users()`` with ``concurrency`` workers, calling ``before(uid)`` once per user and
     then moving its link, until no user is left here or the loop clock reaches ``deadline``. A
     user who finds no other pod available is retried every ``retry_every`` seconds (``before`` is
-    not called again); users linked here meanwhile are handed off by the next pass.
+    not called again); users linked here meanwhile are handed off by the next pass. A pass in
+    which only outdated pods could take users (early in a rolling update) is the last: no
+    updated pod comes before this one goes (a StatefulSet replaces its pods one at a time), so
+    its users wait for one once it has gone (``waiting``; the operator evicts them).
 
     ``deadline`` bounds the call: at it, workers stop taking users and a ``before`` callback in
     flight is cancelled, that user counted as ``left``; a link move in flight finishes (within the
@@ -59,6 +63,7 @@ async def hand_off_users(
     failed: set[str] = set()
     gone: set[str] = set()  # not linked here when their turn came (a stale index entry stays out)
     here: set[str] = set()  # users last seen linked here and not moved since: ``left`` at the end
+    waiting: set[str] = set()  # users only outdated pods could take, in the last pass
     listed = False  # whether one listing of users() completed before the deadline
     moved = 0
 
@@ -86,6 +91,8 @@ async def hand_off_users(
             here.discard(uid)
             return True
         if done.pod is None:
+            if done.outdated:
+                waiting.add(uid)
             return False
         moved += 1
         here.discard(uid)
@@ -116,13 +123,14 @@ async def hand_off_users(
                 return
             found = iter(pending)  # one shared iterator: each user goes to exactly one worker
             stranded = [0]  # users who found no other pod in this pass
+            waiting.clear()
             try:
                 async with asyncio.TaskGroup() as workers:
                     for _ in range(min(concurrency, len(pending))):
                         workers.create_task(worker(found, stranded))
             except BaseExceptionGroup as group:  # a fault in one worker cancelled the others
                 raise first_error(group) from None
-            if loop.time() >= deadline:
+            if loop.time() >= deadline or waiting:
                 return
             if stranded[0]:
                 await asyncio.sleep(min(retry_every, deadline - loop.time()))
@@ -131,4 +139,4 @@ async def hand_off_users(
     if not listed:  # cut off before knowing whom the pod holds: count them (one store timeout)
         return HandOffResult(moved=moved, failed=len(failed), left=await store.count_linked(route_keys, pod))
     here.difference_update(gone)
-    return HandOffResult(moved=moved, failed=len(failed), left=len(here))
+    return HandOffResult(moved=moved, failed=len(failed), left=len(here), waiting=len(waiting & here))

@@ -57,6 +57,7 @@ class HandOff(NamedTuple):
 
     pod: int | None
     ttl: float | None
+    outdated: bool = False  # the link stayed as only outdated pods take users (a rolling update)
 
 
 def decode_link(raw: bytes | str) -> tuple[int, bool]:
@@ -313,7 +314,7 @@ class LinkStore:
             )  # fmt: skip
             return None
         if int(reply[0]) < 0:
-            return HandOff(None, None)
+            return HandOff(None, None, outdated=int(reply[0]) == -3)
         return HandOff(int(reply[0]), _ttl(int(reply[1])))
 
     async def linked_users(self, route_keys: keys.RouteKeys, pod: int) -> AsyncIterator[str]:

@@ -515,10 +515,12 @@ HAND_OFF = (
 -- ARGV[4]: channel  ARGV[5]: message announcing that the link moved  ARGV[6]: TTL in ms for a
 -- temporary link that has none, when the route's policy has none either
 -- returns {new pod, remaining TTL in ms (-1: persistent)}; {-1} when no other pod is available
---         or spare, or only outdated ones (spare pods are outdated too);
---         {-2} when the link did not parse (or the key held another type): it routed nobody,
---         so it is deleted and leaves ARGV[3]'s set (a hand-off of every user must end);
---         nil when the link does not point to ARGV[3] (absent, expired, or moved meanwhile).
+--         or spare, or only a spare one (an updated pod exists but stopped taking users since
+--         the operator's last run: retry); {-3} when only outdated pods take users (none is
+--         updated yet); {-2} when the link did not parse (or the key held another type): it
+--         routed nobody, so it is deleted and leaves ARGV[3]'s set (a hand-off of every user
+--         must end); nil when the link does not point to ARGV[3] (absent, expired, or moved
+--         meanwhile).
 -- Compare-and-swap: the link moves only if it still points to ARGV[3], to the best available
 -- pod other than ARGV[3] (the placement rule, `choose`). It keeps its kind: a persistent link
 -- stays persistent, a temporary one keeps its remaining TTL.
@@ -540,7 +542,8 @@ if not idx then
 end
 if tostring(idx) ~= from then return nil end
 local best, pool = choose(rt, from, now)
-if not best or outdated(KEYS[6], best) then return {-1} end
+if not best or pool == rt.spare then return {-1} end
+if outdated(KEYS[6], best) then return {-3} end
 local cap, ttl = policy(rt, ARGV[6])
 if persistent then
   ttl = -1
