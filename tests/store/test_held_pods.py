@@ -1,8 +1,10 @@
 """Pods held back only as outdated (a rollout replaces them) take new users when no pod is
 available: the updated pods may fill up or drain themselves between two runs of the operator,
 and new users must never be left with nowhere to go meanwhile. Every placement path: one user,
-a batch, an eviction's rebind, a hand-off; never while a pod is available, never a pod kept off
-for another reason (its own report, the cap, the table's own DenyNewCall, Shutdown)."""
+a batch, an eviction's rebind; never while a pod is available, never a pod kept off for another
+reason (its own report, the cap, the table's own DenyNewCall, Shutdown). A hand-off never takes
+a held pod: its user has a pod (the one handing it off), and would move again from an outdated
+one."""
 
 from __future__ import annotations
 
@@ -101,14 +103,14 @@ async def test_an_eviction_rebinds_onto_held_pods_when_the_updated_pod_is_full(r
     assert await store.read_many(route_keys, ["gone0", "gone1"]) == [1, 1]
 
 
-async def test_a_hand_off_moves_the_user_to_a_held_pod_when_none_is_available(redis, prefix):
+async def test_a_hand_off_never_moves_the_user_to_a_held_pod(redis, prefix):
     table, store = await rollout(redis, prefix, cap=1)
     route_keys = table.keyring.route(NS, SVC)
     await store.link_persistent(route_keys, "a", 2, only_if_free=False)  # pod 2 at its cap
     await store.link_persistent(route_keys, "b", 1, only_if_free=False)
-    moved = await server(redis, prefix, 1).hand_off("b")
-    assert moved == 0
-    assert (await table.snapshot(NS, SVC)).links == {0: 1, 1: 0, 2: 1}
+    assert await server(redis, prefix, 1).hand_off("b") is None  # the user stays on pod 1
+    assert (await table.snapshot(NS, SVC)).links == {0: 0, 1: 1, 2: 1}
+    assert (await store.place(route_keys, "new", 60)).pod == 0  # a new user takes the held pod
 
 
 async def test_held_must_name_pods_written(redis, prefix):
