@@ -138,7 +138,9 @@ async def test_changing_the_service_keeps_the_old_links_when_the_route_says_so(
 
             await poll_until(moved, within=5, every=0.05)
             assert await client.get_linked_pod_not_cache(NS, "u", ROUTE) == pod
-            assert all(":l:" in k or ":p:" in k for k in await keys_of(redis, prefix, ROUTE))
+            kept = table.keyring.route(NS, ROUTE)
+            left = await keys_of(redis, prefix, ROUTE)
+            assert all(k.startswith((kept.links, kept.pod_links)) for k in left), left
 
 
 async def test_changing_the_stateful_set_evicts_the_old_pods_users(cluster, redis, redis_url, prefix):
