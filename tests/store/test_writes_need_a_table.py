@@ -49,7 +49,7 @@ async def test_a_removal_keeps_no_link_once_the_table_is_gone(redis, prefix):
     await table.delete(NS, SVC, keep_service=True)  # the links stay, the table goes
     assert await server.remove_linked_pod("u", keep_seconds=60)
     left = {key.decode() for key in await keys_under(redis, prefix)}
-    assert not any(":l:" in key or ":p:" in key for key in left), left
+    assert not any(":l:" in key or ":ps:" in key for key in left), left
 
 
 async def test_deleting_a_route_mid_churn_leaves_nothing_behind(redis, prefix, make_redis):
