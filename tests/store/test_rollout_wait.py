@@ -95,3 +95,52 @@ async def test_a_user_of_an_outdated_pod_gone_before_its_eviction_waits_too(redi
                 await client.compute_linked_pod(NS, uid, SVC)
         else:
             assert await client.compute_linked_pod(NS, uid, SVC) in {0, 1}
+
+
+async def unroutable_outdated_pod_2(redis, make_redis, prefix, wait: float) -> tuple[RouteTable, str]:
+    """All three pods outdated, pod 2 written unroutable and its users NOT evicted (the operator
+    is down, or has not got there yet); a user of pod 2."""
+    table = await make_route(redis, prefix, pods=3)
+    await table.configure(NS, SVC, rollout_wait=wait)
+    async with clients(make_redis, prefix, 1) as (client,):
+        placed = {f"u{i}": await client.compute_linked_pod(NS, f"u{i}", SVC) for i in range(9)}
+    await table.put_phases(NS, SVC, {i: OUTDATED for i in range(3)})
+    await table.put_pods(NS, SVC, [PodState(0), PodState(1), PodState(2, ready=False, terminating=True)])
+    return table, min(uid for uid, pod in placed.items() if pod == 2)
+
+
+async def test_a_wait_spent_is_not_begun_again_while_nobody_evicts_the_link(redis, make_redis, prefix):
+    """Outside review: with the operator down the user's link kept pointing to the unroutable
+    pod, and each lookup after the wait ran out marked it waiting again, without end."""
+    _, uid = await unroutable_outdated_pod_2(redis, make_redis, prefix, wait=0.3)
+    async with clients(make_redis, prefix, 1) as (client,):
+        with pytest.raises(PodPending):
+            await client.compute_linked_pod(NS, uid, SVC)
+        await asyncio.sleep(0.35)
+        assert await client.compute_linked_pod(NS, uid, SVC) in {0, 1}  # placed, not marked again
+
+
+async def test_an_eviction_after_a_lookup_does_not_lengthen_the_wait(redis, make_redis, prefix):
+    """Outside review: a lookup between the pod turning unroutable and its eviction marked the
+    user, then the eviction marked it again for the whole wait (1.8 s waited for a 1 s wait)."""
+    table, uid = await unroutable_outdated_pod_2(redis, make_redis, prefix, wait=1)
+    async with clients(make_redis, prefix, 1) as (client,):
+        with pytest.raises(PodPending):
+            await client.compute_linked_pod(NS, uid, SVC)
+        await asyncio.sleep(0.5)
+        store = LinkStore(redis, table.keyring)
+        await eviction.evict(
+            store, table.keyring.route(NS, SVC), 2, reason="deleted", rebind_ttl=None, hold=1
+        )
+        with pytest.raises(PodPending) as pending:
+            await client.compute_linked_pod(NS, uid, SVC)
+        assert pending.value.wait_at_most <= 0.55  # what is left of the first wait, not a new one
+
+
+async def test_a_shorter_wait_set_on_the_route_applies_to_waits_under_way(redis, make_redis, prefix):
+    table, uid = await unroutable_outdated_pod_2(redis, make_redis, prefix, wait=30)
+    async with clients(make_redis, prefix, 1) as (client,):
+        with pytest.raises(PodPending):
+            await client.compute_linked_pod(NS, uid, SVC)
+        await table.configure(NS, SVC, rollout_wait=0)
+        assert await client.compute_linked_pod(NS, uid, SVC) in {0, 1}

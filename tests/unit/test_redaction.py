@@ -103,6 +103,9 @@ def test_the_rest_of_the_url_stays_readable():
         ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
         ("redis+sentinel://:Sekr/Etpw@s1:26379/mymaster", "after its host"),
         ("redis://[::1/0", "cannot be parsed"),
+        ("redis://127.0.0.1:6379/0/1", "database"),  # redis-py would use db 1
+        ("redis://127.0.0.1:6379/x", "database"),  # and db 0 here
+        ("redis://127.0.0.1:6379/-1", "database"),
         ("http://127.0.0.1/0", "must start with"),
     ],
 )

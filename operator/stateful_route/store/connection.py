@@ -13,6 +13,7 @@ so every script and pipeline stays in one slot in every case.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,6 +220,9 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
             )
         else:
             parse_url(plain)
+            if not re.fullmatch(r"/?|/\d+", urlsplit(plain).path):
+                # redis-py reads "/0/1" as db 1 and "/x" as db 0: say so instead of guessing.
+                raise InvalidInput("redis_url", "the database after the host must be a number, as in /0")
         return then()
     except InvalidInput:
         raise

@@ -386,6 +386,23 @@ local function link_chosen(rt, link_key, uid, idx, ttl, cap, now, pool)
   end
 end
 
+-- A user waiting for an updated pod (see PLACE) is marked "<when its wait began>,<wait ms>".
+-- The mark outlives the wait by 10 minutes, so a wait spent is not begun again while the user's
+-- link still points to the pod it left (nobody evicted it: the operator is down); a user
+-- already waiting keeps the mark it has (an eviction after a lookup does not lengthen the wait).
+local function mark_waiting(key, now, wait)
+  redis.call('SET', key, now .. ',' .. wait, 'PX', wait + 600000, 'NX')
+end
+
+-- How many ms a marked user has still to wait: the mark's wait, or the route's present one if
+-- shorter (an edit shortens waits under way), from when it began; <= 0 once spent.
+local function still_waiting(rt, marked, now)
+  local began, wait = string.match(marked, '^(%d+),(%d+)$')
+  if not began then return 0 end
+  local now_wait = tonumber(redis.call('HGET', rt.config, 'wait') or wait)
+  return tonumber(began) + math.min(tonumber(wait), now_wait) - now
+end
+
 -- Store a temporary link to any pod and index it under that pod (the caller re-scores the pod).
 local function link_temporary(rt, link_key, uid, idx, ttl, now)
   redis.call('SET', link_key, idx, 'PX', ttl)
@@ -409,8 +426,10 @@ PLACE = (
 -- bounded time: while only outdated pods take users it is not placed (it would move again when
 -- that pod is replaced), so the pod is the updated one the operator's rebind or the next
 -- lookup finds. A user whose link points to an outdated pod that became unroutable before the
--- operator evicted it is marked so here, for the route's 'wait' (cfg, ms; 0 = none). One PTTL
--- for users without a routable link; the phases only for marked ones and rebinds.
+-- operator evicted it is marked so here, for the route's 'wait' (cfg, ms; 0 = none). A marked
+-- user waits until its wait has passed since its mark (see still_waiting), then is placed
+-- wherever it can be. One GET for users without a routable link; the phases only for marked
+-- ones and rebinds.
 -- A link value that does not parse (or a key of another type) counts as no link: it is
 -- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
@@ -436,14 +455,15 @@ local now = now_ms()
 local best, pool = choose(rt, exclude, now)
 if not best then return nil end
 local mark, phases = base .. 'w:' .. uid, base .. 'phase'
-local wait = redis.call('PTTL', mark)
-if wait > 0 then
-  if outdated(phases, best) then return {-1, wait, 0, 0} end
+local marked = redis.call('GET', mark)
+if marked then
+  local left = still_waiting(rt, marked, now)
+  if left > 0 and outdated(phases, best) then return {-1, left, 0, 0} end
   redis.call('DEL', mark)
 elseif old ~= nil and outdated(phases, old) and outdated(phases, best) then
-  wait = tonumber(redis.call('HGET', rt.config, 'wait') or '0')
+  local wait = tonumber(redis.call('HGET', rt.config, 'wait') or '0')
   if wait > 0 then
-    redis.call('SET', mark, old, 'PX', wait)
+    mark_waiting(mark, now, wait)
     return {-1, wait, 0, 0}
   end
 end
@@ -736,7 +756,7 @@ local pod = tonumber(ARGV[1])
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
 local removed, corrupt = {}, {}
 local taken = 0
-local hold = tonumber(ARGV[5])
+local hold, now = tonumber(ARGV[5]), now_ms()
 while taken < tonumber(ARGV[3]) do
   local s = redis.call('ZRANGE', KEYS[1], 0, 0)[1]
   if not s then break end
@@ -753,7 +773,7 @@ while taken < tonumber(ARGV[3]) do
       elseif tonumber(idx) == pod then
         redis.call('DEL', key)
         removed[#removed + 1] = uid
-        if hold > 0 then redis.call('SET', ARGV[6] .. uid, ARGV[1], 'PX', hold) end
+        if hold > 0 then mark_waiting(ARGV[6] .. uid, now, hold) end
       end
     end
   end
@@ -762,7 +782,7 @@ while taken < tonumber(ARGV[3]) do
   taken = taken + #uids
 end
 if taken > 0 then count_add(rt, ARGV[1], -taken) end
-rescore(rt, ARGV[1], policy(rt, '0'), now_ms())
+rescore(rt, ARGV[1], policy(rt, '0'), now)
 return {held(rt, ARGV[1]), removed, corrupt}
 """
 )
