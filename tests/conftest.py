@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
+from stateful_route.testing.sentinel import SentinelGroup
 from stateful_route.testing.workarounds import plain_traceback_carets
 
 # Operators in threads and the kubernetes client's executor threads log tracebacks while pytest
@@ -25,7 +26,12 @@ plain_traceback_carets()
 MACHINE_REDIS = "redis://127.0.0.1:6379/0"
 E2E = Path(__file__).parent / "e2e"
 # Markers that follow from the fixtures a test uses, so `-m "not ..."` never misses one.
-MARKED_BY_FIXTURE = {"redis_cluster_url": "cluster", "tls_files": "tls", "private_redis": "e2e"}
+MARKED_BY_FIXTURE = {
+    "redis_cluster_url": "cluster",
+    "tls_files": "tls",
+    "private_redis": "e2e",
+    "sentinel_group": "sentinel",
+}
 # Tests that start servers or processes of their own are outside the fast loop too.
 E2E_ALSO = ("cluster", "tls", "sentinel", "slow")
 
@@ -138,6 +144,16 @@ def redis_cluster_url() -> Iterator[str]:
     """A 3-master Redis Cluster on loopback ports, shared by the session (never stopped early)."""
     with cluster_nodes() as cluster:
         yield cluster.url
+
+
+@pytest.fixture
+def sentinel_group() -> Iterator[SentinelGroup]:
+    """A private primary, replica and three Sentinels (down-after 1 s), each test its own."""
+    group = SentinelGroup(down_after_ms=1000).start()
+    try:
+        yield group
+    finally:
+        group.cleanup()
 
 
 @pytest.fixture

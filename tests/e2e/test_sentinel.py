@@ -11,13 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
 from stateful_route import ClientDriver, RouteTable, StoreUnavailable
 from stateful_route.store.connection import connect
-from stateful_route.testing.sentinel import SentinelGroup
 from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.routes import poll_until, until_routable
 
@@ -30,15 +28,6 @@ USERS = 2_000
 # for a loaded CI runner.
 RECOVERY_BOUND = 12.0
 SETTLED = 0.2  # a placement answered this long before the kill has reached the replica
-
-
-@pytest.fixture
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup(down_after_ms=1000).start()
-    try:
-        yield group
-    finally:
-        group.cleanup()
 
 
 async def table_is(table: RouteTable, available: list[int], within: float) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
 
 import pytest
 
 from stateful_route import ClientDriver
 from stateful_route.store.connection import connect
 from stateful_route.testing.cleanup import delete_prefix
-from stateful_route.testing.sentinel import SentinelGroup
 from tests.routes import NS, SVC, make_route
 
 pytestmark = pytest.mark.sentinel
@@ -22,15 +20,6 @@ pytestmark = pytest.mark.sentinel
 PODS = 3
 TIMEOUT = 1.0  # ClientDriver's default call timeout
 FAULT = 3.0  # seconds of calls while the Sentinel is down: several re-checks of the primary
-
-
-@pytest.fixture
-def sentinel_group() -> Iterator[SentinelGroup]:
-    group = SentinelGroup(down_after_ms=1000).start()
-    try:
-        yield group
-    finally:
-        group.cleanup()
 
 
 async def place_new_users(driver: ClientDriver, name: str, seconds: float) -> dict[str, int]:
