@@ -30,7 +30,7 @@ model: $(STAMP)
 	SR_MODEL_EXAMPLES=$${SR_MODEL_EXAMPLES:-400} SR_MODEL_STEPS=$${SR_MODEL_STEPS:-50} \
 		$(BIN)/pytest -q -p no:logging --timeout=0 tests/store/test_model.py $(ARGS)
 
-# The randomized operator scenarios at length (tests/e2e/test_operator_scenarios.py); `make test` runs 4.
+# The randomized operator scenarios at length (tests/e2e/test_operator_scenarios.py); `make test` runs 3.
 scenarios: $(STAMP)
 	SR_SCENARIOS=$${SR_SCENARIOS:-50} $(BIN)/pytest -q tests/e2e/test_operator_scenarios.py $(ARGS)
 

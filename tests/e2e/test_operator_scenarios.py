@@ -29,7 +29,7 @@ from stateful_route import ClientDriver, RouteTable, RoutingState, ServerDriver
 from stateful_route.core.errors import NoAvailablePod
 from stateful_route.testing.sim import NS, STS, Cluster, emulated_cluster, operator
 
-SCENARIOS = int(os.environ.get("SR_SCENARIOS", "4"))
+SCENARIOS = int(os.environ.get("SR_SCENARIOS", "3"))
 SEED = os.environ.get("SR_SCENARIO_SEED")
 STEPS = 40
 SETS = {STS: 4, "chat": 3}  # StatefulSet -> how many ordinals its pods may have

@@ -19,7 +19,7 @@ against a simple model, which knows the route table exactly and samples every us
 - no key outside the route's prefix changes (a neighbouring route and a foreign key stay as they
   were; only the namespace's service set may be written).
 
-``SR_MODEL_EXAMPLES`` (default 50) and ``SR_MODEL_STEPS`` (default 30) set how much it explores;
+``SR_MODEL_EXAMPLES`` (default 40) and ``SR_MODEL_STEPS`` (default 30) set how much it explores;
 ``make model`` runs a long exploration.
 """
 
@@ -64,7 +64,7 @@ SLACK = 0.02  # scheduling: a hit is judged by the time its call began
 USERS = ("u0", "u1", "u2")
 BAD = "bad"  # its link is made corrupt now and then: lookups fail on it, nothing else may
 PODS = range(5)
-EXAMPLES = int(os.environ.get("SR_MODEL_EXAMPLES", "50"))
+EXAMPLES = int(os.environ.get("SR_MODEL_EXAMPLES", "40"))
 STEPS = int(os.environ.get("SR_MODEL_STEPS", "30"))
 SHRINK = os.environ.get("SR_MODEL_SHRINK") == "1"
 
