@@ -114,15 +114,21 @@ async def test_handoff_of_an_unknown_pod_or_without_redis_fails_with_the_usual_c
     assert took < 10
 
 
-async def test_handoff_timeout_bounds_the_whole_run_with_many_users(redis, redis_url, prefix):
+async def persistent_links_on_pod_0(redis, prefix: str, count: int) -> list[str]:
+    """A route of 3 pods whose pod 0 holds ``count`` persistent links, written in bulk."""
     await make_route(redis, prefix, pods=3)
-    base = f"{prefix}:{{{NS}/{SVC}}}:"
-    users = [f"u{i}" for i in range(15_000)]
+    route_keys = Keyring(prefix).route(NS, SVC)
+    users = [f"u{i}" for i in range(count)]
     pipe = redis.pipeline(transaction=False)
     for uid in users:
-        pipe.set(base + f"l:{uid}", "0p")
+        pipe.set(route_keys.link(uid), "0p")
     await pipe.execute()
-    await write_links(redis, Keyring(prefix).route(NS, SVC), 0, dict.fromkeys(users, float("inf")))
+    await write_links(redis, route_keys, 0, dict.fromkeys(users, float("inf")))
+    return users
+
+
+async def test_handoff_timeout_bounds_the_whole_run_with_many_users(redis, redis_url, prefix):
+    users = await persistent_links_on_pod_0(redis, prefix, 15_000)
 
     code, out, _, took = await run(
         "handoff", NS, SVC, "0", "--redis-url", redis_url, "--prefix", prefix, "--timeout", "1", "--json"
@@ -138,20 +144,14 @@ async def test_handoff_timeout_bounds_the_whole_run_with_many_users(redis, redis
 async def test_handoff_exits_3_with_one_line_when_redis_stops_mid_run(make_redis, private_redis, prefix):
     redis_server = private_redis()
     redis = make_redis(redis_server.url)
-    await make_route(redis, prefix, pods=3)
-    base = f"{prefix}:{{{NS}/{SVC}}}:"
-    users = [f"u{i}" for i in range(20_000)]
-    pipe = redis.pipeline(transaction=False)
-    for uid in users:
-        pipe.set(base + f"l:{uid}", "0p")
-    await pipe.execute()
-    await write_links(redis, Keyring(prefix).route(NS, SVC), 0, dict.fromkeys(users, float("inf")))
+    users = await persistent_links_on_pod_0(redis, prefix, 20_000)
     assert redis_server.process is not None
     pid = redis_server.process.pid
     args = ("handoff", NS, SVC, "0", "--redis-url", redis_server.url, "--prefix", prefix, "--timeout", "20")
 
     async def pause_once_moving() -> None:  # stop Redis once the hand-off pass is under way
-        while int(await redis.hget(base + "ps:n", "0") or 0) > len(users) - 200:
+        counts = Keyring(prefix).route(NS, SVC).link_counts
+        while int(await redis.hget(counts, "0") or 0) > len(users) - 200:
             await asyncio.sleep(0.01)
         os.kill(pid, signal.SIGSTOP)
 
