@@ -4,14 +4,38 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every package of the development and test environment, pinned with hashes (`make lock` refreshes it).
+LOCK := requirements.lock
+UV_VERSION := 0.13.10
+LATEST_VENV := .venv-latest
 
-.PHONY: demo test lint bench chaos clean model scenarios
+.PHONY: demo test lint bench chaos clean model scenarios lock test-latest
 
-$(STAMP): pyproject.toml
+# The lock holds the build backend too, so the editable install needs nothing unpinned.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Re-resolve requirements.lock from pyproject.toml (its extras and its build requirements); needs PyPI.
+lock:
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/pip install --quiet uv==$(UV_VERSION)
+	$(PYTHON) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+		| .venv-uv/bin/uv pip compile pyproject.toml - --extra test --universal --python-version 3.11 \
+			--generate-hashes --quiet -o $(LOCK)
+
+# The newest releases pyproject.toml allows, in a throwaway venv: lint and the fast tests. Run it before
+# `make lock` and before a release, to learn early what the next lock will break. Not part of `make test`.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/pip install --quiet --upgrade -e '.[test]'
+	touch $(LATEST_VENV)/.installed
+	$(MAKE) --no-print-directory lint VENV=$(LATEST_VENV)
+	$(LATEST_VENV)/bin/pytest -q -m "not e2e"
 
 demo: $(STAMP)
 	$(BIN)/stateful-route demo $(ARGS)
@@ -42,4 +66,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_VENV) .venv-uv .pytest_cache .mypy_cache .ruff_cache

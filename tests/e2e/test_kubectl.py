@@ -7,23 +7,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 from pathlib import Path
-
-import pytest
 
 from stateful_route import ClientDriver, RouteTable
 from stateful_route.testing.apiserver import age, matches_selector
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
 from tests.routes import poll_until
-
-KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on PATH")
+from tests.tools import KUBECTL
 
 
 async def kubectl(cluster: Cluster, cache: Path, *args: str) -> tuple[int, str, str]:
     """Run kubectl against the emulator (its discovery cached in the test's own folder)."""
-    assert KUBECTL is not None
     process = await asyncio.create_subprocess_exec(
         KUBECTL, "--cache-dir", str(cache), *args,
         env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
@@ -38,7 +32,6 @@ def rows(table: str) -> list[list[str]]:
     return [line.split() for line in table.strip().splitlines()]
 
 
-@needs_kubectl
 async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster(
     cluster, redis, redis_url, prefix, tmp_path
 ):
@@ -88,8 +81,7 @@ async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster
         # Watching: the first row, then a new row when a deleted pod's users are evicted.
         for uid in range(6):
             await client.compute_linked_pod(NS, f"u{uid}", ROUTE)
-        assert KUBECTL is not None
-        watch = await asyncio.create_subprocess_exec(
+            watch = await asyncio.create_subprocess_exec(
             KUBECTL, "--cache-dir", str(cache), "get", "sroute", "-w",
             env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

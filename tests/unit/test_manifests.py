@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from stateful_route.core.constants import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
+from tests.tools import KUBECTL
 
 ROOT = Path(__file__).parents[2]
 K8S_VERSION = "1.30.0"
@@ -36,7 +36,6 @@ def all_documents() -> list[dict[str, Any]]:
 KUSTOMIZATIONS = sorted(
     p.parent for p in [*ROOT.glob("manifests/**/kustomization.yaml"), *ROOT.glob("crds/kustomization.yaml")]
 )
-KUBECTL = shutil.which("kubectl")
 OPERATOR_SA = {
     "kind": "ServiceAccount",
     "name": "stateful-route-operator",
@@ -47,8 +46,6 @@ OPERATOR_SA = {
 @functools.cache
 def render(directory: Path) -> list[dict[str, Any]]:
     """What `kubectl apply -k DIR` would send: the real kustomize, so a layout it refuses fails here."""
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed: kustomizations cannot be rendered with the real kustomize")
     out = subprocess.run(
         [KUBECTL, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
     )

@@ -239,4 +239,4 @@ class RouteMirror:
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(pubsub.aclose(), self._table.timeout)  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(pubsub.aclose(), self._table.timeout)

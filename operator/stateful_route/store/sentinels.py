@@ -38,7 +38,7 @@ class Sentinels(Sentinel):
         }
         # No retries: the other Sentinels, then the next round, are the retry.
         kwargs = {**options, **timeouts, "retry": Retry(NoBackoff(), 0)}
-        super().__init__(list(addresses), sentinel_kwargs=kwargs)  # type: ignore[no-untyped-call]
+        super().__init__(list(addresses), sentinel_kwargs=kwargs)
         self._stragglers: set[asyncio.Task[Any]] = set()
 
     async def discover_master(self, service_name: str) -> tuple[str, int]:

@@ -250,7 +250,7 @@ async def observe(
             await asyncio.sleep(0.05)
         finally:
             with contextlib.suppress(redis_errors.RedisError, OSError, TimeoutError):
-                await asyncio.wait_for(pubsub.aclose(), 2)  # type: ignore[no-untyped-call]
+                await asyncio.wait_for(pubsub.aclose(), 2)
 
 
 async def ask(

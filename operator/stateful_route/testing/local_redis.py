@@ -51,11 +51,9 @@ def answers(url: str) -> bool:
 
 def _primary_answers(url: str, timeouts: dict[str, float]) -> bool:
     parsed = parse_sentinel_url(url)
-    sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **timeouts}
-    )
+    sentinel = redis.sentinel.Sentinel(parsed.sentinels, sentinel_kwargs={**parsed.sentinel, **timeouts})
     try:
-        primary = sentinel.master_for(parsed.service, **{**parsed.primary, **timeouts})  # type: ignore[no-untyped-call]
+        primary = sentinel.master_for(parsed.service, **{**parsed.primary, **timeouts})
         with primary:
             return bool(primary.ping())
     finally:

