@@ -19,10 +19,10 @@ PIN = re.compile(
 )
 
 
-def locked() -> dict[str, tuple[Version, Marker | None]]:
-    """Each pinned package of the lock: its version and the marker it applies under."""
+def locked(lock: str = "requirements.lock") -> dict[str, tuple[Version, Marker | None]]:
+    """Each pinned package of a lock: its version and the marker it applies under."""
     pins: dict[str, tuple[Version, Marker | None]] = {}
-    for line in (ROOT / "requirements.lock").read_text().splitlines():
+    for line in (ROOT / lock).read_text().splitlines():
         if (match := PIN.match(line)) is not None:
             marker = Marker(match["marker"]) if match["marker"] else None
             pins[canonicalize_name(match["name"])] = (Version(match["version"]), marker)
@@ -69,3 +69,13 @@ def test_the_environment_is_the_lock() -> None:
         if marker is not None and not marker.evaluate():
             continue
         assert Version(metadata.version(name)) == version, f"{name}: installed, not the locked {version}"
+
+
+def test_the_operator_image_installs_a_subset_of_the_lock_at_the_same_versions() -> None:
+    image = locked("requirements-operator.lock")
+    assert {"kopf", "kubernetes", "redis", "setuptools"} <= image.keys()
+    everything = locked()
+    assert {name: version for name, (version, _) in image.items()} == {
+        name: everything[name][0] for name in image
+    }, "requirements-operator.lock drifted from requirements.lock: run `make lock`"
+    assert "--require-hashes --no-deps -r requirements-operator.lock" in (ROOT / "Dockerfile").read_text()
