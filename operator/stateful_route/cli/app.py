@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
+from stateful_route.cli.output import err, literal, out
 from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRouteError
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
@@ -81,8 +81,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
 T = TypeVar("T")
 
 RedisUrl = Annotated[
@@ -149,7 +147,7 @@ def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": message, **extra}))
     # One line, for scripts; the message is plain text (brackets in it are not markup).
-    err.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
+    err.print(Text.assemble(("error:", "red"), " ", literal(message)), highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -178,15 +176,16 @@ def _emit(data: Any, target: Target, table: Callable[[], Table | str]) -> None:
     if target.as_json:
         print(json.dumps(data))
     else:
-        out.print(table())
+        shown = table()
+        out.print(literal(shown) if isinstance(shown, str) else shown)
 
 
 def _record_table(title: str, record: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False)
+    table = Table(title=literal(title), show_header=False)
     table.add_column("field")
     table.add_column("value")
     for name, value in record.items():
-        table.add_row(name, str(value))
+        table.add_row(name, literal(value))
     return table
 
 
@@ -203,7 +202,7 @@ def pods(
     rows = _admin(target, lambda a: a.pods(namespace, service))
 
     def table() -> Table:
-        t = Table(title=f"{namespace}/{service}")
+        t = Table(title=literal(f"{namespace}/{service}"))
         for column in ("pod", "state", "routable", "available", "links", "load", "best"):
             t.add_column(column, justify="right" if column in ("links", "load") else "left")
         for r in rows:
