@@ -9,9 +9,12 @@ from stateful_route.core.errors import (
     StoreUnavailable,
 )
 from stateful_route.core.state import PodState, RouteSnapshot, RoutingState
+from stateful_route.core.version import VERSION
 from stateful_route.gateway.client import ClientDriver
 from stateful_route.pod.server import HandOffResult, ServerDriver
 from stateful_route.store.table import RouteTable
+
+__version__ = VERSION
 
 __all__ = [
     "ClientDriver",
@@ -27,4 +30,5 @@ __all__ = [
     "StatefulRouteError",
     "StoreError",
     "StoreUnavailable",
+    "__version__",
 ]

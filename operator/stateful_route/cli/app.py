@@ -28,6 +28,7 @@ from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRou
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
 from stateful_route.core.urls import redact_url
+from stateful_route.core.version import VERSION
 from stateful_route.store.connection import check_url
 from stateful_route.testing import local_redis
 
@@ -67,6 +68,8 @@ def _usage_errors(argv: list[str]) -> Iterator[None]:
     except typer.TyperException as exc:
         # Typer's own click raises these; a usage error (exit code 2) carries its context.
         if getattr(exc, "exit_code", None) != EXIT_INVALID or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help (printed) is the answer: no error line
             raise
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
@@ -506,6 +509,22 @@ def _interruptible() -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(f"stateful-route {VERSION}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_print_version, help="Print the version, exit."),
+    ] = False,
+) -> None:
+    """Sticky, load-aware routing of users to StatefulSet pods."""
 
 
 def main() -> None:

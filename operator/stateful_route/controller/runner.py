@@ -14,6 +14,7 @@ from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
 from stateful_route.controller.handlers import register
 from stateful_route.core.urls import redact_url
+from stateful_route.core.version import VERSION
 
 __all__ = ["run"]
 
@@ -51,8 +52,9 @@ async def run(
         priority = 1 + secrets.randbelow(1_000_000)
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
         log.info(
-            "event=operator_start redis=%s prefix=%s namespaces=%s peering=%s priority=%s metrics_port=%s",
-            redact_url(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-",
+            "event=operator_start version=%s redis=%s prefix=%s namespaces=%s peering=%s priority=%s "
+            "metrics_port=%s",
+            VERSION, redact_url(config.redis_url), config.prefix, ",".join(namespaces) or "*", peering or "-",
             priority, port,
         )  # fmt: skip
         await kopf.operator(
