@@ -15,6 +15,7 @@ RUN useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin operator
 COPY --from=build /opt/stateful-route /opt/stateful-route
 USER 10001
 ENV PATH=/opt/stateful-route/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-EXPOSE 8080
+# 8080: kopf's liveness endpoint (--liveness); 9090: Prometheus metrics (--metrics-port).
+EXPOSE 8080 9090
 ENTRYPOINT ["stateful-route"]
 CMD ["operator", "--all-namespaces"]

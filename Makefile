@@ -39,8 +39,9 @@ test-latest:
 	$(MAKE) --no-print-directory lint VENV=$(LATEST_VENV)
 	$(LATEST_VENV)/bin/pytest -q -m "not e2e" --deselect tests/unit/test_lock_file.py::test_the_environment_is_the_lock
 
+# Silent, so that `make demo ARGS=--json` prints only the JSON.
 demo: $(STAMP)
-	$(BIN)/stateful-route demo $(ARGS)
+	@$(BIN)/stateful-route demo $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench

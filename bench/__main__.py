@@ -210,7 +210,7 @@ async def _redis_version(url: str) -> str:
 @app.command()
 def main(
     quick: Annotated[bool, typer.Option(help="Smaller sizes: the whole run in under 2 minutes.")] = False,
-    redis_url: Annotated[str, typer.Option(envvar="REDIS_URL")] = local_redis.DEFAULT_URL,
+    redis_url: Annotated[str | None, typer.Option(envvar="REDIS_URL")] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,

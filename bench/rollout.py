@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import secrets
 import time
@@ -298,7 +299,7 @@ def main() -> None:
     from stateful_route.testing import local_redis
 
     quick = "--quick" in sys.argv
-    with local_redis.redis_url(local_redis.DEFAULT_URL) as url:
+    with local_redis.redis_url(os.environ.get("REDIS_URL")) as url:
         for variant in VARIANTS:
             moves = asyncio.run(measure(url, variant, users=1000 if quick else 3000, grace=2 if quick else 4))
             print(moves)

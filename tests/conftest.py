@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from stateful_route.core.urls import redact_url
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
 from stateful_route.testing.sentinel import SentinelGroup
@@ -49,8 +50,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """REDIS_URL, else the machine's Redis, else a private redis-server started for this run."""
-    url = os.environ.get("REDIS_URL", MACHINE_REDIS)
+    """REDIS_URL (the run fails if it does not answer), else the machine's Redis, else a private
+    redis-server started for this run."""
+    named = os.environ.get("REDIS_URL")
+    if named is not None and not answers(named):
+        pytest.fail(f"REDIS_URL names a Redis that does not answer: {redact_url(named)}")
+    url = named or MACHINE_REDIS
     if answers(url):
         yield url
         return

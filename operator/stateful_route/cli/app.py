@@ -86,14 +86,14 @@ app = typer.Typer(
 )
 T = TypeVar("T")
 
-RedisUrl = Annotated[
-    str,
-    typer.Option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        help="Redis to use (redis://, rediss:// for TLS, ?cluster=true, redis+sentinel://h:p,h:p/<master-name>).",
-    ),
-]
+_REDIS_URL_OPTION = typer.Option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    help="Redis to use (redis://, rediss:// for TLS, ?cluster=true, redis+sentinel://h:p,h:p/<master-name>).",
+)
+RedisUrl = Annotated[str, _REDIS_URL_OPTION]
+# Where "not named" differs from the default URL (the demo may start a private server, never for a named one).
+RedisUrlIfNamed = Annotated[str | None, _REDIS_URL_OPTION]
 Prefix = Annotated[str, typer.Option(help="Key prefix shared by the operator and its clients.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Timeout = Annotated[float, typer.Option(min=0.01, help="Seconds to wait for Redis.")]
@@ -427,7 +427,7 @@ def operator(
 
 @app.command()
 def demo(
-    redis_url: RedisUrl = local_redis.DEFAULT_URL,
+    redis_url: RedisUrlIfNamed = None,
     duration: Annotated[float, typer.Option(min=5, help="Seconds the story lasts.")] = 45,
     pods: Annotated[int, typer.Option(min=3, max=50, help="Pods of the simulated StatefulSet.")] = 6,
     users: Annotated[int, typer.Option(min=1, help="Users online at once (they come and go).")] = 3000,
@@ -437,8 +437,8 @@ def demo(
     """Watch stateful-route work, no cluster needed: an emulated Kubernetes API, the real operator,
     gateways placing thousands of users, and a story (drain, delete, flap, scale up).
 
-    Uses REDIS_URL, else 127.0.0.1:6379, else starts a private redis-server; touches only its
-    own keys. Exits 0 when every invariant held, 1 otherwise.
+    Uses --redis-url or REDIS_URL (exit 3 if it does not answer), else 127.0.0.1:6379, else starts a
+    private redis-server; touches only its own keys. Exits 0 when every invariant held, 1 otherwise.
 
     Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
     """
@@ -448,7 +448,8 @@ def demo(
     from stateful_route.demo.view import kubectl_hint, live_display, summary_table
 
     try:
-        check_url(redis_url)
+        if redis_url is not None:
+            check_url(redis_url)
     except InvalidInput as exc:
         raise _fail(EXIT_INVALID, str(exc), as_json, field=exc.field) from exc
     logs.configure("kv", level=40)  # the display tells the story; only errors are logged
@@ -465,6 +466,8 @@ def demo(
             summary = asyncio.run(_stopped_by_signals(run_demo(url, options, display)))
     except local_redis.NoRedis as exc:
         raise _fail(EXIT_INVALID, str(exc), as_json) from exc
+    except local_redis.NamedRedisDown as exc:
+        raise _fail(EXIT_UNAVAILABLE, str(exc), as_json) from exc
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:

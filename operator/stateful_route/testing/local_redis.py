@@ -20,6 +20,7 @@ from stateful_route.store.connection import is_sentinel_url, parse_sentinel_url,
 
 __all__ = [
     "DEFAULT_URL",
+    "NamedRedisDown",
     "NoRedis",
     "PrivateCluster",
     "PrivateRedis",
@@ -34,6 +35,10 @@ DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 class NoRedis(RuntimeError):
     """Nothing answers and no redis-server can be started."""
+
+
+class NamedRedisDown(RuntimeError):
+    """The Redis the user named (a URL given, or REDIS_URL) does not answer: never replaced by another."""
 
 
 def answers(url: str) -> bool:
@@ -199,9 +204,17 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def redis_url(url: str, *, allow_private: bool = True) -> Iterator[str]:
-    """Yield ``url`` if it answers; else start a private redis-server (removed on exit) when
-    allowed and possible; else raise NoRedis saying in one line how to get one."""
+def redis_url(named: str | None, *, allow_private: bool = True) -> Iterator[str]:
+    """Yield the Redis to use. A ``named`` URL is used as it is: NamedRedisDown if it does not answer
+    (a user who names a Redis means that one). With none named, the local default if it answers; else a
+    private redis-server (removed on exit) when allowed and possible; else NoRedis saying in one line
+    how to get one."""
+    if named is not None:
+        if not answers(named):
+            raise NamedRedisDown(f"no Redis answers at {redact_url(named)}")
+        yield named
+        return
+    url = DEFAULT_URL
     if answers(url):
         yield url
         return
