@@ -15,7 +15,7 @@ from stateful_route.core.errors import InvalidInput
 from stateful_route.core.logs import JsonFormatter, KeyValueFormatter
 from stateful_route.core.urls import redact_text, redact_url
 from stateful_route.store.connection import check_url, connect, parse_sentinel_url
-from stateful_route.testing.local_redis import NoRedis, free_port, redis_url
+from stateful_route.testing.local_redis import NamedRedisDown, free_port, redis_url
 
 # Distinctive pieces, so finding one in the output means the password leaked.
 PIECES = st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ", min_size=4, max_size=8)
@@ -118,9 +118,9 @@ def test_a_malformed_url_is_bad_input_naming_the_problem_not_the_url(url: str, s
     assert "Etpw" not in str(raised.value)
 
 
-def test_no_redis_message_redacts_the_password():
+def test_a_named_dead_redis_message_redacts_the_password():
     dead = f"redis://:Sekr@Etpw@127.0.0.1:{free_port()}/0"
-    with pytest.raises(NoRedis) as raised, redis_url(dead, allow_private=False):
+    with pytest.raises(NamedRedisDown) as raised, redis_url(dead):
         pass
     assert "Sekr" not in str(raised.value)
     assert "Etpw" not in str(raised.value)
