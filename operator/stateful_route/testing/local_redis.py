@@ -204,10 +204,10 @@ class PrivateCluster:
 
 
 @contextlib.contextmanager
-def redis_url(named: str | None, *, allow_private: bool = True) -> Iterator[str]:
+def redis_url(named: str | None) -> Iterator[str]:
     """Yield the Redis to use. A ``named`` URL is used as it is: NamedRedisDown if it does not answer
     (a user who names a Redis means that one). With none named, the local default if it answers; else a
-    private redis-server (removed on exit) when allowed and possible; else NoRedis saying in one line
+    private redis-server (removed on exit) if one can be started; else NoRedis saying in one line
     how to get one."""
     if named is not None:
         if not answers(named):
@@ -218,7 +218,7 @@ def redis_url(named: str | None, *, allow_private: bool = True) -> Iterator[str]
     if answers(url):
         yield url
         return
-    if not allow_private or shutil.which("redis-server") is None:
+    if shutil.which("redis-server") is None:
         raise NoRedis(
             f"no Redis answers at {redact_url(url)}; set REDIS_URL, or install redis-server "
             "(e.g. `apt-get install redis-server`) and it will be started for you"
