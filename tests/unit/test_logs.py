@@ -34,3 +34,29 @@ def test_json_lines_parse_and_carry_the_message():
     entry = json.loads(line)
     assert entry["level"] == "info"
     assert entry["msg"] == "event=operator_start redis=redis://***@r:6379"
+
+
+def test_json_lines_put_an_events_fields_at_the_top_level():
+    message = "event=evicted namespace=%s route=%s pod=%d removed=%d rebound=%d reason=%r"
+    line = JsonFormatter().format(record(message, "games", "room", 3, 120, 118, "pod deleted: it's gone"))
+    entry = json.loads(line)
+    assert {k: entry[k] for k in ("event", "namespace", "route", "pod", "removed", "rebound", "reason")} == {
+        "event": "evicted",
+        "namespace": "games",
+        "route": "room",
+        "pod": 3,
+        "removed": 120,
+        "rebound": 118,
+        "reason": "pod deleted: it's gone",
+    }
+    assert entry["level"] == "info"
+    assert entry["msg"].startswith("event=evicted namespace=games")
+
+
+def test_json_fields_never_replace_the_records_own_and_free_text_has_none():
+    entry = json.loads(JsonFormatter().format(record("event=odd level=%s logger=%s", "x", "y")))
+    assert (entry["level"], entry["logger"], entry["event"]) == ("info", "stateful_route.operator", "odd")
+    free = json.loads(JsonFormatter().format(record("Handler 'x' succeeded: event=1")))
+    assert set(free) == {"ts", "level", "logger", "msg"}
+    half = json.loads(JsonFormatter().format(record("event=x but then prose")))
+    assert "event" not in half

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from stateful_route.core import urls
 
-__all__ = ["LogFormat", "configure", "redact"]
+__all__ = ["JsonFormatter", "KeyValueFormatter", "LogFormat", "configure", "event_fields", "redact"]
 
 LogFormat = Literal["kv", "json"]
 
 _NEEDS_QUOTES = re.compile(r"[\s\"=]")
+# One ``key=value`` of our events: a bare word, or a value quoted as repr() or json.dumps() quote it.
+_FIELD = re.compile(r"""(\w+)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S*)(?:\s+|$)""")
+_INTEGER = re.compile(r"-?\d+")
 
 
 def redact(text: str) -> str:
@@ -38,15 +42,43 @@ class KeyValueFormatter(logging.Formatter):
         return head + body
 
 
+def event_fields(message: str) -> dict[str, Any]:
+    """The fields of an event written as ``event=… key=value …`` (quoted values unquoted, whole numbers
+    as numbers); empty for any other message, or one that is not wholly ``key=value`` pairs."""
+    if not message.startswith("event="):
+        return {}
+    fields: dict[str, Any] = {}
+    at = 0
+    while at < len(message):
+        match = _FIELD.match(message, at)
+        if match is None or match.end() == at:
+            return {}
+        fields[match[1]] = _value(match[2])
+        at = match.end()
+    return fields
+
+
+def _value(raw: str) -> Any:
+    if raw[:1] in ("'", '"'):
+        try:
+            return ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            return raw
+    return int(raw) if _INTEGER.fullmatch(raw) else raw
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg (and error)."""
+    """One JSON object per line: ts, level, logger, msg (and error); an event's fields (``event``,
+    ``namespace``, ``route``, ``pod``, counts…) as top-level keys a log pipeline can filter on."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        message = redact(record.getMessage())
+        entry: dict[str, Any] = {
+            **event_fields(message),
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": message,
         }
         if record.exc_info:
             entry["error"] = redact(self.formatException(record.exc_info))
