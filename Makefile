@@ -43,11 +43,14 @@ test-latest:
 demo: $(STAMP)
 	@$(BIN)/stateful-route demo $(ARGS)
 
+# The last line runs luacheck on the Lua scripts as Redis runs them (includes resolved, written to
+# build/lua; see operator/stateful_route/store/lua/README.md). Debian: apt-get install lua-check.
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench
 	$(BIN)/ruff format --check operator tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python -m stateful_route.store.lua_tool lint
 
 test: lint
 	$(BIN)/pytest $(ARGS)
@@ -69,4 +72,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) .venv-uv .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST_VENV) .venv-uv .pytest_cache .mypy_cache .ruff_cache build/lua

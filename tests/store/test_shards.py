@@ -1,7 +1,7 @@
 """Trying to break the sharded per-pod link sets: counts equal links after every kind of change.
 
 A pod's users live in small sorted sets chosen by a hash of the uid, split one at a time as the
-pod grows (``stateful_route.store.scripts``). These tests push pods through many splits —
+pod grows (``store/lua/include/shards.lua``). These tests push pods through many splits —
 placements, batches, if-absent, persist, removal with and without keep, hand-off, expiry (also
 in the middle of a split), eviction with and without rebind, concurrent clients — and after each
 step check every invariant of the shards (``testing.shards.check_pod``), the available set's

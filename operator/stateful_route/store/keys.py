@@ -4,9 +4,10 @@ Layout under ``<prefix>:{<ns>/<svc>}:``: ``l:<uid>`` a user's link (string; ``"<
 expiry when temporary, ``"<pod>p"`` without one when persistent), ``w:<uid>`` a user evicted
 early in a rolling update, waiting for an updated pod (the pod it left, expiring with the wait);
 the users linked to a pod in
-shards ``ps:<pod>:<k>`` (small sorted sets scored by expiry in ms, ``+inf`` when persistent; a uid's
-shard follows from its hash, see ``scripts``), ``ps:<pod>`` the pod's non-empty shards (scored by
-their earliest expiry), ``ps:n`` each pod's link count and ``ps:w`` its shard count (hashes);
+shards ``ps:<pod>:<k>`` (small sorted sets scored by expiry in ms, ``+inf`` when persistent; a
+uid's shard follows from its hash, see ``lua/include/shards.lua``), ``ps:<pod>`` the pod's
+non-empty shards (scored by their earliest expiry), ``ps:n`` each pod's link count and ``ps:w``
+its shard count (hashes);
 ``avail`` the available pods (sorted set scored by links + load, the head is the best pod),
 ``avail:held`` the pods held back from new users only as outdated by a rollout (set, written with
 the table), ``avail:spare`` those of them that would be available otherwise (sorted set scored like

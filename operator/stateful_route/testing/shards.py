@@ -1,7 +1,7 @@
 """Reading and checking a pod's sharded link sets from tests, independently of the store's scripts.
 
 The store keeps a pod's users in small sorted sets chosen by a hash of the uid (linear hashing,
-see ``stateful_route.store.scripts``). Tests read them here: every entry of a pod, the shard a
+see ``stateful_route/store/lua/include/shards.lua``). Tests read them here: every entry of a pod, the shard a
 uid belongs in (the same rule, computed in Python), and a check of every invariant the scripts
 rely on.
 """
@@ -119,7 +119,8 @@ async def check_pod(redis: AnyRedis, route_keys: RouteKeys, pod: int) -> ShardRe
     return ShardReport(entries, shards, largest, not_compact)
 
 
-# The scripts' SHARD_LOAD: a pod splits a shard when it holds more links than this per shard.
+# SHARD_LOAD of store/lua/include/shards.lua: a pod splits a shard when it holds more links than
+# this per shard.
 SHARD_LOAD = 48
 
 

@@ -1,0 +1,97 @@
+-- include "placement": availability, scores and the placement rule, and storing a link.
+
+-- Available: new users go here. Spare: held back only as outdated (not by its own report, the
+-- cap, a grace or a termination), so new users go here when no pod is available.
+local function set_availability(p, cap)
+  local room = cap == 0 or p.links < cap
+  p.available = p.routable and p.routing == 0 and room
+  p.spare = not p.available and p.held_back == true and p.routable and (p.reported or 0) == 0 and room
+end
+
+-- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
+-- keep it in the available set (scored links + load) exactly while it is available, in the
+-- spare set exactly while it is spare. O(log links + due shards).
+local function rescore(rt, idx, cap, now)
+  prune(rt, idx, now)
+  local p = pod_state(rt, idx)
+  local pool = nil
+  if p then
+    p.links = held(rt, idx)
+    set_availability(p, cap)
+    if p.available then pool = rt.available elseif p.spare then pool = rt.spare end
+  end
+  for _, key in ipairs({rt.available, rt.spare}) do
+    if key == pool then
+      redis.call('ZADD', key, p.links + p.load, idx)
+    else
+      redis.call('ZREM', key, idx)
+    end
+  end
+end
+
+-- Re-score the pod whose earliest temporary link expired longest ago, if any is overdue: one pod
+-- per placement, so a pod that is never chosen still stops counting its expired links within
+-- a few placements (about one per pod) instead of keeping a score that hides its free room.
+local function sweep(rt, now)
+  local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
+  if due[1] == nil or tonumber(due[2]) >= now then return false end
+  local idx = due[1]
+  rescore(rt, idx, policy(rt, '0'), now)
+  local first = redis.call('ZRANGE', rt.pod_links .. idx, 0, 0, 'WITHSCORES')
+  if first[1] and first[2] ~= 'inf' then
+    redis.call('ZADD', rt.expiries, first[2], idx)
+  else
+    redis.call('ZREM', rt.expiries, idx)
+  end
+  return true
+end
+
+-- Sweep every overdue pod (a batch does this once: its clock does not move while it runs).
+local function sweep_all(rt, now)
+  for _ = 1, redis.call('ZCARD', rt.expiries) do
+    if not sweep(rt, now) then return end
+  end
+end
+
+-- The best pod other than `exclude` (an index as text, '' for none) and the set it heads, or
+-- nil: the head of the available set (lowest links + load; ties by index as text), else of the
+-- spare set, after one `sweep`. Its expired links are pruned first, which only lowers its
+-- score, so it stays the head. O(log pods). `swept`: every overdue pod was swept at `now`
+-- already (`sweep_all`), so neither the sweep nor the prune can find anything.
+local function choose(rt, exclude, now, swept)
+  if not swept then sweep(rt, now) end
+  for _, pool in ipairs({rt.available, rt.spare}) do
+    for _, idx in ipairs(redis.call('ZRANGE', pool, 0, 1)) do
+      if idx ~= exclude then
+        if not swept then
+          local pruned = prune(rt, idx, now)
+          if pruned > 0 then redis.call('ZINCRBY', pool, -pruned, idx) end
+        end
+        return idx, pool
+      end
+    end
+  end
+  return nil
+end
+
+-- Link `uid` temporarily to `idx`, which `choose` just returned from `pool`, and count it in
+-- its score; a pod that reaches the cap leaves the pool.
+local function link_chosen(rt, link_key, uid, idx, ttl, cap, now, pool)
+  redis.call('SET', link_key, idx, 'PX', ttl)
+  redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
+  local links = index_link(rt, idx, uid, now + ttl)
+  if links then
+    if cap > 0 and links >= cap then
+      redis.call('ZREM', pool, idx)
+    else
+      redis.call('ZINCRBY', pool, 1, idx)
+    end
+  end
+end
+
+-- Store a temporary link to any pod and index it under that pod (the caller re-scores the pod).
+local function link_temporary(rt, link_key, uid, idx, ttl, now)
+  redis.call('SET', link_key, idx, 'PX', ttl)
+  index_link(rt, idx, uid, now + ttl)
+  redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
+end
