@@ -39,8 +39,8 @@ def test_each_script_is_exposed_under_its_name_and_headed_by_its_contract():
         assert "returns" in head.lower(), name
 
 
-def test_no_script_includes_what_it_does_not_need_to_load_first():
-    """Includes come in their README's order, so each one's functions are defined before use."""
+def test_scripts_list_their_includes_in_the_readme_order():
+    """The order of lua/README.md, in which each include's functions are defined before use."""
     order = ["base", "shards", "pods", "placement", "waiting"]
     assert sorted(p.stem for p in (LUA / "include").glob("*.lua")) == sorted(order)
     for name in scripts.names():

@@ -54,7 +54,8 @@ def main(argv: list[str]) -> int:
         case ["lint"]:
             return lint(LINT_DIR)
         case _:
-            print("usage: python -m stateful_route.store.lua_tool manifest | resolve DIR | lint", file=sys.stderr)
+            usage = "usage: python -m stateful_route.store.lua_tool manifest | resolve DIR | lint"
+            print(usage, file=sys.stderr)
             return 2
     return 0
 

@@ -1,4 +1,6 @@
--- include "placement": availability, scores and the placement rule, and storing a link.
+-- include "placement": availability, scores and the placement rule, and storing a link. The
+-- placement rule lives only here, so every caller balances the same way. Uses "base", "shards"
+-- and "pods".
 
 -- Available: new users go here. Spare: held back only as outdated (not by its own report, the
 -- cap, a grace or a termination), so new users go here when no pod is available.

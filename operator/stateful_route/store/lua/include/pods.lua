@@ -1,4 +1,5 @@
 -- include "pods": a pod's effective state, the route's policy and phases, announcing a change.
+-- Uses "base".
 
 local function pod_state(rt, idx)
   local raw = redis.call('HGET', rt.pods, idx)
