@@ -35,7 +35,7 @@ def lint(folder: Path) -> int:
     write(folder)
     luacheck = shutil.which("luacheck")
     if luacheck is None:
-        print("luacheck is not on PATH (Debian/Ubuntu: apt-get install lua-check; macOS: brew install luacheck)")
+        print("luacheck is not on PATH (Debian: apt-get install lua-check; macOS: brew install luacheck)")
         return 2
     command = [luacheck, "--config", ".luacheckrc", "--formatter", "plain", str(folder)]
     code = subprocess.run(command, check=False).returncode
