@@ -1,0 +1,224 @@
+#!lua flags=no-writes
+-- LINKED (LinkStore.linked_users): a page of a pod's users, walking its shards in order.
+-- Read-only.
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  ARGV[1]: per-pod link set prefix  ARGV[2]: pod
+-- ARGV[3]: the first shard to read  ARGV[4]: users wanted
+-- returns {the next shard to read (0: none left), uid, ...}: the live users of shards ARGV[3]
+-- on, whole shards at a time, until at least ARGV[4] were read. A split moves users from a
+-- shard to a later one, so walking shards in order meets every user linked throughout (some
+-- twice).
+
+-- include "base": the clock, the encodings of links and pod states, and a route's keys.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- '12' -> 12, false ; '12p' -> 12, true ; anything else -> nil (corrupt)
+local function parse_link(raw)
+  local idx, p = string.match(raw, '^(%d+)(p?)$')
+  if not idx then return nil end
+  return tonumber(idx), p == 'p'
+end
+
+-- A user's link value, '' (corrupt) when the key holds another type than a string.
+local function get_link(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) == 'table' and raw.err then return '' end
+  return raw
+end
+
+local function link_pod(raw)
+  local idx, persistent = parse_link(raw)
+  if not idx then error('corrupt link value') end
+  return idx, persistent
+end
+
+-- Whether the route has a table: its config is written with the table's first write and
+-- deleted with the table. Writes that would create a link or a report in a route without
+-- one refuse (nothing written after a deletion may outlive it).
+local function has_table(config)
+  return redis.call('EXISTS', config) == 1
+end
+
+-- A pod's effective state: the route table's entry combined with the pod's own report
+-- (the more restrictive routing state wins; a reported load replaces the table's).
+local function parse_pod(idx, raw, report)
+  local r, t, s, l = string.match(raw, '^(%d),(%d),(%d),(%d+)$')
+  local p = {index = tonumber(idx), ready = r == '1', terminating = t == '1',
+             routing = tonumber(s), load = tonumber(l)}
+  if report then
+    local rs, rl = string.match(report, '^(%d),(%d+)$')
+    if tonumber(rs) > p.routing then p.routing = tonumber(rs) end
+    p.load = tonumber(rl)
+    p.reported = tonumber(rs)
+  end
+  p.routable = p.ready and not p.terminating and p.routing < 2
+  return p
+end
+
+-- The keys a script needs to read pods and keep the available set true.
+-- `expiries` (keys.RouteKeys.expiries) holds, per pod, when its earliest temporary link expires;
+-- `counts` the links each pod's shards hold; `widths` how many shards each pod has (see below);
+-- `held_back` the pods written DenyNewCall only as outdated (WRITE_TABLE), `spare` those of them
+-- that would be available otherwise, scored like the available set.
+local function route(pods, reports, config, available, pod_links)
+  return {pods = pods, reports = reports, config = config, available = available,
+          pod_links = pod_links, expiries = pod_links .. 'exp', counts = pod_links .. 'n',
+          widths = pod_links .. 'w', held_back = available .. ':held', spare = available .. ':spare'}
+end
+-- include "shards": a pod's links, kept in small sorted sets (shards).
+
+-- A pod's links live in *shards*: small sorted sets (uid -> expiry in ms, +inf when
+-- persistent) that Redis keeps in its compact listpack encoding (up to
+-- zset-max-listpack-entries members, 128 by default): about 25 bytes a link, where one large
+-- sorted set costs about 110. A uid's shard follows from a hash of the uid by linear hashing:
+-- with n shards and m the largest power of two <= n, shard = h mod m, or h mod 2m when that is
+-- below n - m (those shards are split already). Whenever a pod holds more than SHARD_LOAD links
+-- per shard, shard n - m splits into itself and shard n, so shards stay small at any size and a
+-- split moves one shard's links. Beside the shards: `pod_links .. idx` (the pod's non-empty
+-- shards, each scored at or below its earliest expiry, so pruning touches only shards that are
+-- due), `counts` (links held in the pod's shards, expired ones not yet pruned included: exactly
+-- the sum of the shards' sizes) and `widths` (the pod's shard count, absent = 1). A pod whose
+-- count falls to zero starts again from one shard.
+local SHARD_LOAD = 48
+
+local function uid_hash(uid)
+  return tonumber(string.sub(redis.sha1hex(uid), 1, 8), 16)
+end
+
+local function low_power(n)
+  local m = 1
+  while m * 2 <= n do m = m * 2 end
+  return m
+end
+
+local function width(rt, idx)
+  return tonumber(redis.call('HGET', rt.widths, idx) or '1')
+end
+
+local function shard_key(rt, idx, s)
+  return rt.pod_links .. idx .. ':' .. s
+end
+
+-- The shard of `uid` in a pod of n shards.
+local function shard_of(n, uid)
+  local m = low_power(n)
+  local h = uid_hash(uid)
+  local s = h % m
+  if s < n - m then s = h % (2 * m) end
+  return s
+end
+
+-- Links held in the pod's shards (expired ones not yet pruned included).
+local function held(rt, idx)
+  return tonumber(redis.call('HGET', rt.counts, idx) or '0')
+end
+
+local function count_add(rt, idx, d)
+  local n = redis.call('HINCRBY', rt.counts, idx, d)
+  if n <= 0 then
+    redis.call('HDEL', rt.counts, idx)
+    redis.call('HDEL', rt.widths, idx)
+  end
+  return n
+end
+
+-- Write `entries` ({score, uid, ...}) into the (empty) shard s and index it, or unindex it.
+local function refill(rt, idx, s, entries)
+  if #entries == 0 then
+    redis.call('ZREM', rt.pod_links .. idx, s)
+    return
+  end
+  local key = shard_key(rt, idx, s)
+  redis.call('ZADD', key, unpack(entries))
+  redis.call('ZADD', rt.pod_links .. idx, redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2], s)
+end
+
+-- Split the pod's next shard when it holds more than SHARD_LOAD links per shard. Both halves
+-- are written afresh, so a shard that outgrew the listpack encoding gets it back.
+local function maybe_split(rt, idx, links, n)
+  if links <= SHARD_LOAD * n then return end
+  local m = low_power(n)
+  local from = n - m
+  redis.call('HSET', rt.widths, idx, n + 1)
+  local key = shard_key(rt, idx, from)
+  local entries = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+  if #entries == 0 then return end
+  local stay, go = {}, {}
+  for i = 1, #entries, 2 do
+    local half = stay
+    if uid_hash(entries[i]) % (2 * m) ~= from then half = go end
+    half[#half + 1] = entries[i + 1]
+    half[#half + 1] = entries[i]
+  end
+  redis.call('DEL', key)
+  refill(rt, idx, from, stay)
+  refill(rt, idx, n, go)
+end
+
+-- Index `uid` under pod idx with `score` (expiry in ms, or '+inf'): the pod's link count when
+-- the uid was not there, else false (its score is updated).
+local function index_link(rt, idx, uid, score)
+  local n = width(rt, idx)
+  local s = shard_of(n, uid)
+  local added = redis.call('ZADD', shard_key(rt, idx, s), score, uid)
+  redis.call('ZADD', rt.pod_links .. idx, 'LT', score, s)
+  if added == 0 then return false end
+  local links = count_add(rt, idx, 1)
+  maybe_split(rt, idx, links, n)
+  return links
+end
+
+-- Remove `uid` from pod idx's links; whether it was there.
+local function unindex_link(rt, idx, uid)
+  local s = shard_of(width(rt, idx), uid)
+  local key = shard_key(rt, idx, s)
+  if redis.call('ZREM', key, uid) == 0 then return false end
+  if redis.call('EXISTS', key) == 0 then redis.call('ZREM', rt.pod_links .. idx, s) end
+  count_add(rt, idx, -1)
+  return true
+end
+
+-- Drop pod idx's expired links, touching only the shards that are due; how many were dropped.
+local function prune(rt, idx, now)
+  local index = rt.pod_links .. idx
+  local dropped = 0
+  for _, s in ipairs(redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE')) do
+    local key = shard_key(rt, idx, s)
+    dropped = dropped + redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[1] then
+      redis.call('ZADD', index, first[2], s)
+    else
+      redis.call('ZREM', index, s)
+    end
+  end
+  if dropped > 0 then count_add(rt, idx, -dropped) end
+  return dropped
+end
+
+-- The pod's live links at `now`, exactly, without writing (for read-only scripts): its count
+-- less the expired links of its due shards.
+local function live_links(rt, idx, now)
+  local n = held(rt, idx)
+  for _, s in ipairs(redis.call('ZRANGE', rt.pod_links .. idx, '-inf', '(' .. now, 'BYSCORE')) do
+    n = n - redis.call('ZCOUNT', shard_key(rt, idx, s), '-inf', '(' .. now)
+  end
+  return n
+end
+
+local rt = route('', '', '', '', ARGV[1])
+local now = now_ms()
+local n = width(rt, ARGV[2])
+local out = {0}
+local s = tonumber(ARGV[3])
+while s < n and #out <= tonumber(ARGV[4]) do
+  for _, uid in ipairs(redis.call('ZRANGE', shard_key(rt, ARGV[2], s), now, '+inf', 'BYSCORE')) do
+    out[#out + 1] = uid
+  end
+  s = s + 1
+end
+if s < n then out[1] = s end
+return out
