@@ -1,0 +1,93 @@
+package statefulroute
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// cacheKey is (namespace, service, uid): a struct, not a joined string, so ("a:b", "c") and
+// ("a", "b:c") never collide (a defect of the original driver).
+type cacheKey struct{ namespace, service, uid string }
+
+type cacheEntry struct {
+	pod      int
+	deadline time.Time
+	order    *list.Element
+}
+
+// linkCache holds links for at most ttl each, at most size of them (the oldest written goes
+// first), as gateway/cache.py: an entry never outlives the stored link (its remaining TTL,
+// counted from before the request that read it). Safe for concurrent use.
+type linkCache struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	size    int
+	entries map[cacheKey]*cacheEntry
+	fifo    *list.List // of cacheKey, oldest first
+}
+
+func newLinkCache(size int, ttl time.Duration) *linkCache {
+	return &linkCache{ttl: ttl, size: size, entries: make(map[cacheKey]*cacheEntry), fifo: list.New()}
+}
+
+// get returns the cached pod, or false if absent or expired (an expired entry is dropped).
+func (c *linkCache) get(key cacheKey, now time.Time) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok {
+		return 0, false
+	}
+	if e.deadline.After(now) {
+		return e.pod, true
+	}
+	c.remove(key, e)
+	return 0, false
+}
+
+// put caches a link for ttl, or less when the stored link has less left (remaining >= 0;
+// negative: persistent, no limit of its own), counted from since (a time before the request
+// that read it).
+func (c *linkCache) put(key cacheKey, pod int, remaining time.Duration, since, now time.Time) {
+	ttl := c.ttl
+	if remaining >= 0 && remaining < ttl {
+		ttl = remaining
+	}
+	if since.After(now) {
+		since = now
+	}
+	deadline := since.Add(ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok {
+		c.remove(key, e)
+	}
+	if !deadline.After(now) {
+		return
+	}
+	c.entries[key] = &cacheEntry{pod: pod, deadline: deadline, order: c.fifo.PushBack(key)}
+	for len(c.entries) > c.size {
+		oldest := c.fifo.Front().Value.(cacheKey)
+		c.remove(oldest, c.entries[oldest])
+	}
+}
+
+func (c *linkCache) drop(key cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok {
+		c.remove(key, e)
+	}
+}
+
+func (c *linkCache) remove(key cacheKey, e *cacheEntry) {
+	c.fifo.Remove(e.order)
+	delete(c.entries, key)
+}
+
+func (c *linkCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}

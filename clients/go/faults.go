@@ -1,0 +1,57 @@
+package statefulroute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// unavailableReplies are Redis error replies that say Redis cannot serve now (a cluster down
+// or reconfiguring, a replica read-only mid-failover, a server loading its data), as
+// store/faults.py counts them: StoreUnavailable, not StoreError.
+var unavailableReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING"}
+
+// fault turns an error met by op into the package's errors: the caller's own cancellation or
+// deadline is returned wrapped as it is; any other fault is a *StoreError, unavailable unless
+// Redis answered with an error of its own. Never call it with redis.Nil.
+func fault(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("statefulroute: %s: %w", op, ctxErr)
+	}
+	var reply redis.Error
+	if errors.As(err, &reply) && !errors.Is(err, redis.ErrClosed) {
+		msg := reply.Error()
+		for _, prefix := range unavailableReplies {
+			if strings.HasPrefix(msg, prefix) {
+				return &StoreError{Op: op, Unavailable: true, Err: err}
+			}
+		}
+		if !strings.HasPrefix(msg, "redis: ") { // a server's reply, not a client-side condition
+			return &StoreError{Op: op, Err: err}
+		}
+	}
+	return &StoreError{Op: op, Unavailable: true, Err: err}
+}
+
+// corrupt is a reply the store cannot read.
+func corrupt(op, format string, args ...any) error {
+	return &StoreError{Op: op, Err: fmt.Errorf(format, args...)}
+}
+
+// within runs call with a deadline of d (the driver's timeout) under ctx.
+func within[T any](ctx context.Context, d time.Duration, op string, call func(context.Context) (T, error)) (T, error) {
+	inner, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	out, err := call(inner)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return out, fault(ctx, op, err)
+	}
+	return out, err
+}
