@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo test lint bench chaos clean model scenarios lock test-latest
+.PHONY: demo test lint bench chaos clean model scenarios lock test-latest go-test
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -54,6 +54,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest $(ARGS)
+
+# The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go vet, staticcheck
+# (pinned in clients/go/tools.mod, checksums in tools.sum), the tests with the race detector
+# (they start a private redis-server and play the conformance vectors). One package at a time:
+# the machines this runs on are small. The Python side of the vectors runs in pytest.
+GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
+GOFMT ?= $(dir $(GO))gofmt
+go-test:
+	cd clients/go && unformatted="$$($(GOFMT) -l .)" && test -z "$$unformatted" || { echo "gofmt: $$unformatted"; exit 1; }
+	cd clients/go && GOFLAGS=-p=1 $(GO) vet ./...
+	cd clients/go && GOFLAGS=-p=1 $(GO) tool -modfile=tools.mod staticcheck ./...
+	cd clients/go && GOFLAGS=-p=1 $(GO) test -race -count=1 ./...
 
 # A long exploration of the model-based test (tests/store/test_model.py); `make test` runs a short one.
 model: $(STAMP)

@@ -85,9 +85,3 @@ func (c *linkCache) remove(key cacheKey, e *cacheEntry) {
 	c.fifo.Remove(e.order)
 	delete(c.entries, key)
 }
-
-func (c *linkCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.entries)
-}

@@ -339,9 +339,8 @@ func checkState(t *testing.T, where string, rdb *redis.Client, k routeKeys, expe
 func deletePrefix(rdb *redis.Client, prefix string) {
 	ctx := context.Background()
 	var keys []string
-	iter := rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	for key := range rdb.Scan(ctx, 0, prefix+":*", 1000).Iterator().Vals(ctx) {
+		keys = append(keys, key)
 	}
 	sort.Strings(keys)
 	if len(keys) > 0 {

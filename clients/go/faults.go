@@ -45,13 +45,30 @@ func corrupt(op, format string, args ...any) error {
 	return &StoreError{Op: op, Err: fmt.Errorf(format, args...)}
 }
 
-// within runs call with a deadline of d (the driver's timeout) under ctx.
+// within runs call with a deadline of d (the driver's timeout) under ctx, and returns by that
+// deadline whatever the client does: go-redis honours a context's deadline only with
+// ContextTimeoutEnabled (Connect sets it; a client built elsewhere may not), and not while it
+// dials. A call abandoned so ends on its own, within the client's socket timeouts.
 func within[T any](ctx context.Context, d time.Duration, op string, call func(context.Context) (T, error)) (T, error) {
 	inner, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	out, err := call(inner)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return out, fault(ctx, op, err)
+	type result struct {
+		out T
+		err error
 	}
-	return out, err
+	done := make(chan result, 1)
+	go func() {
+		out, err := call(inner)
+		done <- result{out, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil && !errors.Is(r.err, redis.Nil) {
+			return r.out, fault(ctx, op, r.err)
+		}
+		return r.out, r.err
+	case <-inner.Done():
+		var zero T
+		return zero, fault(ctx, op, inner.Err())
+	}
 }

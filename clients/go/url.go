@@ -486,6 +486,8 @@ func (c *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 		PoolSize:      c.MaxConnections,
 		TLSConfig:     conf,
 		IsClusterMode: c.Mode == Cluster,
+		// A call ends at its context's deadline (the driver's Timeout), not only the sockets'.
+		ContextTimeoutEnabled: true,
 	}, nil
 }
 
