@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m stateful_route.store.lua_tool lint
 
-test: lint
+test: lint go-test
 	$(BIN)/pytest $(ARGS)
 
 # The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go vet, staticcheck
