@@ -158,7 +158,9 @@ class LinkStore:
 
     async def read(self, route_keys: keys.RouteKeys, uid: str) -> Link | None:
         """The user's link with its remaining TTL (read in one atomic step), or None."""
-        raw, ttl_ms = await self._guarded(self._read(keys=[route_keys.link(uid)]), self.timeout)
+        raw, ttl_ms = await self._guarded(
+            self._read(keys=[route_keys.link(uid), route_keys.config]), self.timeout
+        )
         if raw is None:
             return None
         pod, persistent = decode_link(raw)
@@ -325,7 +327,10 @@ class LinkStore:
         cursor = 0
         while True:
             cursor, *page = await self._guarded(
-                self._linked(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod, cursor, BATCH]),
+                self._linked(
+                    keys=[route_keys.pod(pod), route_keys.config],
+                    args=[route_keys.pod_links, pod, cursor, BATCH],
+                ),
                 self.timeout,
             )
             for member in page:
@@ -340,7 +345,8 @@ class LinkStore:
         """How many users are linked to ``pod`` now (expired temporary links left out)."""
         return int(
             await self._guarded(
-                self._count(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod]), self.timeout
+                self._count(keys=[route_keys.pod(pod), route_keys.config], args=[route_keys.pod_links, pod]),
+                self.timeout,
             )
         )
 

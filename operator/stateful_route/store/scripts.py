@@ -29,6 +29,7 @@ __all__ = [
     "LINKED",
     "LUA",
     "MANIFEST",
+    "PHASES",
     "PLACE",
     "PLACE_MANY",
     "PUT_PHASES",
@@ -104,6 +105,7 @@ IF_ABSENT: Final = SCRIPTS["if_absent"]
 LINKED: Final = SCRIPTS["linked"]
 PLACE: Final = SCRIPTS["place"]
 PLACE_MANY: Final = SCRIPTS["place_many"]
+PHASES: Final = SCRIPTS["phases"]
 PUT_PHASES: Final = SCRIPTS["put_phases"]
 READ: Final = SCRIPTS["read"]
 REMOVE: Final = SCRIPTS["remove"]
