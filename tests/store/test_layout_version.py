@@ -59,7 +59,7 @@ def test_every_script_checks_the_layout_first():
             assert code[1] == "check_layout(base .. 'cfg')", name
         else:
             assert re.fullmatch(r"check_layout\(KEYS\[\d\]\)", code[0]), (name, code[0])
-    assert set(CALLS) | {"migrate_links", "migrate_finish"} >= set(scripts.names())
+    assert set(CALLS) | {"migrate_links", "migrate_verify", "migrate_finish"} >= set(scripts.names())
 
 
 def test_the_lua_and_python_layouts_agree():
