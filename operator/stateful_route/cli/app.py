@@ -362,6 +362,46 @@ def handoff(
     _emit(done, target, lambda: f"{said}; reported Shutdown")
 
 
+@admin_command(timeout=5.0, timeout_help="Seconds each Redis call may take (a migration makes many).")
+def migrate(
+    namespace: Annotated[str | None, typer.Argument(help="Kubernetes namespace of the route.")] = None,
+    service: Annotated[str | None, typer.Argument(help="The route's service; with --all, leave out.")] = None,
+    *,
+    all_routes: Annotated[
+        bool, typer.Option("--all", help="Every route (of NAMESPACE if given) under the prefix.")
+    ] = False,
+    target: Target,
+) -> None:
+    """Bring a route written by an earlier release to this release's Redis layout, online.
+
+    Moves each pod's users of layout 1 into its shards, checks every stored entry against its
+    link, converts the phases and records the layout, at most 1,000 users per Redis call, while
+    gateways and pods keep working. Safe to stop and run again at any point; a second run
+    changes nothing. Exit 6 if a newer release wrote the route.
+
+    Example: stateful-route migrate games room --json; stateful-route migrate --all
+    """
+    if all_routes == (service is not None):
+        raise typer.BadParameter("name NAMESPACE SERVICE, or --all (optionally with NAMESPACE)")
+    done = _admin(target, lambda a: a.migrate(namespace, service))
+
+    def table() -> Table:
+        t = Table(title="migrate")
+        for column in ("route", "layout", "moved", "stale removed", "checked", "phases", "done"):
+            t.add_column(
+                column, justify="right" if column in ("moved", "stale removed", "checked") else "left"
+            )
+        for m in done:
+            before = "none" if m["layout_before"] is None else str(m["layout_before"])
+            after = "–" if m["layout_after"] is None else str(m["layout_after"])
+            t.add_row(literal(f"{m['namespace']}/{m['service']}"), f"{before} → {after}", f"{m['moved']:,}",
+                      f"{m['stale'] + m['dropped']:,}", f"{m['checked']:,}",
+                      "converted" if m["phases_converted"] else "", "yes" if m["done"] else "no")  # fmt: skip
+        return t
+
+    _emit(done, target, table)
+
+
 @app.command()
 def operator(
     namespace: Annotated[

@@ -91,6 +91,21 @@ class Migrator:
         self._verify = redis.register_script(scripts.MIGRATE_VERIFY)
         self._finish = redis.register_script(scripts.MIGRATE_FINISH)
 
+    async def routes(self, namespace: str | None = None) -> list[tuple[str, str]]:
+        """Every (namespace, service) with a route in this prefix (each namespace's service set),
+        or only ``namespace``'s; sorted."""
+        if namespace is not None:
+            sets = [self.keyring.services(namespace)]
+        else:
+            match = keys.services_key(self.keyring.prefix, "*")
+            sets = [text(k) async for k in self._redis.scan_iter(match=match, count=BATCH)]
+        found: list[tuple[str, str]] = []
+        for key in sets:
+            ns = key.removeprefix(f"{self.keyring.prefix}:ns:").removesuffix(":services")
+            members = await self._guard(self._redis.smembers(key), self.timeout)
+            found += [(ns, text(m)) for m in members]
+        return sorted(found)
+
     async def layout(self, route_keys: keys.RouteKeys) -> int | None:
         """The layout the route recorded, or None."""
         found = await self._guard(self._redis.hget(route_keys.config, "layout"), self.timeout)
