@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from stateful_route import PodState, RouteTable, ServerDriver
+from stateful_route import ClientDriver, PodState, RouteTable, ServerDriver
 from stateful_route.controller.reconciler import Reconciler
 from stateful_route.controller.spec import RouteRef, RouteSpec
 from stateful_route.core.constants import LAYOUT
@@ -212,3 +212,48 @@ async def test_the_operator_migrates_a_route_when_it_configures_it(redis, prefix
     reconciler.migrations.clear()
     assert await reconciler.configure(route)
     assert reconciler.migrations == {}
+
+
+async def test_migration_online_beside_old_and_new_gateways_and_pods(redis, prefix):
+    """The migration runs while old and new gateways place users and old and new pod drivers
+    confirm and remove them; once the old ones stop, a last run leaves counts exact and every
+    user found by eviction."""
+    await old_route(redis, prefix, users=1500, persistent=300)
+    table = RouteTable(redis, prefix=prefix)
+    old = OldRelease(redis, prefix)
+    rnd = random.Random(11)
+    stop = asyncio.Event()
+
+    async def churn() -> None:
+        async with ClientDriver(redis, namespace=NS, prefix=prefix) as client:
+            servers = [
+                ServerDriver(redis, namespace=NS, service=SVC, pod_index=p, prefix=prefix) for p in range(6)
+            ]
+            while not stop.is_set():
+                uid = f"user-{rnd.randrange(2500)}"
+                match rnd.randrange(5):
+                    case 0:
+                        await old.place(uid)
+                    case 1:
+                        await old.set_linked_pod(uid, rnd.randrange(6))
+                    case 2:
+                        await servers[await client.compute_linked_pod(NS, uid, SVC)].set_linked_pod(uid)
+                    case 3:
+                        await servers[rnd.randrange(6)].remove_linked_pod(uid)
+                    case _:
+                        await old.remove(uid)
+
+    migrator = Migrator(redis, table.keyring, 1.0)
+    async with asyncio.TaskGroup() as tasks:
+        worker = tasks.create_task(churn())
+        await migrator.migrate(NS, SVC)
+        stop.set()
+    worker.result()
+    await migrator.migrate(NS, SVC)  # the old writers are gone: what they wrote meanwhile moves too
+    links = await links_by_pod(redis, prefix)
+    assert (await table.snapshot(NS, SVC)).links == {p: on_pod(links, p) for p in range(6)}
+    store = LinkStore(redis, table.keyring)
+    for pod in range(6):
+        await evict(store, table.keyring.route(NS, SVC), pod, reason="test", rebind_ttl=None)
+    assert await links_by_pod(redis, prefix) == {}
+    assert set((await table.snapshot(NS, SVC)).links.values()) == {0}
