@@ -2,6 +2,7 @@
 
 from stateful_route.core.errors import (
     InvalidInput,
+    LayoutTooNew,
     NoAvailablePod,
     PodPending,
     StatefulRouteError,
@@ -20,6 +21,7 @@ __all__ = [
     "ClientDriver",
     "HandOffResult",
     "InvalidInput",
+    "LayoutTooNew",
     "NoAvailablePod",
     "PodPending",
     "PodState",

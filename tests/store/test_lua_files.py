@@ -41,7 +41,7 @@ def test_each_script_is_exposed_under_its_name_and_headed_by_its_contract():
 
 def test_scripts_list_their_includes_in_the_readme_order():
     """The order of lua/README.md, in which each include's functions are defined before use."""
-    order = ["base", "shards", "pods", "placement", "waiting"]
+    order = ["base", "layout", "shards", "pods", "placement", "waiting"]
     assert sorted(p.stem for p in (LUA / "include").glob("*.lua")) == sorted(order)
     for name in scripts.names():
         text = (LUA / f"{name}.lua").read_text(encoding="utf-8")

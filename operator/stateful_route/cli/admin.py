@@ -21,6 +21,7 @@ from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import evict as evict_pod
 from stateful_route.store.links import LinkStore
+from stateful_route.store.migration import Migration
 from stateful_route.store.table import RouteTable
 
 __all__ = ["Admin", "NotFound", "connect"]
@@ -133,6 +134,19 @@ class Admin:
         )
         result = await server.hand_off_all(within=within)
         return {"pod": pod, "moved": result.moved, "left": result.left, "waiting": result.waiting}
+
+    async def migrate(self, ns: str | None, service: str | None) -> list[dict[str, Any]]:
+        """Bring one route (``service`` given), or every route of ``ns`` (or of the prefix), to this
+        release's Redis layout; what each migration did. NotFound when there is no such route."""
+        migrator = self.store.migrator
+        if service is not None and ns is not None:
+            self.store.keyring.route(ns, service)  # InvalidInput first
+            await self.snapshot(ns, service)  # NotFound without a table
+            routes = [(ns, service)]
+        else:
+            routes = await migrator.routes(None if ns is None else validation.dns_label("namespace", ns))
+        done: list[Migration] = [await migrator.migrate(n, s) for n, s in routes]
+        return [m.as_dict() for m in done]
 
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""

@@ -2,7 +2,7 @@
 
 Exit codes, the same for every command: 0 done; 1 not found (no such route, pod or link);
 2 bad input or usage; 3 Redis unavailable or failing; 4 no available pod; 5 timed out (handoff);
-130 interrupted.
+6 the route's Redis layout is newer than this release (upgrade it); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from stateful_route.cli.output import err, literal, out
-from stateful_route.core.errors import InvalidInput, NoAvailablePod, StatefulRouteError
+from stateful_route.core.errors import InvalidInput, LayoutTooNew, NoAvailablePod, StatefulRouteError
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
 from stateful_route.core.urls import redact_url
@@ -42,6 +42,7 @@ EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_TIMED_OUT, EXI
     5,
     130,
 )
+EXIT_TOO_NEW = 6  # a newer release wrote the route: retrying cannot help, upgrading does
 # What one Redis call of ``handoff`` may wait, whatever its overall --timeout.
 HANDOFF_REDIS_WAIT = 2.0
 
@@ -79,7 +80,8 @@ def _usage_errors(argv: list[str]) -> Iterator[None]:
 app = typer.Typer(
     cls=_Commands,
     help="Sticky, load-aware routing of users to StatefulSet pods.\n\n"
-    "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod, 5 timed out.",
+    "Exit codes: 0 done, 1 not found, 2 bad input, 3 Redis unavailable, 4 no available pod, 5 timed out, "
+    "6 route layout newer than this release.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -171,6 +173,8 @@ def _admin(target: Target, action: Callable[[Any], Awaitable[T]]) -> T:
         raise _fail(EXIT_NOT_FOUND, str(exc), as_json) from exc
     except NoAvailablePod as exc:
         raise _fail(EXIT_NO_POD, str(exc), as_json) from exc
+    except LayoutTooNew as exc:
+        raise _fail(EXIT_TOO_NEW, str(exc), as_json, found=exc.found, known=exc.known) from exc
     except StatefulRouteError as exc:
         raise _fail(EXIT_UNAVAILABLE, f"{redact_url(target.redis_url)}: {exc}", as_json) from exc
 
@@ -356,6 +360,46 @@ def handoff(
     waiting = f"; {done['waiting']} wait for an updated pod (only outdated ones take users)"
     said = f"handed off {done['moved']} users from pod {pod}{waiting if done['waiting'] else ''}"
     _emit(done, target, lambda: f"{said}; reported Shutdown")
+
+
+@admin_command(timeout=5.0, timeout_help="Seconds each Redis call may take (a migration makes many).")
+def migrate(
+    namespace: Annotated[str | None, typer.Argument(help="Kubernetes namespace of the route.")] = None,
+    service: Annotated[str | None, typer.Argument(help="The route's service; with --all, leave out.")] = None,
+    *,
+    all_routes: Annotated[
+        bool, typer.Option("--all", help="Every route (of NAMESPACE if given) under the prefix.")
+    ] = False,
+    target: Target,
+) -> None:
+    """Bring a route written by an earlier release to this release's Redis layout, online.
+
+    Moves each pod's users of layout 1 into its shards, checks every stored entry against its
+    link, converts the phases and records the layout, at most 1,000 users per Redis call, while
+    gateways and pods keep working. Safe to stop and run again at any point; a second run
+    changes nothing. Exit 6 if a newer release wrote the route.
+
+    Example: stateful-route migrate games room --json; stateful-route migrate --all
+    """
+    if all_routes == (service is not None):
+        raise typer.BadParameter("name NAMESPACE SERVICE, or --all (optionally with NAMESPACE)")
+    done = _admin(target, lambda a: a.migrate(namespace, service))
+
+    def table() -> Table:
+        t = Table(title="migrate")
+        for column in ("route", "layout", "moved", "stale removed", "checked", "phases", "done"):
+            t.add_column(
+                column, justify="right" if column in ("moved", "stale removed", "checked") else "left"
+            )
+        for m in done:
+            before = "none" if m["layout_before"] is None else str(m["layout_before"])
+            after = "–" if m["layout_after"] is None else str(m["layout_after"])
+            t.add_row(literal(f"{m['namespace']}/{m['service']}"), f"{before} → {after}", f"{m['moved']:,}",
+                      f"{m['stale'] + m['dropped']:,}", f"{m['checked']:,}",
+                      "converted" if m["phases_converted"] else "", "yes" if m["done"] else "no")  # fmt: skip
+        return t
+
+    _emit(done, target, table)
 
 
 @app.command()

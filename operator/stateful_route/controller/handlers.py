@@ -18,7 +18,7 @@ import kopf
 from stateful_route.controller import login, pods, rollouts, status
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.context import OperatorContext
-from stateful_route.controller.reconciler import Result
+from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.spec import RouteRef, RouteSpec
 from stateful_route.core.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
 from stateful_route.core.errors import InvalidInput, StatefulRouteError
@@ -117,6 +117,14 @@ async def _reconcile(
     for eviction in result.evictions:
         kopf.info(kopf.Body(route.body), reason="Evicted", message=eviction.message)
     return result
+
+
+def _report_migration(reconciler: Reconciler, route: RouteRef) -> None:
+    """An event on the route for a migration its configuration ran (see Reconciler._migrate)."""
+    migration = reconciler.migrations.pop(route.key, None)
+    if migration is not None:
+        reason = "Migrated" if migration.done else "MigrationUnfinished"
+        kopf.info(kopf.Body(route.body), reason=reason, message=migration.message)
 
 
 async def _reconcile_routes_of(
@@ -270,7 +278,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 return
             memo.ctx.warnings.forget(uid)
             # A changed service or StatefulSet: the old table (and links) go, the new one is built.
-            configured = await (await memo.ctx.open()).configure(route, _previous(namespace, name, uid, old))
+            reconciler = await memo.ctx.open()
+            configured = await reconciler.configure(route, _previous(namespace, name, uid, old))
+        _report_migration(reconciler, route)
         if configured:
             records = _records(route_pods, route, memo.ctx)
             await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
@@ -317,6 +327,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 # Not configured yet: the older route of its service went, or route_changed failed.
                 if reconciler.current(uid) is None and not await reconciler.configure(route):
                     return
+                _report_migration(reconciler, route)
             if memo.ctx.census.due(route):
                 await memo.ctx.census.take(route, _indexed(route_pods, route))
             records = _records(route_pods, route, memo.ctx)

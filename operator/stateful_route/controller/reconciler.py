@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, Routing
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import Eviction, evict
 from stateful_route.store.links import LinkStore
+from stateful_route.store.migration import Migration
 from stateful_route.store.table import RouteTable
 
 __all__ = ["Reconciler", "Removal", "Result"]
+
+log = logging.getLogger("stateful_route.operator")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,8 @@ class Reconciler:
         self._routes: dict[str, RouteRef] = {}  # by uid: the spec each route was configured with
         self._removed: LRUCache[str, bool] = LRUCache(100_000)  # uids of deleted routes
         self.last_eviction: dict[RouteName, Eviction] = {}
+        self._migrated: set[tuple[str, str]] = set()  # services migrated by this process
+        self.migrations: dict[RouteName, Migration] = {}  # done, not yet reported (handlers post them)
 
     def current(self, uid: str) -> RouteRef | None:
         """The route as last configured here, or None (not yet, refused, or deleted)."""
@@ -105,8 +111,29 @@ class Reconciler:
                 await self._leave(stray, keep_links=route.spec.keep_links_on_delete)
             if claim:
                 await self._claim(route)
+                await self._migrate(route)
                 self._routes[route.uid] = route
         return claim
+
+    async def _migrate(self, route: RouteRef) -> None:
+        """Bring the route's Redis data to this release's layout, once per process (an operator
+        that starts migrates every route it owns before reconciling it); a route already of this
+        layout costs two reads. Progress goes to the log, the outcome to ``migrations``."""
+        service = (route.namespace, route.spec.service)
+        if service in self._migrated:
+            return
+
+        def progress(so_far: Migration, pod: int) -> None:
+            log.info(
+                "event=migration_progress namespace=%s route=%s pod=%d moved=%d stale=%d checked=%d",
+                route.namespace, route.name, pod, sum(so_far.moved.values()), so_far.stale, so_far.checked,
+            )  # fmt: skip
+
+        done = await self.store.migrator.migrate(*service, progress=progress)
+        self._migrated.add(service)
+        if done.before != done.after or done.moved or done.stale:
+            log.info("event=migrated namespace=%s route=%s %s", route.namespace, route.name, done.message)
+            self.migrations[route.key] = done
 
     async def reconcile(
         self,

@@ -6,6 +6,7 @@ __all__ = [
     "DEFAULT_LINK_TTL",
     "GROUP",
     "KIND",
+    "LAYOUT",
     "PLURAL",
     "POD_INDEX_LABEL",
     "REVISION_LABEL",
@@ -31,3 +32,7 @@ STS_POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 # The StatefulSet revision a pod runs (compared with the StatefulSet's status.updateRevision).
 REVISION_LABEL = "controller-revision-hash"
+
+# The Redis layout this release reads and writes (lua/include/layout.lua holds the same number;
+# README "Redis layout" lists every layout and what each script does with an older one).
+LAYOUT = 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidInput",
+    "LayoutTooNew",
     "NoAvailablePod",
     "NotOwner",
     "PodPending",
@@ -77,3 +78,18 @@ class StoreError(StatefulRouteError):
 
 class StoreUnavailable(StoreError):
     """Redis did not answer within the timeout, or the connection failed."""
+
+
+class LayoutTooNew(StoreError):
+    """The route's Redis layout is newer than this release knows: a newer release wrote it, and
+    this one would miscount or lose its users, so it refused before reading or writing anything.
+    Upgrade this client (see README "Compatibility"). ``found`` is the route's layout, ``known``
+    this release's."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"the route's Redis layout is {found}, newer than layout {known} this release knows: "
+            "upgrade stateful-route"
+        )
+        self.found = found
+        self.known = known

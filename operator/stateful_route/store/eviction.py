@@ -47,6 +47,7 @@ async def evict(
     ``hold`` > 0 marks the users unlinked as waiting that many seconds at most for a pod that is
     not outdated (``LinkStore.evict_batch``)."""
     removed = rebound = 0
+    await store.migrator.absorb(route_keys, pod)  # users a layout-1 release linked: evicted too
     while True:
         left, uids = await store.evict_batch(route_keys, pod, batch, hold=hold)
         removed += len(uids)

@@ -18,7 +18,10 @@ of scores), ``pods`` the route table,
 of the StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
 table (a hash: terminating with a deadline, outdated; shown by displays, and read by hand-offs,
-which never move a user onto an outdated pod).
+which never move a user onto an outdated pod); ``layout`` in ``cfg`` the layout the route was
+written with (README "Redis layout"). Layout 1's keys, read only by the migration: ``p:<pod>``
+each pod's users in one sorted set, ``p:exp`` the pods' earliest expiries, ``phase`` a JSON
+string.
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
 same key.
 """
@@ -58,6 +61,8 @@ class RouteKeys:
     version: str
     phases: str
     channel: str
+    legacy_pods: str  # layout 1: prefix of each pod's one sorted set of users, legacy_pods + str(pod)
+    legacy_expiries: str  # layout 1: the pods' earliest expiries
 
     @classmethod
     def build(cls, prefix: str, namespace: str, service: str) -> RouteKeys:
@@ -84,6 +89,8 @@ class RouteKeys:
             version=base + "ver",
             phases=base + "phase",
             channel=changes_channel(prefix, namespace),
+            legacy_pods=base + "p:",
+            legacy_expiries=base + "p:exp",
         )
 
     def link(self, uid: str) -> str:
@@ -93,6 +100,10 @@ class RouteKeys:
     def pod(self, index: int) -> str:
         """The shards of pod ``index``'s users: a sorted set of shard numbers by earliest expiry."""
         return self.pod_links + str(index)
+
+    def legacy_pod(self, index: int) -> str:
+        """Layout 1's one sorted set of pod ``index``'s users (until the route is migrated)."""
+        return self.legacy_pods + str(index)
 
     def shard(self, index: int, shard: int) -> str:
         """One shard of pod ``index``'s users (uid scored by expiry in ms, ``+inf`` persistent)."""

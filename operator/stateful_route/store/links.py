@@ -17,6 +17,7 @@ from stateful_route.core.errors import NoAvailablePod, PodPending, StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
+from stateful_route.store.migration import Migrator
 from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
@@ -101,6 +102,7 @@ class LinkStore:
         self._linked = redis.register_script(scripts.LINKED)
         self._hand_off = redis.register_script(scripts.HAND_OFF)
         self.services = ServiceSet(redis, keyring, self.timeout, self._guarded)
+        self.migrator = Migrator(redis, keyring, self.timeout, self._guarded)
 
     async def place(
         self, route_keys: keys.RouteKeys, uid: str, ttl: float, *, exclude: int | None = None
@@ -158,7 +160,9 @@ class LinkStore:
 
     async def read(self, route_keys: keys.RouteKeys, uid: str) -> Link | None:
         """The user's link with its remaining TTL (read in one atomic step), or None."""
-        raw, ttl_ms = await self._guarded(self._read(keys=[route_keys.link(uid)]), self.timeout)
+        raw, ttl_ms = await self._guarded(
+            self._read(keys=[route_keys.link(uid), route_keys.config]), self.timeout
+        )
         if raw is None:
             return None
         pod, persistent = decode_link(raw)
@@ -320,12 +324,17 @@ class LinkStore:
     async def linked_users(self, route_keys: keys.RouteKeys, pod: int) -> AsyncIterator[str]:
         """The users linked to ``pod`` (expired temporary links left out), each once, about BATCH at
         a time (the pod's shards in order: users linked or unlinked meanwhile may or may not
-        appear; users linked throughout do)."""
+        appear; users linked throughout do). Users a layout-1 release linked to the pod are moved
+        into its shards first (``Migrator.absorb``), so a hand-off finds them, migrated or not."""
+        await self.migrator.absorb(route_keys, pod)
         seen: set[str] = set()
         cursor = 0
         while True:
             cursor, *page = await self._guarded(
-                self._linked(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod, cursor, BATCH]),
+                self._linked(
+                    keys=[route_keys.pod(pod), route_keys.config],
+                    args=[route_keys.pod_links, pod, cursor, BATCH],
+                ),
                 self.timeout,
             )
             for member in page:
@@ -340,7 +349,8 @@ class LinkStore:
         """How many users are linked to ``pod`` now (expired temporary links left out)."""
         return int(
             await self._guarded(
-                self._count(keys=[route_keys.pod(pod)], args=[route_keys.pod_links, pod]), self.timeout
+                self._count(keys=[route_keys.pod(pod), route_keys.config], args=[route_keys.pod_links, pod]),
+                self.timeout,
             )
         )
 

@@ -29,6 +29,10 @@ __all__ = [
     "LINKED",
     "LUA",
     "MANIFEST",
+    "MIGRATE_FINISH",
+    "MIGRATE_LINKS",
+    "MIGRATE_VERIFY",
+    "PHASES",
     "PLACE",
     "PLACE_MANY",
     "PUT_PHASES",
@@ -102,8 +106,12 @@ EVICT: Final = SCRIPTS["evict"]
 HAND_OFF: Final = SCRIPTS["hand_off"]
 IF_ABSENT: Final = SCRIPTS["if_absent"]
 LINKED: Final = SCRIPTS["linked"]
+MIGRATE_FINISH: Final = SCRIPTS["migrate_finish"]
+MIGRATE_LINKS: Final = SCRIPTS["migrate_links"]
+MIGRATE_VERIFY: Final = SCRIPTS["migrate_verify"]
 PLACE: Final = SCRIPTS["place"]
 PLACE_MANY: Final = SCRIPTS["place_many"]
+PHASES: Final = SCRIPTS["phases"]
 PUT_PHASES: Final = SCRIPTS["put_phases"]
 READ: Final = SCRIPTS["read"]
 REMOVE: Final = SCRIPTS["remove"]

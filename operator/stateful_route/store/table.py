@@ -37,6 +37,7 @@ class RouteTable:
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
         self._configure = redis.register_script(scripts.CONFIGURE)
         self._put_phases = redis.register_script(scripts.PUT_PHASES)
+        self._phases = redis.register_script(scripts.PHASES)
         self._services = ServiceSet(redis, self.keyring, self.timeout)
 
     async def ping(self) -> bool:
@@ -160,13 +161,16 @@ class RouteTable:
         atomic call, so a reader sees the old or the new phases whole."""
         route_keys = self.keyring.route(namespace, service)
         pairs = [f for i, p in sorted(phases.items()) for f in (str(validation.pod_index(i)), p.encode())]
-        await guarded(self._put_phases(keys=[route_keys.phases], args=pairs), self.timeout)
+        await guarded(self._put_phases(keys=[route_keys.phases, route_keys.config], args=pairs), self.timeout)
 
     async def phases(self, namespace: str, service: str) -> dict[int, PodPhase]:
-        """Pods the operator reports as terminating (Handoff) or outdated."""
+        """Pods the operator reports as terminating (Handoff) or outdated. Reads the phases of
+        either layout (a hash, or layout 1's JSON string until the route is migrated or the
+        operator writes them again); a key of any other type is StoreError."""
         route_keys = self.keyring.route(namespace, service)
-        found = await guarded(self._redis.hgetall(route_keys.phases), self.timeout)
-        return {int(text(i)): PodPhase.decode(text(v)) for i, v in found.items() if text(i).isdigit()}
+        flat = await guarded(self._phases(keys=[route_keys.phases, route_keys.config]), self.timeout)
+        pairs = zip(flat[::2], flat[1::2], strict=True)
+        return {int(text(i)): PodPhase.decode(text(v)) for i, v in pairs if text(i).isdigit()}
 
     async def reports(self, namespace: str, service: str) -> dict[int, RoutingState]:
         """The routing state each pod reported itself (pods that never reported are absent)."""

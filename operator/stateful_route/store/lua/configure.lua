@@ -9,11 +9,14 @@
 -- returns 0
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[3])
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+mark_new_route(KEYS[3])
 redis.call('HSET', KEYS[3], 'cap', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], 'owner', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'wait', ARGV[5]) end

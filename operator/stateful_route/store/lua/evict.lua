@@ -11,11 +11,13 @@
 -- returns {users left to the pod, {uids whose link was deleted}, {uids whose corrupt link was deleted}}
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 --- @include "waiting"
 
+check_layout(KEYS[4])
 local pod = tonumber(ARGV[1])
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[4])
 local removed, corrupt = {}, {}

@@ -20,10 +20,12 @@
 -- the operator once this pod stops).
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[4])
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local uid, from = ARGV[2], ARGV[3]
 local cur = get_link(KEYS[1])

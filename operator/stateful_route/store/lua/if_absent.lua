@@ -12,10 +12,12 @@
 -- does not parse, counts as absent (as for a placement).
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[4])
 if not has_table(KEYS[4]) then return nil end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local cur = get_link(KEYS[1])

@@ -1,7 +1,8 @@
 #!lua flags=no-writes
 -- LINKED (LinkStore.linked_users): a page of a pod's users, walking its shards in order.
 -- Read-only.
--- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  ARGV[1]: per-pod link set prefix  ARGV[2]: pod
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  KEYS[2]: route config
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: pod
 -- ARGV[3]: the first shard to read  ARGV[4]: users wanted
 -- returns {the next shard to read (0: none left), uid, ...}: the live users of shards ARGV[3]
 -- on, whole shards at a time, until at least ARGV[4] were read. A split moves users from a
@@ -9,8 +10,10 @@
 -- twice).
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 
+check_layout(KEYS[2])
 local rt = route('', '', '', '', ARGV[1])
 local now = now_ms()
 local n = width(rt, ARGV[2])

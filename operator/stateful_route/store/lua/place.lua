@@ -22,12 +22,14 @@
 -- The hot path of every new user: few arguments (each costs the client encoding time).
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 --- @include "waiting"
 
 local base = ARGV[1]
+check_layout(base .. 'cfg')
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'ps:')
 local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
 local cur = get_link(KEYS[1])

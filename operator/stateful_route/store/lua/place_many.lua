@@ -9,10 +9,12 @@
 -- A link value that does not parse counts as no link (replaced by a placement), as in PLACE.
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[3])
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 local exclude = ARGV[4]
 local now = now_ms()

@@ -6,10 +6,12 @@
 -- returns the pod the link pointed to when it was removed (compare-and-delete), else nil.
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[4])
 local cur = redis.call('GET', KEYS[1])
 if not cur then return nil end
 local idx = link_pod(cur)

@@ -8,10 +8,12 @@
 -- table (deleted, or not written yet).
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[4])
 if not has_table(KEYS[4]) then return -1 end
 local cur = redis.call('HGET', KEYS[2], ARGV[1])
 local routing, load = 0, 0

@@ -8,10 +8,12 @@
 -- (nothing written) when the route has no table: a persistent link must not outlive a deletion.
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[4])
 if not has_table(KEYS[4]) then return nil end
 local rt = route(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
 local pod = tonumber(ARGV[3])

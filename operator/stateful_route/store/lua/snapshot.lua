@@ -10,10 +10,12 @@
 -- pod placement would choose now.
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[3])
 local now = now_ms()
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1])
 local cap = policy(rt, '0')

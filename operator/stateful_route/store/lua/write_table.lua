@@ -18,10 +18,12 @@
 -- owns it.
 
 --- @include "base"
+--- @include "layout"
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 
+check_layout(KEYS[3])
 if ARGV[5] ~= '' then
   local owner = redis.call('HGET', KEYS[3], 'owner')
   if not owner then return -1 end
@@ -79,6 +81,7 @@ else
     end
   end
   local now = now_ms()
+  mark_new_route(KEYS[3])
   redis.call('HSETNX', KEYS[3], 'born', now)
   local cap = policy(rt, '0')
   for i = 6, #ARGV, 4 do rescore(rt, ARGV[i], cap, now) end

@@ -1,0 +1,87 @@
+"""`stateful-route migrate`: a route written by the layout-1 release (commit 4fd8d86) brought to
+today's layout, as a table and as JSON; idempotent; --all; bad input and newer layouts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stateful_route.core.constants import LAYOUT
+from tests.cli.test_admin_commands import cli, opts
+from tests.routes import NS, SVC, make_route
+from tests.store.layout_1 import OldRelease
+
+READY = "1,0,0,0"
+
+
+async def old_route(redis, prefix: str, service: str = SVC) -> OldRelease:
+    old = OldRelease(redis, prefix, service=service)
+    await old.configure()
+    await old.put_pods(dict.fromkeys(range(3), READY))
+    for i in range(200):
+        pod = int((await old.place(f"user-{i}"))[0])
+        if i % 5 == 0:
+            await old.set_linked_pod(f"user-{i}", pod)
+    await old.put_phases({1: ",1"})
+    return old
+
+
+async def test_migrate_reports_what_it_moved_and_a_second_run_moves_nothing(redis, redis_url, prefix):
+    await old_route(redis, prefix)
+    code, text = await cli("migrate", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert code == 0, text
+    (done,) = json.loads(text)
+    assert done["layout_before"] is None
+    assert (done["layout_after"], done["moved"], done["phases_converted"], done["done"]) == (
+        LAYOUT,
+        200,
+        True,
+        True,
+    )
+    code, text = await cli("pods", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert sum(row["links"] for row in json.loads(text)) == 200
+    code, text = await cli("migrate", NS, SVC, *opts(redis_url, prefix))
+    assert code == 0
+    assert f"{LAYOUT} → {LAYOUT}" in text
+    assert "yes" in text
+
+
+async def test_migrate_all_takes_every_route_of_the_prefix(redis, redis_url, prefix):
+    await old_route(redis, prefix)
+    await old_route(redis, prefix, service="lobby")
+    code, text = await cli("migrate", "--all", *opts(redis_url, prefix), "--json")
+    assert code == 0, text
+    assert [(m["service"], m["moved"], m["done"]) for m in json.loads(text)] == [
+        ("lobby", 200, True),
+        (SVC, 200, True),
+    ]
+
+
+async def test_the_pods_command_reads_the_old_releases_phases(redis, redis_url, prefix):
+    """Finding 3: the CLI read layout 1's phases (a JSON string) as WRONGTYPE and exited 3."""
+    await old_route(redis, prefix)
+    code, text = await cli("pods", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert code == 0, text
+    assert [row["state"] for row in json.loads(text)] == ["Ready", "Outdated", "Ready"]
+
+
+async def test_a_route_of_a_newer_layout_exits_6_naming_both_layouts(redis, redis_url, prefix):
+    await make_route(redis, prefix, pods=2)
+    await redis.hset(f"{prefix}:{{{NS}/{SVC}}}:cfg", "layout", LAYOUT + 1)
+    for command in (["pods", NS, SVC], ["migrate", NS, SVC]):
+        code, text = await cli(*command, *opts(redis_url, prefix), "--json")
+        assert code == 6, text
+        assert json.loads(text)["found"] == LAYOUT + 1
+        assert json.loads(text)["known"] == LAYOUT
+
+
+@pytest.mark.parametrize("args", [[], [NS], [NS, SVC, "--all"], ["Bad_NS", "--all"]])
+async def test_bad_arguments_exit_2_and_change_nothing(redis_url, prefix, args):
+    code, _ = await cli("migrate", *args, *opts(redis_url, prefix))
+    assert code == 2
+
+
+async def test_no_such_route_exits_1(redis_url, prefix):
+    code, _ = await cli("migrate", NS, "nothing", *opts(redis_url, prefix))
+    assert code == 1
