@@ -555,7 +555,7 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 		return nil, err
 	}
 	reply, err := within(ctx, d.opts.Timeout, "read", func(ctx context.Context) (any, error) {
-		return scriptRead.Run(ctx, d.rdb, []string{k.link(key.uid)}).Result()
+		return scriptRead.Run(ctx, d.rdb, []string{k.link(key.uid), k.config}).Result()
 	})
 	if err != nil {
 		return nil, err

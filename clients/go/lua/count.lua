@@ -1,6 +1,7 @@
 #!lua flags=no-writes
 -- COUNT (LinkStore.count_linked): a pod's live links, exactly. Read-only.
--- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  ARGV[1]: per-pod link set prefix  ARGV[2]: pod
+-- KEYS[1]: the pod's shards (keys.RouteKeys.pod)  KEYS[2]: route config
+-- ARGV[1]: per-pod link set prefix  ARGV[2]: pod
 -- returns how many users are linked to the pod now (expired temporary links left out).
 
 -- include "base": the clock, the encodings of links and pod states, and a route's keys.
@@ -62,6 +63,30 @@ local function route(pods, reports, config, available, pod_links)
   return {pods = pods, reports = reports, config = config, available = available,
           pod_links = pod_links, expiries = pod_links .. 'exp', counts = pod_links .. 'n',
           widths = pod_links .. 'w', held_back = available .. ':held', spare = available .. ':spare'}
+end
+-- include "layout": the version of the route's Redis layout, checked by every script first.
+
+-- The layout this release reads and writes (core.layout.LAYOUT says the same to Python). A
+-- route records the layout it was written with in its config ('layout'); a route without one
+-- was written before layouts were recorded (layout 1, 2 or both: see README "Redis layout")
+-- and is handled as the oldest layout still served until `stateful-route migrate` marks it.
+local LAYOUT = 2
+
+-- Refuse, before anything is read or written, a route written by a newer layout: this release
+-- would count and move its users wrongly. The error names both versions (store.faults turns it
+-- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
+local function check_layout(config)
+  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+  if found > LAYOUT then
+    error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
+  end
+  return found
+end
+
+-- Record this layout in the config of a route that has none yet (its first write creates it):
+-- a route that exists unmarked keeps no marker until its migration has moved its older data.
+local function mark_new_route(config)
+  if redis.call('EXISTS', config) == 0 then redis.call('HSET', config, 'layout', LAYOUT) end
 end
 -- include "shards": a pod's links, kept in small sorted sets (shards).
 
@@ -204,5 +229,6 @@ local function live_links(rt, idx, now)
   return n
 end
 
+check_layout(KEYS[2])
 local rt = route('', '', '', '', ARGV[1])
 return live_links(rt, ARGV[2], now_ms())

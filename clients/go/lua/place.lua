@@ -81,6 +81,30 @@ local function route(pods, reports, config, available, pod_links)
           pod_links = pod_links, expiries = pod_links .. 'exp', counts = pod_links .. 'n',
           widths = pod_links .. 'w', held_back = available .. ':held', spare = available .. ':spare'}
 end
+-- include "layout": the version of the route's Redis layout, checked by every script first.
+
+-- The layout this release reads and writes (core.layout.LAYOUT says the same to Python). A
+-- route records the layout it was written with in its config ('layout'); a route without one
+-- was written before layouts were recorded (layout 1, 2 or both: see README "Redis layout")
+-- and is handled as the oldest layout still served until `stateful-route migrate` marks it.
+local LAYOUT = 2
+
+-- Refuse, before anything is read or written, a route written by a newer layout: this release
+-- would count and move its users wrongly. The error names both versions (store.faults turns it
+-- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
+local function check_layout(config)
+  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+  if found > LAYOUT then
+    error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
+  end
+  return found
+end
+
+-- Record this layout in the config of a route that has none yet (its first write creates it):
+-- a route that exists unmarked keeps no marker until its migration has moved its older data.
+local function mark_new_route(config)
+  if redis.call('EXISTS', config) == 0 then redis.call('HSET', config, 'layout', LAYOUT) end
+end
 -- include "shards": a pod's links, kept in small sorted sets (shards).
 
 -- A pod's links live in *shards*: small sorted sets (uid -> expiry in ms, +inf when
@@ -395,6 +419,7 @@ local function still_waiting(rt, marked, now)
 end
 
 local base = ARGV[1]
+check_layout(base .. 'cfg')
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'ps:')
 local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
 local cur = get_link(KEYS[1])

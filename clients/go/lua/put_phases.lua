@@ -1,10 +1,36 @@
 -- PUT_PHASES (RouteTable.put_phases): replace the route's pod phases.
--- KEYS[1]: the route's phases (a hash: index -> core.state.PodPhase's encoding)
+-- KEYS[1]: the route's phases (a hash: index -> core.state.PodPhase's encoding)  KEYS[2]: route config
 -- ARGV: index, phase, index, phase, ...
 -- Replaces the whole hash in one step: a reader (HAND_OFF, displays) sees the old phases or
 -- the new ones, never a mix.
 -- returns 0
 
+-- include "layout": the version of the route's Redis layout, checked by every script first.
+
+-- The layout this release reads and writes (core.layout.LAYOUT says the same to Python). A
+-- route records the layout it was written with in its config ('layout'); a route without one
+-- was written before layouts were recorded (layout 1, 2 or both: see README "Redis layout")
+-- and is handled as the oldest layout still served until `stateful-route migrate` marks it.
+local LAYOUT = 2
+
+-- Refuse, before anything is read or written, a route written by a newer layout: this release
+-- would count and move its users wrongly. The error names both versions (store.faults turns it
+-- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
+local function check_layout(config)
+  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+  if found > LAYOUT then
+    error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
+  end
+  return found
+end
+
+-- Record this layout in the config of a route that has none yet (its first write creates it):
+-- a route that exists unmarked keeps no marker until its migration has moved its older data.
+local function mark_new_route(config)
+  if redis.call('EXISTS', config) == 0 then redis.call('HSET', config, 'layout', LAYOUT) end
+end
+
+check_layout(KEYS[2])
 redis.call('DEL', KEYS[1])
 if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 return 0

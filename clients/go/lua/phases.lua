@@ -1,0 +1,50 @@
+#!lua flags=no-writes
+-- PHASES (RouteTable.phases): the route's pod phases, in one atomic read, whatever the layout
+-- that wrote them. Read-only.
+-- KEYS[1]: the route's phases  KEYS[2]: route config
+-- returns {index, phase, index, phase, ...} (core.state.PodPhase's encoding): the hash of
+-- layout 2, or the JSON string ({"<index>": "<phase>"}) layout 1 wrote, read alike, so a CLI
+-- or operator of this release shows a route not yet migrated; {} when there are none; an error
+-- naming the type when the key is of any other type (no layout writes one).
+
+-- include "layout": the version of the route's Redis layout, checked by every script first.
+
+-- The layout this release reads and writes (core.layout.LAYOUT says the same to Python). A
+-- route records the layout it was written with in its config ('layout'); a route without one
+-- was written before layouts were recorded (layout 1, 2 or both: see README "Redis layout")
+-- and is handled as the oldest layout still served until `stateful-route migrate` marks it.
+local LAYOUT = 2
+
+-- Refuse, before anything is read or written, a route written by a newer layout: this release
+-- would count and move its users wrongly. The error names both versions (store.faults turns it
+-- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
+local function check_layout(config)
+  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+  if found > LAYOUT then
+    error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
+  end
+  return found
+end
+
+-- Record this layout in the config of a route that has none yet (its first write creates it):
+-- a route that exists unmarked keeps no marker until its migration has moved its older data.
+local function mark_new_route(config)
+  if redis.call('EXISTS', config) == 0 then redis.call('HSET', config, 'layout', LAYOUT) end
+end
+
+check_layout(KEYS[2])
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return {} end
+if kind == 'hash' then return redis.call('HGETALL', KEYS[1]) end
+if kind ~= 'string' then error({err = 'PHASES_TYPE the route\'s phases are a ' .. kind}) end
+local ok, decoded = pcall(cjson.decode, redis.call('GET', KEYS[1]))
+local out = {}
+if ok and type(decoded) == 'table' then
+  for idx, phase in pairs(decoded) do
+    if type(idx) == 'string' and type(phase) == 'string' then
+      out[#out + 1] = idx
+      out[#out + 1] = phase
+    end
+  end
+end
+return out
