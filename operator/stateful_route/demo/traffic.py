@@ -36,6 +36,7 @@ class Traffic:
         # uid -> its pod as the rolling update goes: its link when the update began, then each
         # answer (None before the update begins; see ``rollout_begins``)
         self.rollout_pods: dict[str, int] | None = None
+        self.in_flight: Counter[str] = Counter()  # uid -> its lookups under way
         self.stop = asyncio.Event()
 
     def all_users(self) -> list[str]:
@@ -58,13 +59,14 @@ class Traffic:
         elif roll < 0.95:
             uid = self.online[rng.randrange(len(self.online))]  # reconnects
         else:
-            await self._leave(self.online[rng.randrange(len(self.online))])
+            await self.leave(self.online[rng.randrange(len(self.online))])
             return
         await self.look_up(client, uid)
 
     async def look_up(self, client: ClientDriver, uid: str) -> None:
         """One lookup of ``uid`` through ``client``, counted: a placement, a move, or neither."""
         started = time.perf_counter_ns()
+        self.in_flight[uid] += 1
         try:
             pod = await client.compute_linked_pod(NS, uid, ROUTE)
         except PodPending:  # its pod is being replaced: it waits for the new revision
@@ -76,6 +78,10 @@ class Traffic:
         except Exception as exc:  # reported in the summary: the demo fails loudly, not silently
             self.summary.errors.append(f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            self.in_flight[uid] -= 1
+            if not self.in_flight[uid]:
+                del self.in_flight[uid]
         self.took_ns.append(time.perf_counter_ns() - started)
         self.summary.lookups += 1
         self.sessions[pod] += 1
@@ -105,7 +111,12 @@ class Traffic:
             if linked.get(uid, pod) != pod:
                 self.rollout_moves[uid] += 1
 
-    async def _leave(self, uid: str) -> None:
+    async def leave(self, uid: str) -> None:
+        """The user ends its session: it goes offline for good and its pod drops its link. Not
+        while a lookup of it is under way (it would leave mid-request, and that lookup's answer
+        would enrol it again as a new user, whose next placement would count as a move)."""
+        if self.in_flight[uid]:
+            return
         index = self.position.pop(uid)
         last = self.online.pop()
         if last != uid:  # swap-remove keeps picking O(1)
