@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test
+.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test control-plane
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m stateful_route.store.lua_tool lint
 
-test: lint go-test
+test: lint go-test control-plane
 	$(BIN)/pytest $(ARGS)
 
 # The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go vet, staticcheck
@@ -66,6 +66,12 @@ go-test:
 	cd clients/go && GOFLAGS=-p=1 $(GO) vet ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) tool -modfile=tools.mod staticcheck ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) test -race -count=1 ./...
+
+# etcd, kube-apiserver and kube-controller-manager for the `controlplane` tests, built from the Go
+# module proxy into ~/.cache/stateful-route/control-plane/<version>/ (kept there; KUBEBUILDER_ASSETS
+# binaries are used instead when set). The first build takes long: see the README.
+control-plane:
+	GO=$(GO) controlplane/build.sh
 
 # A long exploration of the model-based test (tests/store/test_model.py); `make test` runs a short one.
 model: $(STAMP)
