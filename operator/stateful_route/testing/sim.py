@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import kmock
 import yaml
@@ -445,39 +445,49 @@ def write_kubeconfig(folder: Path, server: str) -> Path:
     return path
 
 
+class Reachable(Protocol):
+    """Where an operator logs in: the emulated cluster, or a real control plane."""
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+
 def _replica(
-    cluster: Cluster,
+    cluster: Reachable,
     redis_url: str,
     prefix: str,
     peering: str | None,
     priority: int | None,
     metrics: OperatorMetrics | None,
+    namespaces: list[str] | None,
     options: dict[str, Any],
 ) -> Callable[[Any, Any], Coroutine[Any, Any, None]]:
-    """The operator run for ``cluster``, waiting for its stop and ready flags."""
+    """The operator run for ``cluster`` (in ``namespaces``, default NS), waiting for its stop and
+    ready flags."""
     config = OperatorConfig(redis_url=redis_url, prefix=prefix, kubeconfig=str(cluster.kubeconfig), **options)
 
     def replica(stop: Any, ready: Any) -> Coroutine[Any, Any, None]:
         # kopf takes asyncio or threading events; ``run`` is annotated with the asyncio kind.
-        return run(config, namespaces=[NS], peering=peering, priority=priority, metrics=metrics,
-                   stop_flag=stop, ready_flag=ready)  # fmt: skip
+        return run(config, namespaces=namespaces or [NS], peering=peering, priority=priority,
+                   metrics=metrics, stop_flag=stop, ready_flag=ready)  # fmt: skip
 
     return replica
 
 
 @contextlib.asynccontextmanager
 async def operator(
-    cluster: Cluster,
+    cluster: Reachable,
     redis_url: str,
     prefix: str,
     *,
     peering: str | None = None,
     priority: int | None = None,
     metrics: OperatorMetrics | None = None,
+    namespaces: list[str] | None = None,
     **options: Any,
 ) -> AsyncIterator[asyncio.Task[None]]:
     """The real operator, in-process, logged in through the kubeconfig; stopped on exit."""
-    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, options)
+    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, namespaces, options)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(replica(stop, ready))
     try:
@@ -508,13 +518,14 @@ async def emulated_cluster(folder: Path | None = None) -> AsyncIterator[Cluster]
 
 @contextlib.asynccontextmanager
 async def operator_thread(
-    cluster: Cluster,
+    cluster: Reachable,
     redis_url: str,
     prefix: str,
     *,
     peering: str | None = None,
     priority: int | None = None,
     metrics: OperatorMetrics | None = None,
+    namespaces: list[str] | None = None,
     **options: Any,
 ) -> AsyncIterator[threading.Thread]:
     """The real operator in a thread with its own event loop, as one replica of a Deployment.
@@ -524,7 +535,7 @@ async def operator_thread(
     thread it takes over Ctrl-C. A thread keeps it apart, like a separate pod.
     """
     workarounds.plain_traceback_carets()  # a second thread now formats tracebacks too
-    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, options)
+    replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, namespaces, options)
     stop, ready = threading.Event(), threading.Event()
     thread = threading.Thread(
         target=lambda: asyncio.run(replica(stop, ready)), name=f"operator-{priority}", daemon=True
