@@ -15,7 +15,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from stateful_route.core.urls import redact_url
+from stateful_route.testing.binaries import MissingBinaries, find_binaries
 from stateful_route.testing.cleanup import delete_prefix
+from stateful_route.testing.controlplane import ControlPlane
+from stateful_route.testing.kubelet import Kubelet
 from stateful_route.testing.local_redis import PrivateCluster, PrivateRedis, Tls, answers
 from stateful_route.testing.sentinel import SentinelGroup
 from stateful_route.testing.workarounds import plain_traceback_carets
@@ -32,9 +35,10 @@ MARKED_BY_FIXTURE = {
     "tls_files": "tls",
     "private_redis": "e2e",
     "sentinel_group": "sentinel",
+    "control_plane": "controlplane",
 }
 # Tests that start servers or processes of their own are outside the fast loop too.
-E2E_ALSO = ("cluster", "tls", "sentinel", "slow")
+E2E_ALSO = ("cluster", "tls", "sentinel", "slow", "controlplane")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -177,3 +181,23 @@ def cluster_nodes() -> Iterator[PrivateCluster]:
         yield cluster.start()
     finally:
         cluster.cleanup()
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real etcd, kube-apiserver and kube-controller-manager, shared by the session (starting
+    them takes seconds). Skipped, saying what to run, where `make control-plane` has not built them."""
+    try:
+        binaries = find_binaries()
+    except MissingBinaries as missing:
+        pytest.skip(str(missing))
+    with ControlPlane(tmp_path_factory.mktemp("control-plane"), binaries) as plane:
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def kubelet(control_plane: ControlPlane) -> Iterator[Kubelet]:
+    """The kubelet stand-in on the shared control plane: binds and runs the pods of the
+    namespaces it is told to manage."""
+    with Kubelet(control_plane.kubeconfig) as stand_in:
+        yield stand_in

@@ -1,0 +1,57 @@
+"""Fixtures for the tests against a real control plane: the manifests installed once, and a
+namespace of each test's own whose pods the kubelet stand-in runs."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import kubernetes
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from stateful_route.testing.controlplane import ControlPlane
+from stateful_route.testing.kubelet import Kubelet
+
+ROOT = Path(__file__).parents[2]
+CRD_NAME = "statefulroutes.stateful-route.dev"
+
+
+@pytest.fixture(scope="session")
+def installed(control_plane: ControlPlane) -> subprocess.CompletedProcess[str]:
+    """`kubectl apply -k manifests/base` (the CRD, RBAC, the operator's Deployment), once, and the
+    CRD Established; returns what the apply printed."""
+    applied = control_plane.kubectl("apply", "-k", str(ROOT / "manifests" / "base"))
+    control_plane.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=30s")
+    return applied
+
+
+@pytest.fixture
+def core(control_plane: ControlPlane) -> Iterator[kubernetes.client.CoreV1Api]:
+    with control_plane.api_client() as client:
+        yield kubernetes.client.CoreV1Api(client)
+
+
+@pytest.fixture
+def namespace(
+    control_plane: ControlPlane, kubelet: Kubelet, core: kubernetes.client.CoreV1Api
+) -> Iterator[str]:
+    """A fresh namespace the kubelet stand-in manages, ready for pods (its `default`
+    ServiceAccount exists, without which the API server refuses pods); deleted afterwards."""
+    name = f"t-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": name}})
+    kubelet.manage(name)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            core.read_namespaced_service_account("default", name)
+            break
+        except ApiException as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    yield name
+    core.delete_namespace(name)  # the namespace controller deletes what is left, in the background
