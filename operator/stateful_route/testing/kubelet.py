@@ -3,22 +3,16 @@ binds the pods of the namespaces it manages to it, reports them Running and Read
 readiness when a test asks, and runs graceful deletion the way kubelet does.
 
 No container runs. A pod's one real process is its preStop exec hook, which runs here as a local
-subprocess (for instance ``stateful-route handoff``), with the container's literal and
-downward-API environment and kubelet's ``$(VAR)`` expansion.
+subprocess (for instance ``stateful-route handoff``; see ``hooks``).
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
-import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -26,23 +20,12 @@ from typing import Any, Self
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["NODE", "HookRun", "Kubelet"]
+from stateful_route.testing.hooks import Hook, HookRun, pre_stop_command
+
+__all__ = ["NODE", "Kubelet"]
 
 NODE = "stand-in-node"
 DEFAULT_SCHEDULER = "default-scheduler"
-_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
-
-
-@dataclass(frozen=True)
-class HookRun:
-    """One preStop hook the stand-in ran: where, what, how it ended and how long it took."""
-
-    namespace: str
-    pod: str
-    command: tuple[str, ...]
-    returncode: int | None  # None: killed at the pod's deadline
-    output: str
-    seconds: float
 
 
 def _now() -> str:
@@ -58,17 +41,6 @@ def _json(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     replies (a binding answers with a Status) and want models where plain bodies do."""
     response = call(*args, _preload_content=False, **kwargs)
     return json.loads(response.data) if response.data else None
-
-
-def _field(pod: dict[str, Any], path: str) -> str:
-    """A downward-API fieldPath: ``metadata.name``, ``status.podIP``, ``metadata.labels['key']``."""
-    keyed = re.fullmatch(r"metadata\.(labels|annotations)\['(.+)'\]", path)
-    if keyed:
-        return str((pod["metadata"].get(keyed.group(1)) or {}).get(keyed.group(2), ""))
-    value: Any = pod
-    for part in path.split("."):
-        value = value.get(part, {}) if isinstance(value, dict) else {}
-    return value if isinstance(value, str) else ""
 
 
 class Kubelet:
@@ -261,8 +233,7 @@ class Kubelet:
         meta = pod["metadata"]
         uid = meta["uid"]
         for container in pod["spec"]["containers"]:
-            command = ((container.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
-            if command:
+            if command := pre_stop_command(container):
                 self._hook(pod, container, command)
         exits = time.time() + self.exit_after if self.exit_after is not None else float("inf")
         self._wait_until(uid, lambda deadline: time.time() >= min(deadline, exits))
@@ -291,30 +262,11 @@ class Kubelet:
                 raise
 
     def _hook(self, pod: dict[str, Any], container: dict[str, Any], command: list[str]) -> None:
-        env = self._environment(pod, container)
-        argv = [_VAR.sub(lambda m: env.get(m.group(1), m.group(0)), part) for part in command]
-        started = time.monotonic()
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        uid = pod["metadata"]["uid"]
-        self._wait_until(uid, lambda deadline: process.poll() is not None or time.time() >= deadline)
-        if process.poll() is None:  # the grace period ended: kubelet kills the container
-            process.kill()
-        output, _ = process.communicate()
-        meta = pod["metadata"]
-        self.hooks.append(HookRun(meta["namespace"], meta["name"], tuple(argv), process.returncode
-                                  if process.returncode is not None and process.returncode >= 0 else None,
-                                  output, time.monotonic() - started))  # fmt: skip
-
-    @staticmethod
-    def _environment(pod: dict[str, Any], container: dict[str, Any]) -> dict[str, str]:
-        # The hook finds this environment's commands (stateful-route) first, as in its image.
-        env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-        for var in container.get("env") or []:
-            if "value" in var:
-                env[var["name"]] = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), var["value"])
-            elif ref := (var.get("valueFrom") or {}).get("fieldRef"):
-                env[var["name"]] = _field(pod, ref["fieldPath"])
-        return env
+        hook = Hook(pod, container, command)
+        self._wait_until(pod["metadata"]["uid"], lambda deadline: hook.done() or time.time() >= deadline)
+        run = hook.finish()
+        with self._lock:
+            self.hooks.append(run)
 
     def _wait_until(self, uid: str, done: Callable[[float], bool]) -> None:
         """Poll ``done(deadline)`` with the pod's current deadline until true or the stand-in stops."""
