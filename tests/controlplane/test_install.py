@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from kubernetes.client.exceptions import ApiException
 
 from stateful_route.core.constants import GROUP, PLURAL, VERSION
+from stateful_route.testing.binaries import kubernetes_version
 from stateful_route.testing.controlplane import ControlPlane
 from tests.controlplane.conftest import CRD_NAME, ROOT
 from tests.unit.test_crd_rules import NAMES, SERVICES, crd_admits
@@ -86,6 +87,13 @@ def test_the_base_and_the_example_install_and_kubectl_shows_routes(
     header, row = control_plane.kubectl("get", "sroute", "-n", "games", "-o", "wide").stdout.splitlines()
     assert header.split() == ["NAME", "SERVICE", "ROUTABLE", "BEST", "LINKS", "REBIND", "AGE"]
     assert "Eager" in row.split()
+
+
+def test_the_server_reports_the_version_it_was_built_as(control_plane: ControlPlane):
+    reported = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    version = kubernetes_version()  # what controlplane/go.mod pins and build.sh stamps
+    assert reported["gitVersion"] == version
+    assert (reported["major"], reported["minor"]) == tuple(version.lstrip("v").split(".")[:2])
 
 
 def test_kubectl_explains_the_spec(control_plane: ControlPlane, installed: Any):
