@@ -168,6 +168,11 @@ async def test_the_route_follows_a_stateful_set_created_and_scaled_by_the_real_c
 
         shown = control_plane.kubectl("get", "sroute", ROUTE, "-n", namespace, "--no-headers").stdout.split()
         assert shown[:5] == [ROUTE, ROUTE, "2/2", shown[3], "400"]
+        # The removed pods' users were evicted (and rebound): the operator's Events on the route.
+        described = control_plane.kubectl("describe", "sroute", ROUTE, "-n", namespace).stdout
+        assert "Summary:" in described
+        assert "2/2" in described
+        assert "Evicted" in described
     assert not kubelet.errors
     api.client.close()
 
