@@ -54,4 +54,8 @@ def namespace(
                 raise
             time.sleep(0.05)
     yield name
-    core.delete_namespace(name)  # the namespace controller deletes what is left, in the background
+    # The namespace controller deletes what is left, in the background; its pods go at once
+    # (grace 0), so that no preStop hook runs for a test that is over. A terminating namespace
+    # takes no new pods, so the StatefulSet controller cannot bring them back.
+    core.delete_namespace(name)
+    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)

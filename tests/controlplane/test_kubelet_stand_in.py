@@ -65,7 +65,7 @@ def test_a_pod_is_bound_to_the_node_and_runs_ready(
     assert pod.status.phase == "Running"
     kubelet.set_ready(namespace, "solo", True)
     assert condition(core.read_namespaced_pod("solo", namespace), "Ready") == "True"
-    assert not kubelet.errors
+    assert not kubelet.errors_in(namespace)
 
 
 def test_a_graceful_deletion_runs_the_pre_stop_hook_and_lasts_the_grace(
@@ -98,4 +98,4 @@ def test_a_graceful_deletion_runs_the_pre_stop_hook_and_lasts_the_grace(
     [run] = [h for h in kubelet.hooks if h.namespace == namespace]
     assert run.returncode == 0
     assert run.command[-1] == f"echo leaving > {mark}"
-    assert not kubelet.errors
+    assert not kubelet.errors_in(namespace)

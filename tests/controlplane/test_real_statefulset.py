@@ -173,7 +173,7 @@ async def test_the_route_follows_a_stateful_set_created_and_scaled_by_the_real_c
         assert "Summary:" in described
         assert "2/2" in described
         assert "Evicted" in described
-    assert not kubelet.errors
+    assert not kubelet.errors_in(namespace)
     api.client.close()
 
 
@@ -226,5 +226,47 @@ async def test_a_deleted_pod_hands_its_users_off_in_its_pre_stop_hook_and_comes_
             await until_status(api, summary="3/3")
             again = await client.batch_get_linked_pod(namespace, leaving, ROUTE)
             assert again == moved  # handed off once, not moved back
-    assert not kubelet.errors
+    assert not kubelet.errors_in(namespace)
+    api.client.close()
+
+
+async def test_a_pod_that_stops_being_ready_is_unroutable_until_ready_again(
+    control_plane: ControlPlane,
+    kubelet: Kubelet,
+    installed: Any,
+    namespace: str,
+    redis: aioredis.Redis,
+    redis_url: str,
+    prefix: str,
+):
+    """A failing readiness probe, as kubelet reports it through the status subresource."""
+    api = Api(control_plane, namespace)
+    table = RouteTable(redis, prefix=prefix)
+    await api.create_stateful_set(3)
+    await api.create_route(unroutableGraceSeconds=0, rebind="Eager")
+    async with operator_thread(control_plane, redis_url, prefix, namespaces=[namespace]):
+        await until_table(table, namespace, [0, 1, 2])
+        async with ClientDriver(redis, namespace=namespace, prefix=prefix) as client:
+            placed = {
+                f"user-{i}": await client.compute_linked_pod(namespace, f"user-{i}", ROUTE) for i in range(90)
+            }
+            on_1 = [uid for uid, pod in placed.items() if pod == 1]
+
+            await asyncio.to_thread(kubelet.set_ready, namespace, f"{STS}-1", False)
+
+            async def unroutable() -> bool:
+                snapshot = await table.snapshot(namespace, ROUTE)
+                return 1 not in snapshot.routable and sorted(snapshot.routable) == [0, 2]
+
+            await poll_until(unroutable, within=10, every=0.05)
+            # Grace 0 and Eager: pod 1's users were evicted and placed again on 0 and 2.
+            linked = await client.batch_get_linked_pod(namespace, on_1, ROUTE)
+            assert set(linked) <= {0, 2}
+            status = await until_status(api, summary="2/3")
+            assert [p["ready"] for p in status["pods"]] == [True, False, True]
+
+            await asyncio.to_thread(kubelet.set_ready, namespace, f"{STS}-1", True)
+            await until_table(table, namespace, [0, 1, 2])
+            await until_status(api, summary="3/3")
+    assert not kubelet.errors_in(namespace)
     api.client.close()

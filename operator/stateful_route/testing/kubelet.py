@@ -83,6 +83,11 @@ class Kubelet:
             thread.join(10)
         self._client.close()
 
+    def errors_in(self, namespace: str) -> list[str]:
+        """Background failures about this namespace's pods."""
+        with self._lock:
+            return [e for e in self.errors if f" {namespace}/" in e]
+
     def manage(self, namespace: str) -> None:
         """Bind this namespace's unscheduled pods to the node from now on."""
         with self._lock:
@@ -186,7 +191,7 @@ class Kubelet:
                 known = uid in self._terminating
                 self._terminating[uid] = deadline  # a second delete may shorten the grace
             if not known:
-                self._spawn(f"terminate-{name}", self._terminate, pod)
+                self._spawn(f"terminate {namespace}/{name}", self._terminate, pod)
             return
         with self._lock:
             started = uid in self._started
