@@ -25,7 +25,9 @@ def api_client(kubeconfig: str | None = None) -> kubernetes.client.ApiClient:
 def connection_info(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
     """Credentials for kopf, read the way ``kubectl`` and the official client read them."""
     cfg = _configuration(kubeconfig)
-    header = cfg.get_api_key_with_prefix("authorization") or ""
+    # The official client keeps a kubeconfig's or a service account's token under "BearerToken"
+    # ("authorization" only for basic auth): missing it, kopf would connect anonymously.
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix("authorization") or ""
     scheme, _, token = header.partition(" ")
     return kopf.ConnectionInfo(
         server=cfg.host,
