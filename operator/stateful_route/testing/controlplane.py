@@ -242,6 +242,21 @@ class ControlPlane:
         path.chmod(0o600)
         return path
 
+    def service_account_kubeconfig(self, namespace: str, name: str, *, hours: int = 1) -> Path:
+        """A kubeconfig logged in as a ServiceAccount, with a token from the TokenRequest API (what
+        a pod of that account gets mounted), to run something with exactly that account's RBAC."""
+        request = kubernetes.client.AuthenticationV1TokenRequest(
+            spec=kubernetes.client.V1TokenRequestSpec(audiences=[], expiration_seconds=hours * 3600)
+        )
+        with self.api_client() as client:
+            made = kubernetes.client.CoreV1Api(client).create_namespaced_service_account_token(
+                name, namespace, request
+            )
+        assert made.status is not None
+        token = made.status.token
+        user = f"system:serviceaccount:{namespace}:{name}"
+        return self.write_kubeconfig(self.folder / f"{namespace}-{name}.kubeconfig", user, token=token)
+
     def api_client(self, kubeconfig: Path | None = None) -> kubernetes.client.ApiClient:
         """The official client, logged in as admin (or through ``kubeconfig``)."""
         client: kubernetes.client.ApiClient = kubernetes.config.new_client_from_config(
