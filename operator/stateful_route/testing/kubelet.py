@@ -48,6 +48,7 @@ class Kubelet:
 
     ``exit_after``: seconds a container takes to exit after its SIGTERM (after its preStop hook);
     None keeps it running to the end of its grace period, as a process that ignores SIGTERM.
+    ``ready_by_default``: False starts new pods NotReady (until ``set_ready``).
     """
 
     def __init__(self, kubeconfig: Path, node: str = NODE, *, exit_after: float | None = None) -> None:
@@ -116,10 +117,8 @@ class Kubelet:
         conditions = [{"type": kind, "status": status, "lastTransitionTime": _now()}
                       for kind in ("ContainersReady", "Ready")]  # fmt: skip
         containers = _json(self._core.read_namespaced_pod, name, namespace)["spec"]["containers"]
-        patch = {
-            "status": {"conditions": conditions,
-                            "containerStatuses": [{"name": c["name"], "ready": ready} for c in containers]},
-        }  # fmt: skip
+        statuses = [{"name": c["name"], "ready": ready} for c in containers]
+        patch = {"status": {"conditions": conditions, "containerStatuses": statuses}}
         _json(self._core.patch_namespaced_pod_status, name, namespace, patch)
 
     # The watch: one thread, every pod of the cluster.
