@@ -12,6 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Layout is the version of the Redis layout this release reads and writes (lua/include/layout.lua,
+// Python's core.constants.LAYOUT). A route written by a newer layout is refused with
+// *LayoutTooNewError by every operation that reads Redis, before anything is read or written.
+const Layout = 2
+
 // DefaultLinkTTL is how long a temporary link lives when the route's policy sets none.
 const DefaultLinkTTL = 300 * time.Second
 
@@ -263,9 +268,11 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	}
 	cmds, err := within(ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]*redis.StringCmd, error) {
 		pipe := d.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(services))
+		cmds := make([]*redis.StringCmd, 2*len(services))
 		for i, service := range services {
-			cmds[i] = pipe.Get(ctx, newRouteKeys(d.opts.Prefix, namespace, service).link(uid))
+			k := newRouteKeys(d.opts.Prefix, namespace, service)
+			cmds[2*i] = pipe.HGet(ctx, k.config, "layout")
+			cmds[2*i+1] = pipe.Get(ctx, k.link(uid))
 		}
 		// A missing link (redis.Nil) or a key of another type (WRONGTYPE) fails its own GET only.
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil && !isReplyError(err) {
@@ -276,8 +283,13 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if err != nil {
 		return nil, err
 	}
-	for i, cmd := range cmds {
-		raw, err := cmd.Result()
+	for i := range services {
+		if err := checkLayout("link services", cmds[2*i]); err != nil {
+			return nil, err
+		}
+	}
+	for i, service := range services {
+		raw, err := cmds[2*i+1].Result()
 		if err == redis.Nil {
 			continue
 		}
@@ -285,10 +297,10 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 			return nil, fault(ctx, "link services", err)
 		}
 		if pod, _, ok := decodeLink(raw); ok && err == nil {
-			found[services[i]] = pod
+			found[service] = pod
 			continue
 		}
-		d.skipped(namespace, services[i], uid, raw)
+		d.skipped(namespace, service, uid, raw)
 	}
 	return found, nil
 }
@@ -312,8 +324,10 @@ func (d *ClientDriver) BatchGetLinkedPod(ctx context.Context, namespace string, 
 		return grouped, nil
 	}
 	deadline := d.opts.Timeout * time.Duration(1+len(uids)/batchSize)
+	var layout *redis.StringCmd
 	cmds, err := within(ctx, deadline, "batch lookup", func(ctx context.Context) ([]*redis.SliceCmd, error) {
 		pipe := d.rdb.Pipeline()
+		layout = pipe.HGet(ctx, k.config, "layout")
 		var cmds []*redis.SliceCmd
 		for start := 0; start < len(uids); start += batchSize {
 			batch := uids[start:min(start+batchSize, len(uids))]
@@ -329,6 +343,9 @@ func (d *ClientDriver) BatchGetLinkedPod(ctx context.Context, namespace string, 
 		return cmds, nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := checkLayout("batch lookup", layout); err != nil {
 		return nil, err
 	}
 	i := 0
@@ -624,6 +641,20 @@ func decodeLink(raw string) (pod int, persistent bool, ok bool) {
 		return 0, false, false
 	}
 	return n, persistent, true
+}
+
+// checkLayout is *LayoutTooNewError when a route's config (its 'layout' field, read in the same
+// round trip as the plain reads it guards) names a layout newer than Layout. The scripts check
+// it themselves; this is for the plain GET/MGET reads, which would misread a newer layout.
+func checkLayout(op string, cmd *redis.StringCmd) error {
+	raw, err := cmd.Result()
+	if err != nil { // absent (an unmarked or missing route), or not a hash: nothing to refuse
+		return nil
+	}
+	if found, err := strconv.Atoi(raw); err == nil && found > Layout {
+		return &LayoutTooNewError{Op: op, Found: found, Known: Layout}
+	}
+	return nil
 }
 
 // isReplyError: Redis refused one command of a pipeline (WRONGTYPE...), not a fault of the link.
