@@ -103,14 +103,19 @@ func play(t *testing.T, v vector) {
 		ns = "conf"
 	}
 	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	var client *ClientDriver
 	newClient := func() *ClientDriver {
+		if client != nil {
+			client.Close()
+		}
 		d, err := NewClientDriver(rdb, Options{Namespaces: []string{ns}, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	client := newClient()
+	client = newClient()
+	defer func() { client.Close() }()
 	for i, s := range v.Steps {
 		where := fmt.Sprintf("step %d (%s)", i+1, s.Do)
 		service := string(s.Service)
@@ -248,11 +253,17 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 // namespace's set, then WRITE_TABLE replaces the table), and the policy as configure does.
 func writeTable(t *testing.T, rdb *redis.Client, k routeKeys, s step) {
 	t.Helper()
+	writeTableOn(t, rdb, k, s, k.channel)
+}
+
+// writeTableOn is writeTable announcing the change on channel (another channel: a lost message).
+func writeTableOn(t *testing.T, rdb *redis.Client, k routeKeys, s step, channel string) {
+	t.Helper()
 	ctx := context.Background()
 	if err := rdb.SAdd(ctx, servicesKey(strings.Split(k.base, ":")[0], k.namespace), k.service).Err(); err != nil {
 		t.Fatal(err)
 	}
-	args := []any{"replace", k.channel, tableChangedPrefix(k.service), k.podLinks, ""}
+	args := []any{"replace", channel, tableChangedPrefix(k.service), k.podLinks, ""}
 	for _, p := range s.Pods {
 		ready := p.Ready == nil || *p.Ready
 		state := fmt.Sprintf("%d,%d,%d,%d", b2i(ready), b2i(p.Terminating), routing[p.Routing], p.Load)
