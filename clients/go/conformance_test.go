@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -57,10 +58,16 @@ type step struct {
 	Pod       *int      `json:"pod"`
 	Pods      []podSpec `json:"pods"`
 	Policy    *struct {
-		MaxLinksPerPod int      `json:"max_links_per_pod"`
-		LinkTTLSeconds *float64 `json:"link_ttl_seconds"`
+		MaxLinksPerPod     int      `json:"max_links_per_pod"`
+		LinkTTLSeconds     *float64 `json:"link_ttl_seconds"`
+		RolloutWaitSeconds *float64 `json:"rollout_wait_seconds"`
 	} `json:"policy"`
-	Expect map[string]json.RawMessage `json:"expect"`
+	Seconds     float64                    `json:"seconds"`      // sleep
+	Value       string                     `json:"value"`        // raw
+	Outdated    []int                      `json:"outdated"`     // phases
+	Rebind      bool                       `json:"rebind"`       // evict
+	HoldSeconds float64                    `json:"hold_seconds"` // evict
+	Expect      map[string]json.RawMessage `json:"expect"`
 }
 
 type vector struct {
@@ -140,6 +147,48 @@ func play(t *testing.T, v vector) {
 		case "new_client":
 			client = newClient()
 			continue
+		case "sleep":
+			time.Sleep(time.Duration(s.Seconds * float64(time.Second)))
+			continue
+		case "raw":
+			if err := rdb.Set(ctx, k.link(string(s.UID)), s.Value, 0).Err(); err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			client = newClient()
+			continue
+		case "phases":
+			args := []any{}
+			for _, p := range s.Outdated {
+				args = append(args, strconv.Itoa(p), ",1") // core.state.PodPhase(outdated=True).encode()
+			}
+			if err := testScriptPutPhases.Run(ctx, rdb, []string{k.phases, k.config}, args...).Err(); err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			client = newClient()
+			continue
+		case "evict":
+			removed, rebound := evictPod(t, rdb, k, *s.Pod, s.Rebind, s.HoldSeconds)
+			var want struct{ Removed, Rebound int }
+			raw, _ := json.Marshal(s.Expect)
+			_ = json.Unmarshal(raw, &want)
+			if removed != want.Removed || rebound != want.Rebound {
+				t.Errorf("%s: removed %d, rebound %d; want %+v", where, removed, rebound, want)
+			}
+			client = newClient()
+			continue
+		case "hand_off":
+			keys := append(append([]string{k.link(string(s.UID))}, k.route()...), k.phases)
+			reply, err := testScriptHandOff.Run(ctx, rdb, keys, k.podLinks, string(s.UID), *s.Pod, k.channel,
+				unlinkedMessage(service, string(s.UID)), ms(DefaultLinkTTL)).Result()
+			var got any
+			if err == redis.Nil {
+				err = nil
+			} else if v, ok := reply.([]any); err == nil && ok && len(v) > 0 && v[0].(int64) >= 0 {
+				got = int(v[0].(int64))
+			}
+			checkAnswer(t, where, s.Expect, got, err)
+			client = newClient()
+			continue
 		case "state":
 			checkState(t, where, rdb, k, s.Expect)
 			continue
@@ -214,6 +263,7 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 				t.Errorf("%s: NoAvailablePod names pod %d, want none", where, none.Pod)
 			}
 		case kind == "PodPending" && errors.As(err, &pending) && errors.Is(err, ErrNoAvailablePod):
+		case kind == "StoreError" && errors.Is(err, ErrStore) && !errors.Is(err, ErrStoreUnavailable):
 		default:
 			t.Errorf("%s: want %s, got %v (answer %v)", where, kind, err, got)
 		}
@@ -278,7 +328,11 @@ func writeTableOn(t *testing.T, rdb *redis.Client, k routeKeys, s step, channel 
 		if s.Policy.LinkTTLSeconds != nil {
 			ttl = strconv.Itoa(int(*s.Policy.LinkTTLSeconds * 1000))
 		}
-		if err := scriptConfigure.Run(ctx, rdb, k.route(), k.podLinks, s.Policy.MaxLinksPerPod, ttl, "", "").Err(); err != nil {
+		wait := ""
+		if s.Policy.RolloutWaitSeconds != nil {
+			wait = strconv.Itoa(int(*s.Policy.RolloutWaitSeconds * 1000))
+		}
+		if err := scriptConfigure.Run(ctx, rdb, k.route(), k.podLinks, s.Policy.MaxLinksPerPod, ttl, "", wait).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -357,4 +411,55 @@ func deletePrefix(rdb *redis.Client, prefix string) {
 	if len(keys) > 0 {
 		rdb.Del(ctx, keys...)
 	}
+}
+
+// The pod side and the operator's scripts, for the vectors' setup steps (the Go client has no
+// ServerDriver yet).
+var (
+	testScriptEvict     = newScript("evict")
+	testScriptPlaceMany = newScript("place_many")
+	testScriptHandOff   = newScript("hand_off")
+	testScriptPutPhases = newScript("put_phases")
+)
+
+// evictPod evicts a pod as store/eviction.evict does: EVICT in batches (compare-and-delete,
+// with hold: the users unlinked wait for an updated pod), with rebind PLACE_MANY of the users
+// unlinked (never on the pod), then the e message. Returns (removed, rebound).
+func evictPod(t *testing.T, rdb *redis.Client, k routeKeys, pod int, rebind bool, hold float64) (int, int) {
+	t.Helper()
+	ctx := context.Background()
+	holdMs := 0
+	if hold > 0 {
+		holdMs = int(hold * 1000)
+	}
+	removed, rebound := 0, 0
+	for {
+		keys := append([]string{k.podLinks + strconv.Itoa(pod)}, k.route()...)
+		reply, err := testScriptEvict.Run(ctx, rdb, keys, pod, k.links, batchSize, k.podLinks, holdMs, k.base+"w:").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, uids := reply[0].(int64), reply[1].([]any)
+		removed += len(uids)
+		if rebind && len(uids) > 0 {
+			args := []any{k.podLinks, k.links, ms(DefaultLinkTTL), strconv.Itoa(pod)}
+			args = append(args, uids...)
+			placed, err := testScriptPlaceMany.Run(ctx, rdb, k.route(), args...).Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range placed {
+				if p != nil {
+					rebound++
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+	}
+	if err := rdb.Publish(ctx, k.channel, "e|"+k.service+"|"+strconv.Itoa(pod)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return removed, rebound
 }
