@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo test lint bench chaos clean model scenarios lock test-latest go-test
+.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -77,6 +77,10 @@ model: $(STAMP)
 # The randomized operator scenarios at length (tests/e2e/test_operator_scenarios.py); `make test` runs 3.
 scenarios: $(STAMP)
 	SR_SCENARIOS=$${SR_SCENARIOS:-50} $(BIN)/pytest -q tests/e2e/test_operator_scenarios.py $(ARGS)
+
+# The demo's 50-run check (RELIABILITY.md): seeds 1-25 at --duration 20, 26-50 at the default; ~20 minutes.
+demo-runs: $(STAMP)
+	bench/demo_runs.sh $(BIN)/stateful-route
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -32,22 +32,28 @@ async def conclude(traffic: Traffic, table: RouteTable, metrics: OperatorMetrics
     summary.rebinds = total("stateful_route_rebinds")
     summary.users_moved = sum(1 for n in traffic.moves.values() if n)
     summary.max_moves = max(traffic.moves.values(), default=0)
+    snapshot = await table.snapshot(NS, ROUTE)
+    summary.final_imbalance = imbalance(snapshot)
+    linked = await _stored_links(traffic)
+    traffic.rollout_ends(linked)
     summary.rollout_users_moved = sum(1 for n in traffic.rollout_moves.values() if n)
     summary.rollout_max_moves = max(traffic.rollout_moves.values(), default=0)
     summary.rollout_moved_twice = sum(1 for n in traffic.rollout_moves.values() if n > 1)
-    snapshot = await table.snapshot(NS, ROUTE)
-    summary.final_imbalance = imbalance(snapshot)
-    summary.invariants = await invariants(traffic, snapshot)
+    summary.invariants = await invariants(traffic, snapshot, linked)
 
 
-async def invariants(traffic: Traffic, snapshot: RouteSnapshot) -> dict[str, bool]:
+async def _stored_links(traffic: Traffic) -> dict[str, int]:
+    """Every user's stored link: uid -> pod (users without one left out)."""
+    stored = await traffic.gateways[0].batch_get_linked_pod(NS, traffic.all_users(), ROUTE)
+    return {uid: pod for pod, uids in stored.items() for uid in uids}
+
+
+async def invariants(traffic: Traffic, snapshot: RouteSnapshot, linked: dict[str, int]) -> dict[str, bool]:
     """Each invariant the demo promises, and whether it held at the end. Each compares two
     independent things, so each can fail: the gateways' own answers against each other and the
-    stored links, the per-pod sets against the links pod by pod, the evictions against what the
-    deleted pod held."""
+    stored links (``linked``), the per-pod sets against the links pod by pod, the evictions
+    against what the deleted pod held."""
     summary = traffic.summary
-    stored = await traffic.gateways[0].batch_get_linked_pod(NS, traffic.all_users(), ROUTE)
-    linked = {uid: pod for pod, uids in stored.items() for uid in uids}
     answers = [await _answers(gateway, linked) for gateway in traffic.gateways]
     counts = {pod: n for pod, n in snapshot.links.items() if n}
     return {

@@ -76,7 +76,7 @@ async def run_demo(
         }
         traffic = Traffic(gateways, servers, options.users)
         summary = traffic.summary
-        story = Story(cluster, live, options.pods, rng, traffic.rolling)
+        story = Story(cluster, live, options.pods, rng, traffic.rollout_begins)
         workers = [
             asyncio.create_task(traffic.gateway(g, random.Random(options.seed + i)))
             for i, g in enumerate(gateways)

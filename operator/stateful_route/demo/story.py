@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,10 +37,15 @@ class Story:
     """The script: each step at a fraction of the duration, told on the live display."""
 
     def __init__(
-        self, cluster: Cluster, live: DisplayState, pods: int, rng: random.Random, rolling: asyncio.Event
+        self,
+        cluster: Cluster,
+        live: DisplayState,
+        pods: int,
+        rng: random.Random,
+        rollout_begins: Callable[[], Awaitable[None]],
     ) -> None:
         self.cluster = cluster
-        self.rolling = rolling  # set when the rolling update begins
+        self.rollout_begins = rollout_begins  # awaited just before the rolling update begins
         self.live = live
         self.pods = pods
         self.held_at_deletion = 0
@@ -82,7 +87,7 @@ class Story:
         self.live.present.add(replicas - 1)
 
     async def _roll(self, replicas: int) -> None:
-        self.rolling.set()
+        await self.rollout_begins()
 
         def replacing(index: int) -> None:
             self.say(f"rolling update: {STS}-{index} terminates (grace {ROLLOUT_GRACE:g}s)")

@@ -24,7 +24,9 @@ class Summary:
     rebinds: int = 0
     users_moved: int = 0  # users whose pod changed at least once (seen by their lookups)
     max_moves: int = 0  # the most times one user's pod changed
-    rollout_users_moved: int = 0  # the same, during the rolling update only
+    # The same, for the rolling update alone: from each user's link when it began, through the
+    # user's answers, to its link at the end (Traffic.rollout_begins, rollout_ends).
+    rollout_users_moved: int = 0
     rollout_max_moves: int = 0
     rollout_moved_twice: int = 0  # users the rolling update moved more than once
     worst_imbalance: float = 1.0  # max links / mean links over available pods, worst sample

@@ -8,6 +8,7 @@ import contextlib
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 
 from stateful_route import ClientDriver, NoAvailablePod, PodPending, ServerDriver
 from stateful_route.demo.summary import Summary
@@ -30,9 +31,12 @@ class Traffic:
         self.took_ns: list[int] = []
         self.sessions: Counter[int] = Counter()  # lookups per pod since the last load report
         self.summary = Summary()
-        self.moves: Counter[str] = Counter()  # uid -> times its pod changed
-        self.rollout_moves: Counter[str] = Counter()  # the same, since ``rolling`` was set
-        self.rolling = asyncio.Event()  # the story's rolling update has begun
+        self.moves: Counter[str] = Counter()  # uid -> times its pod changed, as its answers show
+        self.rollout_moves: Counter[str] = Counter()  # uid -> times the rolling update changed its pod
+        # uid -> its pod as the rolling update goes: its link when the update began, then each
+        # answer (None before the update begins; see ``rollout_begins``)
+        self.rollout_pods: dict[str, int] | None = None
+        self.in_flight: Counter[str] = Counter()  # uid -> its lookups under way
         self.stop = asyncio.Event()
 
     def all_users(self) -> list[str]:
@@ -55,9 +59,14 @@ class Traffic:
         elif roll < 0.95:
             uid = self.online[rng.randrange(len(self.online))]  # reconnects
         else:
-            await self._leave(self.online[rng.randrange(len(self.online))])
+            await self.leave(self.online[rng.randrange(len(self.online))])
             return
+        await self.look_up(client, uid)
+
+    async def look_up(self, client: ClientDriver, uid: str) -> None:
+        """One lookup of ``uid`` through ``client``, counted: a placement, a move, or neither."""
         started = time.perf_counter_ns()
+        self.in_flight[uid] += 1
         try:
             pod = await client.compute_linked_pod(NS, uid, ROUTE)
         except PodPending:  # its pod is being replaced: it waits for the new revision
@@ -69,6 +78,10 @@ class Traffic:
         except Exception as exc:  # reported in the summary: the demo fails loudly, not silently
             self.summary.errors.append(f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            self.in_flight[uid] -= 1
+            if not self.in_flight[uid]:
+                del self.in_flight[uid]
         self.took_ns.append(time.perf_counter_ns() - started)
         self.summary.lookups += 1
         self.sessions[pod] += 1
@@ -78,11 +91,32 @@ class Traffic:
             self.online.append(uid)
         elif self.where[uid] != pod:
             self.moves[uid] += 1
-            if self.rolling.is_set():
+        if self.rollout_pods is not None:
+            if self.rollout_pods.get(uid, pod) != pod:
                 self.rollout_moves[uid] += 1
+            self.rollout_pods[uid] = pod
         self.where[uid] = pod
 
-    async def _leave(self, uid: str) -> None:
+    async def rollout_begins(self) -> None:
+        """Count the rolling update's moves from here, from each user's link now: a user's last
+        answer may be older than its link (a user rebound off the deleted pod who has not looked
+        up since), and the move it has yet to see is not the rolling update's."""
+        stored = await self.gateways[0].batch_get_linked_pod(NS, self.all_users(), ROUTE)
+        self.rollout_pods = {uid: pod for pod, uids in stored.items() for uid in uids}
+
+    def rollout_ends(self, linked: Mapping[str, int]) -> None:
+        """Count the last move of users whose link (``linked``: every stored link now) changed
+        after their last answer: the count does not depend on when users happen to look up."""
+        for uid, pod in (self.rollout_pods or {}).items():
+            if linked.get(uid, pod) != pod:
+                self.rollout_moves[uid] += 1
+
+    async def leave(self, uid: str) -> None:
+        """The user ends its session: it goes offline for good and its pod drops its link. Not
+        while a lookup of it is under way (it would leave mid-request, and that lookup's answer
+        would enrol it again as a new user, whose next placement would count as a move)."""
+        if self.in_flight[uid]:
+            return
         index = self.position.pop(uid)
         last = self.online.pop()
         if last != uid:  # swap-remove keeps picking O(1)
