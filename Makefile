@@ -55,7 +55,8 @@ lint: $(STAMP)
 test: lint go-test control-plane
 	$(BIN)/pytest $(ARGS)
 
-# The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go vet, staticcheck
+# The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go build (the examples
+# too), go vet, staticcheck
 # (pinned in clients/go/tools.mod, checksums in tools.sum), the tests with the race detector
 # (they start a private redis-server and play the conformance vectors). One package at a time:
 # the machines this runs on are small. The Python side of the vectors runs in pytest.
@@ -63,6 +64,7 @@ GO ?= $(shell command -v go || echo /usr/local/go/bin/go)
 GOFMT ?= $(dir $(GO))gofmt
 go-test:
 	cd clients/go && unformatted="$$($(GOFMT) -l .)" && test -z "$$unformatted" || { echo "gofmt: $$unformatted"; exit 1; }
+	cd clients/go && GOFLAGS=-p=1 $(GO) build ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) vet ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) tool -modfile=tools.mod staticcheck ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) test -race -count=1 ./...

@@ -21,6 +21,7 @@ type cacheEntry struct {
 // counted from before the request that read it). Safe for concurrent use.
 type linkCache struct {
 	mu      sync.Mutex
+	epoch   uint64 // bumped by every invalidation: an answer from Redis that raced one is not cached
 	ttl     time.Duration
 	size    int
 	entries map[cacheKey]*cacheEntry
@@ -60,6 +61,10 @@ func (c *linkCache) put(key cacheKey, pod int, remaining time.Duration, since, n
 	deadline := since.Add(ttl)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(key, pod, deadline, now)
+}
+
+func (c *linkCache) putLocked(key cacheKey, pod int, deadline, now time.Time) {
 	if e, ok := c.entries[key]; ok {
 		c.remove(key, e)
 	}
@@ -71,6 +76,69 @@ func (c *linkCache) put(key cacheKey, pod int, remaining time.Duration, since, n
 		oldest := c.fifo.Front().Value.(cacheKey)
 		c.remove(oldest, c.entries[oldest])
 	}
+}
+
+// currentEpoch is read before a request whose answer may be cached (see putIf).
+func (c *linkCache) currentEpoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// putIf is put, only if no invalidation happened since epoch was read (it may concern this very
+// link); otherwise the key is dropped.
+func (c *linkCache) putIf(epoch uint64, key cacheKey, pod int, remaining time.Duration, since, now time.Time) {
+	ttl := c.ttl
+	if remaining >= 0 && remaining < ttl {
+		ttl = remaining
+	}
+	if since.After(now) {
+		since = now
+	}
+	deadline := since.Add(ttl)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		if e, ok := c.entries[key]; ok {
+			c.remove(key, e)
+		}
+		return
+	}
+	c.putLocked(key, pod, deadline, now)
+}
+
+// invalidate drops one link that another gateway or pod removed or moved.
+func (c *linkCache) invalidate(key cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	if e, ok := c.entries[key]; ok {
+		c.remove(key, e)
+	}
+}
+
+// dropPods forgets every cached link of the route to any of pods (one pass); returns how many.
+func (c *linkCache) dropPods(namespace, service string, pods map[int]bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	n := 0
+	for key, e := range c.entries {
+		if pods[e.pod] && key.namespace == namespace && key.service == service {
+			c.remove(key, e)
+			n++
+		}
+	}
+	return n
+}
+
+// clear forgets everything (after a gap in the change channel).
+func (c *linkCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	clear(c.entries)
+	c.fifo.Init()
 }
 
 func (c *linkCache) drop(key cacheKey) {

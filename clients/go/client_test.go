@@ -69,6 +69,7 @@ func TestFaultsAreTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer d.Close()
 	start := time.Now()
 	_, err = d.ComputeLinkedPod(context.Background(), "games", "u1", "room")
 	if !errors.Is(err, ErrStoreUnavailable) || time.Since(start) > 2*time.Second {
@@ -118,6 +119,7 @@ func TestConcurrentPlacementsSpreadAndAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer d.Close()
 	ctx := context.Background()
 	const users = 400
 	answers := make([]int, users)
