@@ -8,7 +8,7 @@ from typing import Any
 from stateful_route.core.state import ServiceId
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
-from stateful_route.store.keys import Keyring, RouteKeys
+from stateful_route.store.keys import Keyring, RouteKeys, services_key, services_pattern
 from stateful_route.store.replies import text
 
 __all__ = ["ServiceSet"]
@@ -55,6 +55,18 @@ class ServiceSet:
         """Forget a service (its route was deleted)."""
         await self._guard(self._redis.srem(self._keyring.services(namespace), service), self._timeout)
         self._added.discard((namespace, service))
+
+    async def namespaces(self) -> list[str]:
+        """Every namespace that has a set, sorted (a SCAN of the whole keyspace: for rare use)."""
+        pattern = services_pattern(self._keyring.prefix)
+        # "<prefix>:ns:<namespace>:services": the namespace is what lies between.
+        before, after = services_key(self._keyring.prefix, "\0").split("\0")
+
+        async def scan() -> list[str]:
+            found = [text(k) async for k in self._redis.scan_iter(match=pattern, count=1000)]
+            return [k[len(before) : len(k) - len(after)] for k in found]
+
+        return sorted(set(await self._guard(scan(), self._timeout * 60)))
 
     async def members(self, namespace: str) -> list[str]:
         """The services of ``namespace``, sorted."""
