@@ -75,7 +75,7 @@ async def test_a_route_deleted_before_kopf_put_its_finalizer_on_it_leaves_no_tab
             await release.wait()
         return await handle(request)
 
-    cluster.api._handle = finalizer_held  # type: ignore[method-assign]
+    cluster.api._handle = finalizer_held
     table = RouteTable(redis, prefix=prefix)
     async with operator(cluster, redis_url, prefix, reconcile_interval=0.05):
         await cluster.create_route()

@@ -190,6 +190,8 @@ class OperatorContext:
             log.warning(
                 "event=orphan_removed namespace=%s owner=%s links_removed=%d", namespace, uid, removal.links
             )
+        # A gateway or pod racing the deletion may have listed the service again afterwards.
+        await self.sweep(namespace)
 
     @contextlib.contextmanager
     def counted(self, route: RouteRef, handler: str, *, timed: bool = True) -> Iterator[None]:

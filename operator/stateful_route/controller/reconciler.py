@@ -295,8 +295,13 @@ class Reconciler:
         the finalizer removed by hand) leaves its table to nobody: gateways would keep answering
         from it. The owners are read before the list is asked for, so an owner missing from it
         was deleted (uids never come back), never one created meanwhile; the removal is fenced
-        by that owner, so a route claiming the table meanwhile keeps it."""
-        owned = await self.owners(namespace)
+        by that owner, so a route claiming the table meanwhile keeps it. A service listed in the
+        namespace's set with neither a table nor links leaves the set."""
+        members = await self.table.services(namespace)
+        owned = await self.owners(namespace, members)
+        for service in members:
+            if service not in owned:  # listed with no table: only kept links keep it there
+                await self.table.forget_if_unused(namespace, service)
         if not owned:
             return []
         routes = await listed()
@@ -307,9 +312,12 @@ class Reconciler:
             await self.disown(namespace, owner, [s for s, o in orphaned.items() if o == owner])
         return sorted(orphaned)
 
-    async def owners(self, namespace: str) -> dict[str, str]:
-        """The owner (a StatefulRoute's uid) of every table of ``namespace``, by service."""
-        found = {s: await self.table.owner(namespace, s) for s in await self.table.services(namespace)}
+    async def owners(self, namespace: str, services: Iterable[str] | None = None) -> dict[str, str]:
+        """The owner (a StatefulRoute's uid) of every table of ``namespace`` (of ``services``, if
+        given), by service."""
+        if services is None:
+            services = await self.table.services(namespace)
+        found = {s: await self.table.owner(namespace, s) for s in services}
         return {service: owner for service, owner in found.items() if owner is not None}
 
     async def _strays(self, route: RouteRef) -> list[RouteRef]:

@@ -36,16 +36,21 @@ class ServiceSet:
         self._guard = guard
         self._added: set[ServiceId] = set()
 
-    async def add(self, route_keys: RouteKeys, *, again: bool = False) -> None:
+    async def add(self, route_keys: RouteKeys, *, again: bool = False) -> bool:
         """Record that ``route_keys.service`` is used in its namespace (once per instance, unless
-        ``again``: the caller has just seen Redis without it, e.g. a table it had to rewrite)."""
+        ``again``: the caller has just seen Redis without it, e.g. a table it had to rewrite).
+        Returns whether this call added it (it was not in the set)."""
         service: ServiceId = (route_keys.namespace, route_keys.service)
+        added = False
         if again or service not in self._added:
-            await self._guard(
-                self._redis.sadd(self._keyring.services(route_keys.namespace), route_keys.service),
-                self._timeout,
+            added = bool(
+                await self._guard(
+                    self._redis.sadd(self._keyring.services(route_keys.namespace), route_keys.service),
+                    self._timeout,
+                )
             )
             self._added.add(service)
+        return added
 
     def forget(self) -> None:
         """Forget what was added (after a reconnect: Redis may have restarted empty)."""

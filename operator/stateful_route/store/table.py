@@ -201,11 +201,26 @@ class RouteTable:
         """Namespaces that have services (a SCAN of the whole keyspace: for rare use)."""
         return await self._services.namespaces()
 
+    async def forget_if_unused(self, namespace: str, service: str) -> bool:
+        """Take the service out of its namespace's set if it has neither a table nor links (a
+        writer refused for want of a table, or one racing the route's deletion, added it);
+        returns whether it was taken out."""
+        route_keys = self.keyring.route(namespace, service)
+        used = [route_keys.config, route_keys.pods, route_keys.link_counts]
+        if await guarded(self._redis.exists(*used), self.timeout):
+            return False
+        await self._services.discard(namespace, service)
+        # Writers add the service before they write: one that wrote meanwhile keeps it listed.
+        if await guarded(self._redis.exists(*used), self.timeout):
+            await self._services.add(route_keys, again=True)
+            return False
+        return True
+
     async def _run(
         self, route_keys: keys.RouteKeys, mode: str, fields: list[str], *, owner: str | None = None
     ) -> bool:
-        if mode != "delete":
-            await self._services.add(route_keys)
+        # Listed before the table is written, so get_link_service never misses a service that has one.
+        added = mode != "delete" and await self._services.add(route_keys)
         changed = await guarded(
             self._write(
                 keys=[*_table(route_keys), route_keys.available, route_keys.instances],
@@ -221,6 +236,10 @@ class RouteTable:
             self.timeout,
         )
         if changed < 0:
+            if changed == -1 and added:
+                # No table (a route deleted meanwhile): take back what this call added, or the
+                # set would list a service nothing maintains.
+                await self._services.discard(route_keys.namespace, route_keys.service)
             raise NotOwner(route_keys.namespace, route_keys.service, claimed=changed == -2)
         if changed and mode != "delete":
             # A write that changed the table may have rebuilt it in a Redis restarted empty.
