@@ -160,7 +160,8 @@ class OperatorContext:
                 return None
 
         try:
-            removed = await (await self.open()).sweep(namespace, listed)
+            with self._working():
+                removed = await (await self.open()).sweep(namespace, listed)
         except StatefulRouteError as exc:
             log.warning("event=sweep_failed namespace=%s error=%r", namespace, str(exc))
             return
@@ -170,7 +171,8 @@ class OperatorContext:
     async def sweep_all(self) -> None:
         """Sweep every watched namespace (all those with services, when every one is watched)."""
         try:
-            namespaces = self.namespaces or tuple(await (await self.open()).table.namespaces())
+            with self._working():
+                namespaces = self.namespaces or tuple(await (await self.open()).table.namespaces())
         except StatefulRouteError as exc:
             log.warning("event=sweep_failed namespace=* error=%r", str(exc))
             return
@@ -182,7 +184,8 @@ class OperatorContext:
         """A route vanished from the API server: remove the tables it still owns, whichever path
         its deletion took (its deletion handler did, and then there are none)."""
         try:
-            removal = await (await self.open()).disown(namespace, uid)
+            with self._working():
+                removal = await (await self.open()).disown(namespace, uid)
         except StatefulRouteError as exc:  # the next sweep removes them
             log.warning("event=sweep_failed namespace=%s error=%r", namespace, str(exc))
             return
@@ -198,9 +201,7 @@ class OperatorContext:
         """Time a handler's Redis work (unless not ``timed``); a fault (StatefulRouteError) is
         counted, logged and raised."""
         timer = self.metrics.handler_seconds.labels(handler).time() if timed else contextlib.nullcontext()
-        self._busy += 1
-        self._idle.clear()
-        with timer:
+        with self._working(), timer:
             try:
                 yield
             except StatefulRouteError as exc:
@@ -210,10 +211,18 @@ class OperatorContext:
                     route.namespace, route.name, handler, str(exc),
                 )  # fmt: skip
                 raise
-            finally:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        """Redis work under way: ``close`` waits for it to end before closing the client."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
 
     async def reconcile(
         self,
