@@ -119,3 +119,12 @@ async def test_a_write_refused_for_want_of_a_table_leaves_the_set_as_it_was(redi
     with pytest.raises(NotOwner):
         await table.put_pods(NS, "room", [PodState(0)], owner="gone")
     assert await table.services(NS) == []
+
+
+async def test_the_namespaces_with_services_are_found_for_the_start_sweep(redis, prefix):
+    """Watching every namespace, the start sweeps those that have services in Redis."""
+    reconciler = Reconciler(redis, prefix=prefix)
+    await written(reconciler, route("a", "room"))
+    other = RouteRef("other-ns", "r", "b", RouteSpec(stateful_set="game", service="lobby"))
+    await written(reconciler, other)
+    assert await reconciler.table.namespaces() == sorted([NS, "other-ns"])
