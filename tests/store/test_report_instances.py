@@ -12,7 +12,9 @@ operator has written that pod, it is kept aside and applied when the operator wr
 
 from __future__ import annotations
 
-from stateful_route import ClientDriver, PodState, RouteTable, RoutingState, ServerDriver
+import pytest
+
+from stateful_route import ClientDriver, InvalidInput, PodState, RouteTable, RoutingState, ServerDriver
 from tests.routes import NS, SVC, keys_under
 
 
@@ -141,3 +143,10 @@ async def test_reports_kept_aside_go_with_the_route(redis, prefix):
     assert await redis.hgetall(route_keys.early_reports) == {b"3": b"early-3,2,0"}
     await table.delete(NS, SVC)
     assert set(await keys_under(redis, prefix)) == {route_keys.version.encode()}  # never goes back
+
+
+@pytest.mark.parametrize("bad", ["", "a,b", "uid with spaces", "x" * 129, 7, b"uid"])
+def test_a_bad_pod_uid_is_refused_before_anything_is_written(redis, prefix, bad):
+    with pytest.raises(InvalidInput) as raised:
+        ServerDriver(redis, namespace=NS, service=SVC, pod_index=0, prefix=prefix, pod_uid=bad)
+    assert raised.value.field == "pod_uid"
