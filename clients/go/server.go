@@ -263,7 +263,7 @@ func (s *ServerDriver) send(ctx context.Context, routing, load string) error {
 	}
 	if changed > 0 {
 		n, _ := strconv.Atoi(routing)
-		s.log.Info("routing state reported", "event", "routing_state", "state", RoutingState(n).String())
+		s.log.Debug("routing state reported", "event", "routing_state", "state", RoutingState(n).String())
 	}
 	return nil
 }
