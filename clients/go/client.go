@@ -586,8 +586,8 @@ func (d *ClientDriver) route(namespace, serviceName string) (routeKeys, error) {
 // cachedRoutable is the cached link while a fresh view calls its pod routable. A hit proves
 // the arguments were valid when cached.
 func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
-	now := time.Now()
-	pod, ok := d.cache.get(key, now)
+	now := monoNow()
+	pod, ok := d.cache.getMono(key, now)
 	if !ok {
 		return 0, false
 	}
@@ -606,7 +606,7 @@ func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
 // keeping.
 func (d *ClientDriver) cachePut(epoch uint64, key cacheKey, pod int, remaining time.Duration, sent time.Time) {
 	now := time.Now()
-	view := d.mirror.fresh(routeName{key.namespace, key.service}, now, false)
+	view := d.mirror.fresh(routeName{key.namespace, key.service}, mono(now), false)
 	if view == nil || !view.routable[pod] {
 		d.cache.drop(key)
 		return

@@ -295,13 +295,13 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 
 // writeTable writes a route table as RouteTable.put_pods does (the service joins its
 // namespace's set, then WRITE_TABLE replaces the table), and the policy as configure does.
-func writeTable(t *testing.T, rdb *redis.Client, k routeKeys, s step) {
+func writeTable(t testing.TB, rdb *redis.Client, k routeKeys, s step) {
 	t.Helper()
 	writeTableOn(t, rdb, k, s, k.channel)
 }
 
 // writeTableOn is writeTable announcing the change on channel (another channel: a lost message).
-func writeTableOn(t *testing.T, rdb *redis.Client, k routeKeys, s step, channel string) {
+func writeTableOn(t testing.TB, rdb *redis.Client, k routeKeys, s step, channel string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := rdb.SAdd(ctx, servicesKey(strings.Split(k.base, ":")[0], k.namespace), k.service).Err(); err != nil {

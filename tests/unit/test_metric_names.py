@@ -1,4 +1,4 @@
-"""The Python gateway's Prometheus series are those of conformance/metrics.json, the list the Go
+"""The Python gateway's Prometheus series are those of conformance/metrics/client.json, the list the Go
 client's prommetrics package is tested against (clients/go/prommetrics): one set of names."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from stateful_route.gateway.metrics import PrometheusClientMetrics
 
-SHARED = Path(__file__).resolve().parents[2] / "conformance" / "metrics.json"
+SHARED = Path(__file__).resolve().parents[2] / "conformance" / "metrics" / "client.json"
 
 
 def exposed() -> list[dict[str, object]]:

@@ -1,6 +1,6 @@
 // Package prommetrics exposes a ClientDriver's metrics as Prometheus series, with the names,
 // help texts and buckets of the Python gateway's PrometheusClientMetrics
-// (stateful_route/gateway/metrics.py; the shared list is conformance/metrics.json):
+// (stateful_route/gateway/metrics.py; the shared list is conformance/metrics/client.json):
 //
 //	stateful_route_client_cache_hits_total    counter
 //	stateful_route_client_cache_misses_total  counter

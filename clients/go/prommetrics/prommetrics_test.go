@@ -19,10 +19,10 @@ type metric struct {
 }
 
 // TestSeriesAreThePythonGatewaysOnes compares what this package exposes with
-// conformance/metrics.json, which tests/unit/test_metric_names.py compares with the Python
+// conformance/metrics/client.json, which tests/unit/test_metric_names.py compares with the Python
 // gateway's PrometheusClientMetrics.
 func TestSeriesAreThePythonGatewaysOnes(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "conformance", "metrics.json"))
+	raw, err := os.ReadFile(filepath.Join("..", "..", "..", "conformance", "metrics", "client.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
