@@ -112,11 +112,11 @@ func (m *routeMirror) nextTicket() uint64 { m.tickets++; return m.tickets }
 
 // fresh is the held view while younger than MaxAge (partial ones only when !whole), else nil.
 // It does not count as asking about the route: the cache's hit path calls it.
-func (m *routeMirror) fresh(route routeName, now time.Time, whole bool) *routeView {
+func (m *routeMirror) fresh(route routeName, now int64, whole bool) *routeView {
 	m.mu.RLock()
 	view := m.views[route]
 	m.mu.RUnlock()
-	if view != nil && view.validUntil.After(now) && !(whole && view.partial) {
+	if view != nil && view.until > now && !(whole && view.partial) {
 		return view
 	}
 	return nil
@@ -187,6 +187,7 @@ func (m *routeMirror) read(ctx context.Context, routes []routeKeys) ([]*routeVie
 		}
 		view := got.views[i]
 		view.validUntil, view.ticket = started.Add(m.maxAge), tickets[i]
+		view.until = mono(view.validUntil)
 		out[i] = m.learnt(routeName{k.namespace, k.service}, view)
 	}
 	return out, first

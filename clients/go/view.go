@@ -39,6 +39,7 @@ type routeView struct {
 	version    int64
 	born       int64 // when the table was first written (its config's 'born'; 0: no table)
 	validUntil time.Time
+	until      int64  // validUntil on the monotonic clock (mono), for the cache-hit path
 	ticket     uint64 // when the mirror learnt it, in the order of its own reads and messages
 	partial    bool
 }
