@@ -7,7 +7,7 @@ written outdated and take no new users while a pod that stays does); no answer n
 unroutable for more than 1 s; a user's answer changes only after its pod became unroutable, and
 at most once per rollout; `PodPending` lasts no longer than `rolloutWaitSeconds`; the status and
 the Evicted events show in `kubectl describe`. Pods terminate under Handoff without a hook: each
-stays routable for its 1 s grace, then the kubelet stand-in reports it stopped and deletes it.
+stays routable for its 2 s grace, then the kubelet stand-in reports it stopped and deletes it.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ from tests.controlplane.rollout_judge import (
 )
 from tests.controlplane.test_real_statefulset import ROUTE, until_status, until_table
 
+# terminationGracePeriodSeconds. Not 1: deletionTimestamp has whole seconds, so a 1 s grace can
+# end within a few hundred ms of the delete, before the operator has heard of the new revision
+# from the StatefulSet's status (its users are then placed as if no rollout were under way).
+GRACE = 2
 ROLLOUT_WAIT = 5  # rolloutWaitSeconds: well above a replacement's start-up here (under 1 s)
 # A PodPending wait ends at the user's next answer; askers reach each user within ~0.1 s.
 ASK_SLACK = 1.0
@@ -72,7 +76,7 @@ def judged(
     async def run(replicas: int, **options: Any) -> AsyncIterator[Run]:
         workload = Workload(control_plane, namespace)
         table = RouteTable(redis, prefix=prefix)
-        await workload.create(replicas, **options)
+        await workload.create(replicas, grace=GRACE, **options)
         await workload.create_route(rebind="Eager", rolloutWaitSeconds=ROLLOUT_WAIT)
         async with operator_thread(control_plane, redis_url, prefix, namespaces=[namespace]):
             await until_table(table, namespace, list(range(replicas)))
