@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST",
     "PLACE",
     "PLACE_MANY",
+    "PRUNE",
     "PUT_PHASES",
     "READ",
     "REMOVE",
@@ -104,6 +105,7 @@ IF_ABSENT: Final = SCRIPTS["if_absent"]
 LINKED: Final = SCRIPTS["linked"]
 PLACE: Final = SCRIPTS["place"]
 PLACE_MANY: Final = SCRIPTS["place_many"]
+PRUNE: Final = SCRIPTS["prune"]
 PUT_PHASES: Final = SCRIPTS["put_phases"]
 READ: Final = SCRIPTS["read"]
 REMOVE: Final = SCRIPTS["remove"]
