@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
+
+from redis.asyncio import RedisCluster
 
 from stateful_route.core import validation
 from stateful_route.core.errors import NotOwner
-from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
+from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState, ServiceId
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
@@ -16,6 +19,9 @@ from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
 __all__ = ["Pruned", "RouteTable", "encode_pod"]
+
+# A round trip carrying many snapshots is slow, not faulty: ``timeout`` more per this many.
+_SNAPSHOTS_PER_TIMEOUT = 1000
 
 
 class Pruned(NamedTuple):
@@ -156,13 +162,29 @@ class RouteTable:
         """Pods, live link counts, available pods and the best pod, read in one atomic call."""
         route_keys = self.keyring.route(namespace, service)
         reply = await guarded(
-            self._snapshot(
-                keys=[*_table(route_keys), route_keys.available],
-                args=[route_keys.pod_links],
-            ),
+            self._snapshot(keys=_snapshot_keys(route_keys), args=[route_keys.pod_links]),
             self.timeout,
         )
         return _decode_snapshot(reply)
+
+    async def snapshots(self, routes: Sequence[ServiceId]) -> list[RouteSnapshot]:
+        """``snapshot`` of several routes (each one atomic read), in one round trip: a pipeline on
+        one server; on a cluster, whose pipelines refuse scripts, concurrent calls."""
+        if len(routes) <= 1:  # a lookup's read: a plain call costs less than a pipeline
+            return [await self.snapshot(ns, service) for ns, service in routes]
+        if isinstance(self._redis, RedisCluster):
+            return list(await asyncio.gather(*(self.snapshot(ns, service) for ns, service in routes)))
+        deadline = self.timeout * (1 + len(routes) // _SNAPSHOTS_PER_TIMEOUT)
+        # ``async with``: a read cancelled mid-way (the mirror stopping) still frees its connection.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ns, service in routes:
+                route_keys = self.keyring.route(ns, service)
+                # Awaiting a command queued on a pipeline only queues it.
+                await self._snapshot(
+                    keys=_snapshot_keys(route_keys), args=[route_keys.pod_links], client=pipe
+                )
+            replies = await guarded(pipe.execute(), deadline)
+        return [_decode_snapshot(reply) for reply in replies]
 
     async def prune(self, namespace: str, service: str, *, within: float | None = None) -> Pruned:
         """Drop the route's expired temporary links and re-score their pods, in calls that each
@@ -243,6 +265,10 @@ def _owner(owner: object) -> None:
     never a NotOwner from comparing it with the stored one."""
     if owner is not None and (type(owner) is not str or not owner):
         raise validation.invalid("owner", "must be a non-empty str (a StatefulRoute's uid)")
+
+
+def _snapshot_keys(route_keys: keys.RouteKeys) -> list[str]:
+    return [*_table(route_keys), route_keys.available]
 
 
 def _route(route_keys: keys.RouteKeys) -> list[str]:
