@@ -36,6 +36,8 @@ class Phase:
     name: str
     command: str
     longest_ms: float
+    p99_ms: float  # of the phase's script calls
+    calls: int  # script calls the phase made
     seconds: float
 
 
@@ -74,8 +76,11 @@ async def _phase(bench: Bench, name: str, links: int, run: Step) -> Phase:
         started = time.perf_counter()
         await run(redis, prefix, route_keys)
         took = time.perf_counter() - started
-        command, us = max(await _slowlog(redis), key=lambda logged: logged[1], default=("-", 0.0))
-    return Phase(name, command, us / 1000, took)
+        logged = await _slowlog(redis)
+    command, us = max(logged, key=lambda entry: entry[1], default=("-", 0.0))
+    scripts = sorted(us for name, us in logged if name == "evalsha") or [0.0]
+    p99 = scripts[min(len(scripts) - 1, int(0.99 * len(scripts)))]
+    return Phase(name, command, us / 1000, p99 / 1000, len(scripts), took)
 
 
 async def _snapshots(redis: Redis, prefix: str, _: RouteKeys) -> None:
