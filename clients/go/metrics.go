@@ -17,6 +17,14 @@ type ClientMetrics interface {
 	RedisCall(seconds float64)
 }
 
+// LagMetrics is what a ClientMetrics may also implement to measure the change channel: from a route
+// change's publication (Redis clock) to its routability applied here (ChangeLag), and to the re-read
+// of the whole view covering it (ViewLag), in seconds, as the Python gateway's change_lag/view_lag.
+type LagMetrics interface {
+	ChangeLag(seconds float64)
+	ViewLag(seconds float64)
+}
+
 // observed is within, reporting how long the call took to m (when not nil).
 func observed[T any](m ClientMetrics, ctx context.Context, d time.Duration, op string, call func(context.Context) (T, error)) (T, error) {
 	if m == nil {

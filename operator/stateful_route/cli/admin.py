@@ -87,7 +87,9 @@ class Admin:
         return snapshot
 
     async def pods(self, ns: str, service: str) -> list[dict[str, Any]]:
-        """The ``pods`` command's rows: the route table with what the operator says of each pod."""
+        """The ``pods`` command's rows: the route table with what the operator says of each pod.
+        Expired links are pruned first, so the counts are exact even right after a mass expiry."""
+        await self.table.prune(ns, service)
         snapshot = await self.snapshot(ns, service)
         return pod_rows(snapshot, await self.table.phases(ns, service))
 

@@ -219,6 +219,10 @@ class Reconciler:
         fenced_now = frozenset(replaced)
         fence = planned(pods, fenced_now)[0] if fenced_now else plan
         wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan, fence.held, exists)
+        # A table write prunes only a bounded number of expired links' shards (so that no call
+        # blocks Redis for long after a mass expiry): finish here, in short calls, so scores and
+        # the counts below (status, metrics) are exact again every tick.
+        await self.table.prune(ns, service)
         fenced = await self.table.snapshot(ns, service)
         route_keys = self.table.keyring.route(ns, service)
         rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
