@@ -153,6 +153,6 @@ async def test_the_standby_takes_over_within_the_peering_lifetime_after_the_acti
         assert set(moved) <= {0, 1}  # pod 2's users evicted and rebound by the new active one
         assert sum(map(len, moved.values())) == len(on_2)
         assert standby.process.poll() is None
-        assert "403" not in standby.output()
+        assert "Forbidden" not in standby.output()  # kopf logs a refused call as APIForbiddenError
         print(f"takeover: {took:.1f} s after SIGKILL, {killed + took - expired:.1f} s after expiry")
     api.client.close()
