@@ -3,6 +3,7 @@ package statefulroute
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -11,6 +12,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 )
+
+// Layout is the version of the Redis layout this release reads and writes (lua/include/layout.lua,
+// Python's core.constants.LAYOUT). A route written by a newer layout is refused with
+// *LayoutTooNewError by every operation that reads Redis, before anything is read or written.
+const Layout = 2
 
 // DefaultLinkTTL is how long a temporary link lives when the route's policy sets none.
 const DefaultLinkTTL = 300 * time.Second
@@ -35,13 +41,22 @@ type Options struct {
 	// Timeout of each Redis call (default 1 s); a batch gets Timeout more per further 1,000
 	// uids. Past it a call fails with ErrStoreUnavailable.
 	Timeout time.Duration
-	// MaxAge: how long a route view, and a cached link, are trusted (default 250 ms; at most
-	// 1 s). This client does not follow the change channel yet, so this bounds both how long an
-	// answer may name a pod that stopped being routable and how long a link moved by another
-	// gateway or a pod's hand-off may still be answered from the cache.
+	// MaxAge: a route view older than this is never used, whatever the change channel said: it
+	// is read again first (default 1 s, at most 1 s: the consistency bound). Changes arrive on
+	// the change channel at once; this bounds staleness when messages are lost.
 	MaxAge time.Duration
+	// RefreshInterval: every followed route view is re-read this often, in case a change
+	// message was lost (default 500 ms; shorter than MaxAge).
+	RefreshInterval time.Duration
+	// MaxRoutes: the most routes the mirror follows at once (default 10,000); beyond it the
+	// least recently asked about is forgotten. A route is also forgotten once nobody asked about
+	// it for max(CacheTTL, 60 s).
+	MaxRoutes int
 	// Logger for warnings (corrupt link values); default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, is told of every ComputeLinkedPod cache hit and miss and the time of
+	// every link-store round trip (prommetrics.New: the Python gateway's Prometheus series).
+	Metrics ClientMetrics
 }
 
 // ClientDriver answers "which pod does this user use?" for a gateway: a local cache, a view of
@@ -52,7 +67,7 @@ type ClientDriver struct {
 	opts       Options
 	namespaces map[string]bool
 	cache      *linkCache
-	views      views
+	mirror     *routeMirror
 	log        *slog.Logger
 
 	servicesMu sync.Mutex
@@ -60,7 +75,9 @@ type ClientDriver struct {
 }
 
 // NewClientDriver returns a ClientDriver on rdb (see Connect for one from a URL), checking
-// opts as the Python client checks its arguments.
+// opts as the Python client checks its arguments. It starts following the namespaces' change
+// channels (the route mirror) and returns once it does, or after Options.Timeout. Call Close
+// when done.
 func NewClientDriver(rdb redis.UniversalClient, opts Options) (*ClientDriver, error) {
 	if rdb == nil {
 		return nil, invalid("redis", "must be a client")
@@ -112,7 +129,7 @@ func NewClientDriver(rdb redis.UniversalClient, opts Options) (*ClientDriver, er
 		return nil, err
 	}
 	if opts.MaxAge == 0 {
-		opts.MaxAge = 250 * time.Millisecond
+		opts.MaxAge = time.Second
 	}
 	if err := checkDuration("max_age", opts.MaxAge, 20*time.Millisecond); err != nil {
 		return nil, err
@@ -120,25 +137,66 @@ func NewClientDriver(rdb redis.UniversalClient, opts Options) (*ClientDriver, er
 	if opts.MaxAge > time.Second {
 		return nil, invalidf("max_age", "must be at most 1s (the consistency bound), got %gs", opts.MaxAge.Seconds())
 	}
+	if opts.RefreshInterval == 0 {
+		opts.RefreshInterval = min(500*time.Millisecond, opts.MaxAge/2)
+	}
+	if err := checkDuration("refresh_interval", opts.RefreshInterval, 10*time.Millisecond); err != nil {
+		return nil, err
+	}
+	if opts.RefreshInterval >= opts.MaxAge {
+		return nil, invalidf("refresh_interval", "must be shorter than max_age (%gs), got %gs",
+			opts.MaxAge.Seconds(), opts.RefreshInterval.Seconds())
+	}
+	if opts.MaxRoutes == 0 {
+		opts.MaxRoutes = 10_000
+	}
+	if err := checkInt("max_routes", opts.MaxRoutes, 1, maxInt); err != nil {
+		return nil, err
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	// Until this client follows the change channel, a cached link is trusted no longer than a view.
-	cacheTTL := min(opts.CacheTTL, opts.MaxAge)
-	return &ClientDriver{
+	d := &ClientDriver{
 		rdb:        rdb,
 		opts:       opts,
 		namespaces: names,
-		cache:      newLinkCache(opts.CacheSize, cacheTTL),
-		views:      views{byName: map[[2]string]*routeView{}},
+		cache:      newLinkCache(opts.CacheSize, opts.CacheTTL),
 		log:        opts.Logger,
 		services:   map[[2]string]bool{},
-	}, nil
+	}
+	served := make([]string, 0, len(names))
+	for ns := range names {
+		served = append(served, ns)
+	}
+	d.mirror = newRouteMirror(rdb, opts, served, mirrorHooks{change: d.applyChange, lost: d.forgetPods, gap: d.forgetAll})
+	d.mirror.start()
+	// Start answering once the change channels are followed (or after Timeout if Redis is down:
+	// calls then fail with ErrStoreUnavailable until it is back), as Python's `async with`.
+	// Subscribing clears the cache (anything cached before may have missed messages), so a link
+	// cached by a first call is not dropped a moment later.
+	ctx, cancel := context.WithTimeout(context.Background(), opts.Timeout)
+	defer cancel()
+	_ = d.Subscribed(ctx)
+	return d, nil
 }
 
-// Close releases what the driver holds (nothing yet; the route mirror will). It does not
-// close the Redis client.
-func (d *ClientDriver) Close() error { return nil }
+// Close stops following the change channels and releases the pub/sub connection. It does not
+// close the Redis client. The driver must not be used after Close.
+func (d *ClientDriver) Close() error {
+	d.mirror.stop()
+	return nil
+}
+
+// Subscribed waits until the driver follows its namespaces' change channels (a driver answers
+// before that too, from views read on demand; this is for tests and start-up probes).
+func (d *ClientDriver) Subscribed(ctx context.Context) error {
+	select {
+	case <-d.mirror.subscribedChan():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("statefulroute: subscribe: %w", ctx.Err())
+	}
+}
 
 // -- links ------------------------------------------------------------------------------------
 
@@ -153,7 +211,13 @@ func (d *ClientDriver) Close() error { return nil }
 func (d *ClientDriver) ComputeLinkedPod(ctx context.Context, namespace, uid, serviceName string) (int, error) {
 	key := cacheKey{namespace, serviceName, uid}
 	if pod, ok := d.cachedRoutable(key); ok {
+		if d.opts.Metrics != nil {
+			d.opts.Metrics.CacheHit()
+		}
 		return pod, nil
+	}
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.CacheMiss()
 	}
 	k, err := d.route(namespace, serviceName)
 	if err != nil {
@@ -162,11 +226,11 @@ func (d *ClientDriver) ComputeLinkedPod(ctx context.Context, namespace, uid, ser
 	if err := checkUID(uid); err != nil {
 		return 0, err
 	}
-	sent := time.Now() // before the request: see cachePut
-	if _, err := d.view(ctx, k); err != nil {
+	epoch, sent := d.cache.currentEpoch(), time.Now() // before the request: see cachePut
+	if _, err := d.view(ctx, k, false); err != nil {
 		return 0, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "place", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "place", func(ctx context.Context) (any, error) {
 		return scriptPlace.Run(ctx, d.rdb, []string{k.link(uid)}, k.base, ms(d.opts.LinkTTL), "").Result()
 	})
 	if err == redis.Nil {
@@ -199,7 +263,7 @@ func (d *ClientDriver) ComputeLinkedPod(ctx context.Context, namespace, uid, ser
 			return 0, err
 		}
 	}
-	d.cachePut(key, int(pod), remaining(ttl), sent)
+	d.cachePut(epoch, key, int(pod), remaining(ttl), sent)
 	return int(pod), nil
 }
 
@@ -251,7 +315,7 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if err := checkUID(uid); err != nil {
 		return nil, err
 	}
-	services, err := within(ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]string, error) {
+	services, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]string, error) {
 		return d.rdb.SMembers(ctx, servicesKey(d.opts.Prefix, namespace)).Result()
 	})
 	if err != nil {
@@ -261,11 +325,13 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if len(services) == 0 {
 		return found, nil
 	}
-	cmds, err := within(ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]*redis.StringCmd, error) {
+	cmds, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]*redis.StringCmd, error) {
 		pipe := d.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(services))
+		cmds := make([]*redis.StringCmd, 2*len(services))
 		for i, service := range services {
-			cmds[i] = pipe.Get(ctx, newRouteKeys(d.opts.Prefix, namespace, service).link(uid))
+			k := newRouteKeys(d.opts.Prefix, namespace, service)
+			cmds[2*i] = pipe.HGet(ctx, k.config, "layout")
+			cmds[2*i+1] = pipe.Get(ctx, k.link(uid))
 		}
 		// A missing link (redis.Nil) or a key of another type (WRONGTYPE) fails its own GET only.
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil && !isReplyError(err) {
@@ -276,8 +342,13 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if err != nil {
 		return nil, err
 	}
-	for i, cmd := range cmds {
-		raw, err := cmd.Result()
+	for i := range services {
+		if err := checkLayout("link services", cmds[2*i]); err != nil {
+			return nil, err
+		}
+	}
+	for i, service := range services {
+		raw, err := cmds[2*i+1].Result()
 		if err == redis.Nil {
 			continue
 		}
@@ -285,10 +356,10 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 			return nil, fault(ctx, "link services", err)
 		}
 		if pod, _, ok := decodeLink(raw); ok && err == nil {
-			found[services[i]] = pod
+			found[service] = pod
 			continue
 		}
-		d.skipped(namespace, services[i], uid, raw)
+		d.skipped(namespace, service, uid, raw)
 	}
 	return found, nil
 }
@@ -312,8 +383,10 @@ func (d *ClientDriver) BatchGetLinkedPod(ctx context.Context, namespace string, 
 		return grouped, nil
 	}
 	deadline := d.opts.Timeout * time.Duration(1+len(uids)/batchSize)
-	cmds, err := within(ctx, deadline, "batch lookup", func(ctx context.Context) ([]*redis.SliceCmd, error) {
+	var layout *redis.StringCmd
+	cmds, err := observed(d.opts.Metrics, ctx, deadline, "batch lookup", func(ctx context.Context) ([]*redis.SliceCmd, error) {
 		pipe := d.rdb.Pipeline()
+		layout = pipe.HGet(ctx, k.config, "layout")
 		var cmds []*redis.SliceCmd
 		for start := 0; start < len(uids); start += batchSize {
 			batch := uids[start:min(start+batchSize, len(uids))]
@@ -329,6 +402,9 @@ func (d *ClientDriver) BatchGetLinkedPod(ctx context.Context, namespace string, 
 		return cmds, nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := checkLayout("batch lookup", layout); err != nil {
 		return nil, err
 	}
 	i := 0
@@ -366,11 +442,11 @@ func (d *ClientDriver) SetLinkedPodIfAbsent(ctx context.Context, namespace, uid,
 	if err := checkPod("pod", pod); err != nil {
 		return 0, err
 	}
-	sent := time.Now()
-	if _, err := d.view(ctx, k); err != nil {
+	epoch, sent := d.cache.currentEpoch(), time.Now()
+	if _, err := d.view(ctx, k, false); err != nil {
 		return 0, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "link if absent", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link if absent", func(ctx context.Context) (any, error) {
 		keys := append([]string{k.link(uid)}, k.route()...)
 		return scriptIfAbsent.Run(ctx, d.rdb, keys, k.podLinks, uid, pod, ms(d.opts.LinkTTL)).Result()
 	})
@@ -395,7 +471,7 @@ func (d *ClientDriver) SetLinkedPodIfAbsent(ctx context.Context, namespace, uid,
 	if err := d.addService(ctx, k); err != nil {
 		return 0, err
 	}
-	d.cachePut(cacheKey{namespace, serviceName, uid}, int(v[0]), remaining(v[1]), sent)
+	d.cachePut(epoch, cacheKey{namespace, serviceName, uid}, int(v[0]), remaining(v[1]), sent)
 	return int(v[0]), nil
 }
 
@@ -413,7 +489,7 @@ func (d *ClientDriver) GetLinkedInCache(ctx context.Context, namespace, uid, ser
 	return 0, false, checkUID(uid)
 }
 
-// SetCache caches a link for the cache's lifetime (CacheTTL, at most MaxAge in this version).
+// SetCache caches a link for the cache's lifetime (CacheTTL).
 func (d *ClientDriver) SetCache(ctx context.Context, namespace, uid, serviceName string, pod int) error {
 	if _, err := d.route(namespace, serviceName); err != nil {
 		return err
@@ -443,21 +519,22 @@ func (d *ClientDriver) CacheExpired(ctx context.Context, namespace, uid, service
 
 // -- the route view ------------------------------------------------------------------------
 
-// IsPodRoutable reports whether existing users may keep using pod index.
+// IsPodRoutable reports whether existing users may keep using pod index (routability as the
+// change channel announced it, at once).
 func (d *ClientDriver) IsPodRoutable(ctx context.Context, namespace, serviceName string, index int) (bool, error) {
-	view, err := d.routeView(ctx, namespace, serviceName, index)
+	view, err := d.routeView(ctx, namespace, serviceName, index, false)
 	return err == nil && view.routable[index], err
 }
 
 // IsPodAvailable reports whether new users may be placed on pod index.
 func (d *ClientDriver) IsPodAvailable(ctx context.Context, namespace, serviceName string, index int) (bool, error) {
-	view, err := d.routeView(ctx, namespace, serviceName, index)
+	view, err := d.routeView(ctx, namespace, serviceName, index, true)
 	return err == nil && view.available[index], err
 }
 
 // RoutablePods returns the indices of the routable pods, ascending.
 func (d *ClientDriver) RoutablePods(ctx context.Context, namespace, serviceName string) ([]int, error) {
-	view, err := d.routeView(ctx, namespace, serviceName, 0)
+	view, err := d.routeView(ctx, namespace, serviceName, 0, false)
 	if err != nil {
 		return nil, err
 	}
@@ -466,7 +543,7 @@ func (d *ClientDriver) RoutablePods(ctx context.Context, namespace, serviceName 
 
 // BestPod returns the pod a new user would be placed on now; found is false when none is.
 func (d *ClientDriver) BestPod(ctx context.Context, namespace, serviceName string) (pod int, found bool, err error) {
-	view, err := d.routeView(ctx, namespace, serviceName, 0)
+	view, err := d.routeView(ctx, namespace, serviceName, 0, true)
 	if err != nil || view.best < 0 {
 		return 0, false, err
 	}
@@ -475,7 +552,7 @@ func (d *ClientDriver) BestPod(ctx context.Context, namespace, serviceName strin
 
 // -- internals ------------------------------------------------------------------------------
 
-func (d *ClientDriver) routeView(ctx context.Context, namespace, serviceName string, index int) (*routeView, error) {
+func (d *ClientDriver) routeView(ctx context.Context, namespace, serviceName string, index int, whole bool) (*routeView, error) {
 	if err := checkPod("index", index); err != nil {
 		return nil, err
 	}
@@ -483,7 +560,7 @@ func (d *ClientDriver) routeView(ctx context.Context, namespace, serviceName str
 	if err != nil {
 		return nil, err
 	}
-	return d.view(ctx, k)
+	return d.view(ctx, k, whole)
 }
 
 func (d *ClientDriver) namespace(ns string) error {
@@ -509,12 +586,12 @@ func (d *ClientDriver) route(namespace, serviceName string) (routeKeys, error) {
 // cachedRoutable is the cached link while a fresh view calls its pod routable. A hit proves
 // the arguments were valid when cached.
 func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
-	now := time.Now()
-	pod, ok := d.cache.get(key, now)
+	now := monoNow()
+	pod, ok := d.cache.getMono(key, now)
 	if !ok {
 		return 0, false
 	}
-	view := d.views.fresh(key.namespace, key.service, now)
+	view := d.mirror.fresh(routeName{key.namespace, key.service}, now, false)
 	if view == nil || !view.routable[pod] {
 		return 0, false
 	}
@@ -524,16 +601,45 @@ func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
 // cachePut caches a link read from Redis for at most what the stored link has left (remaining,
 // negative: persistent), counted from sent, the clock before the request (the TTL was read at
 // some moment after that, so the entry never outlives the link, however long the reply took),
-// and only while a fresh view calls its pod routable: a link to a pod being evicted is not
-// worth keeping.
-func (d *ClientDriver) cachePut(key cacheKey, pod int, remaining time.Duration, sent time.Time) {
+// only if no invalidation arrived since epoch was read (it may concern this very link), and
+// only while a fresh view calls its pod routable: a link to a pod being evicted is not worth
+// keeping.
+func (d *ClientDriver) cachePut(epoch uint64, key cacheKey, pod int, remaining time.Duration, sent time.Time) {
 	now := time.Now()
-	view := d.views.fresh(key.namespace, key.service, now)
+	view := d.mirror.fresh(routeName{key.namespace, key.service}, mono(now), false)
 	if view == nil || !view.routable[pod] {
 		d.cache.drop(key)
 		return
 	}
-	d.cache.put(key, pod, remaining, sent, now)
+	d.cache.putIf(epoch, key, pod, remaining, sent, now)
+}
+
+// applyChange acts on a message: an unlinked user's cached link goes, and so do the links
+// cached to an evicted pod.
+func (d *ClientDriver) applyChange(ns string, c change) {
+	switch c.kind {
+	case changeUnlinked:
+		d.cache.invalidate(cacheKey{ns, c.service, c.subject})
+	case changeEvicted:
+		if pod, err := strconv.Atoi(c.subject); err == nil && pod >= 0 {
+			d.cache.dropPods(ns, c.service, map[int]bool{pod: true})
+		}
+	}
+}
+
+// forgetPods drops the links cached to pods that stopped being routable: they may have moved.
+func (d *ClientDriver) forgetPods(route routeName, pods map[int]bool) {
+	d.cache.dropPods(route[0], route[1], pods)
+}
+
+// forgetAll drops every cached link after a gap (messages may have been lost), and the
+// services registered: a gap may be a Redis restarted empty, so they are registered again at
+// the next placement.
+func (d *ClientDriver) forgetAll() {
+	d.cache.clear()
+	d.servicesMu.Lock()
+	clear(d.services)
+	d.servicesMu.Unlock()
 }
 
 type link struct {
@@ -550,11 +656,11 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 	if err := checkUID(key.uid); err != nil {
 		return nil, err
 	}
-	sent := time.Now()
-	if _, err := d.view(ctx, k); err != nil {
+	epoch, sent := d.cache.currentEpoch(), time.Now()
+	if _, err := d.view(ctx, k, false); err != nil {
 		return nil, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "read", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "read", func(ctx context.Context) (any, error) {
 		return scriptRead.Run(ctx, d.rdb, []string{k.link(key.uid), k.config}).Result()
 	})
 	if err != nil {
@@ -573,12 +679,12 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 	if !ok {
 		return nil, corrupt("read", "corrupt link value %q", shown(raw, 40))
 	}
-	d.cachePut(key, pod, remaining(ttl), sent)
+	d.cachePut(epoch, key, pod, remaining(ttl), sent)
 	return &link{pod, persistent}, nil
 }
 
 func (d *ClientDriver) publish(ctx context.Context, k routeKeys, message string) error {
-	_, err := within(ctx, d.opts.Timeout, "announce", func(ctx context.Context) (int64, error) {
+	_, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "announce", func(ctx context.Context) (int64, error) {
 		return d.rdb.Publish(ctx, k.channel, message).Result()
 	})
 	return err
@@ -593,7 +699,7 @@ func (d *ClientDriver) addService(ctx context.Context, k routeKeys) error {
 	if done {
 		return nil
 	}
-	_, err := within(ctx, d.opts.Timeout, "register service", func(ctx context.Context) (int64, error) {
+	_, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "register service", func(ctx context.Context) (int64, error) {
 		return d.rdb.SAdd(ctx, servicesKey(d.opts.Prefix, k.namespace), k.service).Result()
 	})
 	if err == nil {
@@ -624,6 +730,20 @@ func decodeLink(raw string) (pod int, persistent bool, ok bool) {
 		return 0, false, false
 	}
 	return n, persistent, true
+}
+
+// checkLayout is *LayoutTooNewError when a route's config (its 'layout' field, read in the same
+// round trip as the plain reads it guards) names a layout newer than Layout. The scripts check
+// it themselves; this is for the plain GET/MGET reads, which would misread a newer layout.
+func checkLayout(op string, cmd *redis.StringCmd) error {
+	raw, err := cmd.Result()
+	if err != nil { // absent (an unmarked or missing route), or not a hash: nothing to refuse
+		return nil
+	}
+	if found, err := strconv.Atoi(raw); err == nil && found > Layout {
+		return &LayoutTooNewError{Op: op, Found: found, Known: Layout}
+	}
+	return nil
 }
 
 // isReplyError: Redis refused one command of a pipeline (WRONGTYPE...), not a fault of the link.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -57,10 +58,16 @@ type step struct {
 	Pod       *int      `json:"pod"`
 	Pods      []podSpec `json:"pods"`
 	Policy    *struct {
-		MaxLinksPerPod int      `json:"max_links_per_pod"`
-		LinkTTLSeconds *float64 `json:"link_ttl_seconds"`
+		MaxLinksPerPod     int      `json:"max_links_per_pod"`
+		LinkTTLSeconds     *float64 `json:"link_ttl_seconds"`
+		RolloutWaitSeconds *float64 `json:"rollout_wait_seconds"`
 	} `json:"policy"`
-	Expect map[string]json.RawMessage `json:"expect"`
+	Seconds     float64                    `json:"seconds"`      // sleep
+	Value       string                     `json:"value"`        // raw
+	Outdated    []int                      `json:"outdated"`     // phases
+	Rebind      bool                       `json:"rebind"`       // evict
+	HoldSeconds float64                    `json:"hold_seconds"` // evict
+	Expect      map[string]json.RawMessage `json:"expect"`
 }
 
 type vector struct {
@@ -103,14 +110,19 @@ func play(t *testing.T, v vector) {
 		ns = "conf"
 	}
 	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	var client *ClientDriver
 	newClient := func() *ClientDriver {
+		if client != nil {
+			client.Close()
+		}
 		d, err := NewClientDriver(rdb, Options{Namespaces: []string{ns}, Prefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return d
 	}
-	client := newClient()
+	client = newClient()
+	defer func() { client.Close() }()
 	for i, s := range v.Steps {
 		where := fmt.Sprintf("step %d (%s)", i+1, s.Do)
 		service := string(s.Service)
@@ -125,14 +137,50 @@ func play(t *testing.T, v vector) {
 			client = newClient()
 			continue
 		case "persist":
-			keys := append(append([]string{k.link(string(s.UID))}, k.route()...), k.phases)
-			if err := scriptPersistent.Run(ctx, rdb, keys, k.podLinks, string(s.UID), *s.Pod, "0", k.channel,
-				unlinkedMessage(service, string(s.UID))).Err(); err != nil {
+			if _, _, err := serverDriver(t, rdb, prefix, ns, service, *s.Pod).SetLinkedPod(ctx, string(s.UID)); err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
 			client = newClient()
 			continue
 		case "new_client":
+			client = newClient()
+			continue
+		case "sleep":
+			time.Sleep(time.Duration(s.Seconds * float64(time.Second)))
+			continue
+		case "raw":
+			if err := rdb.Set(ctx, k.link(string(s.UID)), s.Value, 0).Err(); err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			client = newClient()
+			continue
+		case "phases":
+			args := []any{}
+			for _, p := range s.Outdated {
+				args = append(args, strconv.Itoa(p), ",1") // core.state.PodPhase(outdated=True).encode()
+			}
+			if err := testScriptPutPhases.Run(ctx, rdb, []string{k.phases, k.config}, args...).Err(); err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			client = newClient()
+			continue
+		case "evict":
+			removed, rebound := evictPod(t, rdb, k, *s.Pod, s.Rebind, s.HoldSeconds)
+			var want struct{ Removed, Rebound int }
+			raw, _ := json.Marshal(s.Expect)
+			_ = json.Unmarshal(raw, &want)
+			if removed != want.Removed || rebound != want.Rebound {
+				t.Errorf("%s: removed %d, rebound %d; want %+v", where, removed, rebound, want)
+			}
+			client = newClient()
+			continue
+		case "hand_off":
+			var got any
+			moved, ok, err := serverDriver(t, rdb, prefix, ns, service, *s.Pod).HandOff(ctx, string(s.UID))
+			if ok {
+				got = moved
+			}
+			checkAnswer(t, where, s.Expect, got, err)
 			client = newClient()
 			continue
 		case "state":
@@ -209,6 +257,7 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 				t.Errorf("%s: NoAvailablePod names pod %d, want none", where, none.Pod)
 			}
 		case kind == "PodPending" && errors.As(err, &pending) && errors.Is(err, ErrNoAvailablePod):
+		case kind == "StoreError" && errors.Is(err, ErrStore) && !errors.Is(err, ErrStoreUnavailable):
 		default:
 			t.Errorf("%s: want %s, got %v (answer %v)", where, kind, err, got)
 		}
@@ -246,13 +295,19 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 
 // writeTable writes a route table as RouteTable.put_pods does (the service joins its
 // namespace's set, then WRITE_TABLE replaces the table), and the policy as configure does.
-func writeTable(t *testing.T, rdb *redis.Client, k routeKeys, s step) {
+func writeTable(t testing.TB, rdb *redis.Client, k routeKeys, s step) {
+	t.Helper()
+	writeTableOn(t, rdb, k, s, k.channel)
+}
+
+// writeTableOn is writeTable announcing the change on channel (another channel: a lost message).
+func writeTableOn(t testing.TB, rdb *redis.Client, k routeKeys, s step, channel string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := rdb.SAdd(ctx, servicesKey(strings.Split(k.base, ":")[0], k.namespace), k.service).Err(); err != nil {
 		t.Fatal(err)
 	}
-	args := []any{"replace", k.channel, tableChangedPrefix(k.service), k.podLinks, ""}
+	args := []any{"replace", channel, tableChangedPrefix(k.service), k.podLinks, ""}
 	for _, p := range s.Pods {
 		ready := p.Ready == nil || *p.Ready
 		state := fmt.Sprintf("%d,%d,%d,%d", b2i(ready), b2i(p.Terminating), routing[p.Routing], p.Load)
@@ -267,7 +322,11 @@ func writeTable(t *testing.T, rdb *redis.Client, k routeKeys, s step) {
 		if s.Policy.LinkTTLSeconds != nil {
 			ttl = strconv.Itoa(int(*s.Policy.LinkTTLSeconds * 1000))
 		}
-		if err := scriptConfigure.Run(ctx, rdb, k.route(), k.podLinks, s.Policy.MaxLinksPerPod, ttl, "", "").Err(); err != nil {
+		wait := ""
+		if s.Policy.RolloutWaitSeconds != nil {
+			wait = strconv.Itoa(int(*s.Policy.RolloutWaitSeconds * 1000))
+		}
+		if err := scriptConfigure.Run(ctx, rdb, k.route(), k.podLinks, s.Policy.MaxLinksPerPod, ttl, "", wait).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -346,4 +405,63 @@ func deletePrefix(rdb *redis.Client, prefix string) {
 	if len(keys) > 0 {
 		rdb.Del(ctx, keys...)
 	}
+}
+
+// serverDriver is the pod pod's ServerDriver, for the vectors' pod steps.
+func serverDriver(t *testing.T, rdb *redis.Client, prefix, ns, service string, pod int) *ServerDriver {
+	t.Helper()
+	s, err := NewServerDriver(rdb, ns, service, pod, ServerOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The operator's scripts, for the vectors' setup steps (the operator is Python's alone).
+var (
+	testScriptEvict     = newScript("evict")
+	testScriptPlaceMany = newScript("place_many")
+	testScriptPutPhases = newScript("put_phases")
+)
+
+// evictPod evicts a pod as store/eviction.evict does: EVICT in batches (compare-and-delete,
+// with hold: the users unlinked wait for an updated pod), with rebind PLACE_MANY of the users
+// unlinked (never on the pod), then the e message. Returns (removed, rebound).
+func evictPod(t *testing.T, rdb *redis.Client, k routeKeys, pod int, rebind bool, hold float64) (int, int) {
+	t.Helper()
+	ctx := context.Background()
+	holdMs := 0
+	if hold > 0 {
+		holdMs = int(hold * 1000)
+	}
+	removed, rebound := 0, 0
+	for {
+		keys := append([]string{k.podLinks + strconv.Itoa(pod)}, k.route()...)
+		reply, err := testScriptEvict.Run(ctx, rdb, keys, pod, k.links, batchSize, k.podLinks, holdMs, k.base+"w:").Slice()
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, uids := reply[0].(int64), reply[1].([]any)
+		removed += len(uids)
+		if rebind && len(uids) > 0 {
+			args := []any{k.podLinks, k.links, ms(DefaultLinkTTL), strconv.Itoa(pod)}
+			args = append(args, uids...)
+			placed, err := testScriptPlaceMany.Run(ctx, rdb, k.route(), args...).Slice()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range placed {
+				if p != nil {
+					rebound++
+				}
+			}
+		}
+		if left == 0 {
+			break
+		}
+	}
+	if err := rdb.Publish(ctx, k.channel, "e|"+k.service+"|"+strconv.Itoa(pod)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	return removed, rebound
 }

@@ -24,6 +24,11 @@ var (
 	ErrStore = errors.New("statefulroute: store error")
 	// ErrStoreUnavailable: Redis did not answer within the timeout, or the connection failed.
 	ErrStoreUnavailable = errors.New("statefulroute: store unavailable")
+	// ErrLayoutTooNew: the route's Redis layout is newer than this release knows (a newer
+	// release wrote it); the script refused before reading or writing anything
+	// (*LayoutTooNewError names both versions). It matches ErrStore too, as Python's
+	// LayoutTooNew is a StoreError. Upgrade this client (README "Compatibility").
+	ErrLayoutTooNew = errors.New("statefulroute: route layout too new")
 )
 
 // InvalidInputError is ErrInvalidInput with the argument (Field) and what is wrong with it.
@@ -116,3 +121,21 @@ func (e *StoreError) Is(target error) bool {
 
 // Unwrap returns the cause.
 func (e *StoreError) Unwrap() error { return e.Err }
+
+// LayoutTooNewError is ErrLayoutTooNew: the route records layout Found, this release knows
+// layout Known (Layout). Python: stateful_route.LayoutTooNew (.found, .known).
+type LayoutTooNewError struct {
+	Op    string
+	Found int
+	Known int
+}
+
+func (e *LayoutTooNewError) Error() string {
+	return fmt.Sprintf("%s: the route's Redis layout is %d, newer than layout %d this release knows: upgrade stateful-route",
+		e.Op, e.Found, e.Known)
+}
+
+// Is reports whether target is ErrLayoutTooNew or ErrStore.
+func (e *LayoutTooNewError) Is(target error) bool {
+	return target == ErrLayoutTooNew || target == ErrStore
+}

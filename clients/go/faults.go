@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +16,24 @@ import (
 // or reconfiguring, a replica read-only mid-failover, a server loading its data), as
 // store/faults.py counts them: StoreUnavailable, not StoreError.
 var unavailableReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING"}
+
+// tooNew is the error every script raises for a route of a newer layout (lua/include/layout.lua;
+// store/faults.py reads it with the same pattern).
+var tooNew = regexp.MustCompile(`LAYOUT_TOO_NEW route layout (\d+), this release knows (\d+)`)
+
+// layoutError is the *LayoutTooNewError a Redis error reply names, or nil.
+func layoutError(op, msg string) error {
+	found := tooNew.FindStringSubmatch(msg)
+	if found == nil {
+		return nil
+	}
+	f, err1 := strconv.Atoi(found[1])
+	k, err2 := strconv.Atoi(found[2])
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	return &LayoutTooNewError{Op: op, Found: f, Known: k}
+}
 
 // fault turns an error met by op into the package's errors: the caller's own cancellation or
 // deadline is returned wrapped as it is; any other fault is a *StoreError, unavailable unless
@@ -28,6 +48,9 @@ func fault(ctx context.Context, op string, err error) error {
 	var reply redis.Error
 	if errors.As(err, &reply) && !errors.Is(err, redis.ErrClosed) {
 		msg := reply.Error()
+		if tooNew := layoutError(op, msg); tooNew != nil {
+			return tooNew
+		}
 		for _, prefix := range unavailableReplies {
 			if strings.HasPrefix(msg, prefix) {
 				return &StoreError{Op: op, Unavailable: true, Err: err}

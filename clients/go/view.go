@@ -3,8 +3,9 @@ package statefulroute
 import (
 	"context"
 	"sort"
-	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Routing states, as the route table stores them (core/state.py RoutingState).
@@ -26,62 +27,74 @@ func (p podState) routable() bool {
 	return p.ready && !p.terminating && p.routing != routingShutdown
 }
 
-// routeView is one route's table read at one instant (the SNAPSHOT script), trusted until
-// validUntil: MaxAge after the moment before the read was sent.
+// routeView is one route as the client sees it: a snapshot (the SNAPSHOT script), trusted until
+// validUntil (MaxAge after the moment before the read was sent), and its routability, which a
+// change message may have made newer than the rest (partial) until the snapshot is read again.
+// A routeView is never modified once installed: a change installs a new one.
 type routeView struct {
 	pods       []podState // by index
 	routable   map[int]bool
 	available  map[int]bool
 	best       int // -1: none
 	version    int64
+	born       int64 // when the table was first written (its config's 'born'; 0: no table)
 	validUntil time.Time
+	until      int64  // validUntil on the monotonic clock (mono), for the cache-hit path
+	ticket     uint64 // when the mirror learnt it, in the order of its own reads and messages
+	partial    bool
 }
 
-// views keeps the route views this client has used. Without the change channel (not yet in
-// this client) a view is simply read again once MaxAge has passed.
-type views struct {
-	mu     sync.RWMutex
-	byName map[[2]string]*routeView
+// exists reports whether the snapshot shows a route table: pods, or the mark of its first
+// write (which a table of no pods has too; a deleted table has neither, its version survives).
+func (v *routeView) exists() bool { return len(v.pods) > 0 || v.born != 0 }
+
+// withRoutability is the view with the routability and version a change message announced.
+func (v *routeView) withRoutability(routable map[int]bool, version int64, ticket uint64) *routeView {
+	learnt := *v
+	learnt.routable, learnt.version, learnt.ticket, learnt.partial = routable, version, ticket, true
+	return &learnt
 }
 
-func (v *views) fresh(ns, service string, now time.Time) *routeView {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	if view := v.byName[[2]string{ns, service}]; view != nil && view.validUntil.After(now) {
-		return view
-	}
-	return nil
+// view returns a trustworthy view of the route: the mirrored one while under MaxAge, else one
+// read now (see routeMirror.view).
+func (d *ClientDriver) view(ctx context.Context, k routeKeys, whole bool) (*routeView, error) {
+	return d.mirror.view(ctx, k, whole)
 }
 
-func (v *views) store(ns, service string, view *routeView) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	key := [2]string{ns, service}
-	if old := v.byName[key]; old == nil || !old.validUntil.After(view.validUntil) {
-		v.byName[key] = view
+// readSnapshots reads the routes' snapshots in one round trip (a pipeline of EVALSHA; the
+// script is loaded first if Redis does not know it). errs[i] is route i's fault, untyped.
+func readSnapshots(ctx context.Context, rdb redis.UniversalClient, routes []routeKeys) (views []*routeView, errs []error) {
+	run := func() []*redis.Cmd {
+		pipe := rdb.Pipeline()
+		cmds := make([]*redis.Cmd, len(routes))
+		for i, k := range routes {
+			keys := []string{k.pods, k.reports, k.config, k.version, k.available}
+			cmds[i] = scriptSnapshot.EvalSha(ctx, pipe, keys, k.podLinks)
+		}
+		_, _ = pipe.Exec(ctx) // each command keeps its own error
+		return cmds
 	}
-}
-
-// view returns a fresh view of the route, reading it if the one held is older than MaxAge.
-func (d *ClientDriver) view(ctx context.Context, k routeKeys) (*routeView, error) {
-	if view := d.views.fresh(k.namespace, k.service, time.Now()); view != nil {
-		return view, nil
+	cmds := run()
+	for _, cmd := range cmds {
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			if err := scriptSnapshot.Load(ctx, rdb).Err(); err != nil {
+				errs = make([]error, len(routes))
+				for i := range errs {
+					errs[i] = err
+				}
+				return make([]*routeView, len(routes)), errs
+			}
+			cmds = run()
+			break
+		}
 	}
-	sent := time.Now()
-	reply, err := within(ctx, d.opts.Timeout, "route view", func(ctx context.Context) (any, error) {
-		keys := []string{k.pods, k.reports, k.config, k.version, k.available}
-		return scriptSnapshot.Run(ctx, d.rdb, keys, k.podLinks).Result()
-	})
-	if err != nil {
-		return nil, err
+	views, errs = make([]*routeView, len(routes)), make([]error, len(routes))
+	for i, cmd := range cmds {
+		if errs[i] = cmd.Err(); errs[i] == nil {
+			views[i], errs[i] = decodeSnapshot(cmd.Val())
+		}
 	}
-	view, err := decodeSnapshot(reply)
-	if err != nil {
-		return nil, err
-	}
-	view.validUntil = sent.Add(d.opts.MaxAge)
-	d.views.store(k.namespace, k.service, view)
-	return view, nil
+	return views, errs
 }
 
 func decodeSnapshot(reply any) (*routeView, error) {
@@ -97,7 +110,7 @@ func decodeSnapshot(reply any) (*routeView, error) {
 		}
 		ints[i] = n
 	}
-	view := &routeView{best: int(ints[0]), version: ints[1], routable: map[int]bool{}, available: map[int]bool{}}
+	view := &routeView{best: int(ints[0]), version: ints[1], born: ints[2], routable: map[int]bool{}, available: map[int]bool{}}
 	for i := 3; i < len(ints); i += 7 {
 		p := podState{
 			index: int(ints[i]), ready: ints[i+1] == 1, terminating: ints[i+2] == 1,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 from pathlib import Path
 
 from stateful_route import ClientDriver, RouteTable
@@ -16,16 +17,20 @@ from tests.routes import poll_until
 from tests.tools import KUBECTL
 
 
+def environment(cluster: Cluster) -> dict[str, str]:
+    return {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+
+
 async def kubectl(cluster: Cluster, cache: Path, *args: str) -> tuple[int, str, str]:
-    """Run kubectl against the emulator (its discovery cached in the test's own folder)."""
-    process = await asyncio.create_subprocess_exec(
-        KUBECTL, "--cache-dir", str(cache), *args,
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    """Run kubectl against the emulator (its discovery cached in the test's own folder).
+
+    In a thread, not as an asyncio subprocess: the test's event loop closes when the test ends, and
+    pipe transports whose closing it had not yet run would then warn (an error here) in a later test."""
+    done = await asyncio.to_thread(
+        subprocess.run, [KUBECTL, "--cache-dir", str(cache), *args],
+        env=environment(cluster), capture_output=True, text=True, timeout=20, check=False,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(process.communicate(), 20)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return done.returncode, done.stdout, done.stderr
 
 
 def rows(table: str) -> list[list[str]]:
@@ -81,10 +86,9 @@ async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster
         # Watching: the first row, then a new row when a deleted pod's users are evicted.
         for uid in range(6):
             await client.compute_linked_pod(NS, f"u{uid}", ROUTE)
-            watch = await asyncio.create_subprocess_exec(
+        watch = await asyncio.create_subprocess_exec(
             KUBECTL, "--cache-dir", str(cache), "get", "sroute", "-w",
-            env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=environment(cluster), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         assert watch.stdout is not None
         try:
@@ -99,7 +103,7 @@ async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster
             assert line.split()[:3] == [b"room", b"room", b"2/2"]
         finally:
             watch.terminate()
-            await watch.wait()
+            await watch.communicate()  # to EOF, so its pipe's transport is closed by this test's loop
 
         # Describing: the status and the operator's events about this route (only those).
         async def evicted_described() -> bool:

@@ -4,14 +4,26 @@ new vector fails in both until both pass it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stateful_route import ClientDriver, InvalidInput, NoAvailablePod, PodPending, PodState, RoutingState
-from stateful_route.core.errors import StatefulRouteError
+from stateful_route import (
+    ClientDriver,
+    InvalidInput,
+    NoAvailablePod,
+    PodPending,
+    PodState,
+    RoutingState,
+    ServerDriver,
+)
+from stateful_route.core.constants import DEFAULT_LINK_TTL
+from stateful_route.core.errors import StatefulRouteError, StoreError, StoreUnavailable
+from stateful_route.core.state import PodPhase
+from stateful_route.store.eviction import evict
 from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore, decode_link
 from stateful_route.store.table import RouteTable
@@ -65,6 +77,32 @@ async def test_vector(vector: dict[str, Any], redis, prefix):
                 driver = await fresh()
             elif step["do"] == "new_client":
                 driver = await fresh()
+            elif step["do"] == "sleep":
+                await asyncio.sleep(step["seconds"])
+            elif step["do"] == "raw":
+                await redis.set(store.keyring.route(ns, service).link(text(step["uid"])), step["value"])
+                driver = await fresh()
+            elif step["do"] == "phases":
+                phases = {pod: PodPhase(outdated=True) for pod in step["outdated"]}
+                await table.put_phases(ns, service, phases)
+                driver = await fresh()
+            elif step["do"] == "evict":
+                done = await evict(
+                    store,
+                    store.keyring.route(ns, service),
+                    step["pod"],
+                    reason="conformance",
+                    rebind_ttl=DEFAULT_LINK_TTL if step.get("rebind") else None,
+                    hold=step.get("hold_seconds", 0),
+                )
+                assert {"removed": done.removed, "rebound": done.rebound} == step["expect"], where
+                driver = await fresh()
+            elif step["do"] == "hand_off":
+                server = ServerDriver(
+                    redis, namespace=ns, service=service, pod_index=step["pod"], prefix=prefix
+                )
+                check_answer(where, step["expect"], await server.hand_off(text(step["uid"])))
+                driver = await fresh()
             elif step["do"] == "state":
                 await check_state(where, redis, table, store.keyring, ns, service, step["expect"])
             else:
@@ -112,6 +150,9 @@ def check_error(where: str, expect: dict[str, Any], exc: StatefulRouteError) -> 
         assert exc.pod == expect.get("pod"), f"{where}: {exc!r}"
     elif kind == "PodPending":
         assert isinstance(exc, PodPending), f"{where}: {exc!r}"
+    elif kind == "StoreError":
+        assert isinstance(exc, StoreError), f"{where}: {exc!r}"
+        assert not isinstance(exc, StoreUnavailable), f"{where}: {exc!r}"
     else:
         raise AssertionError(f"{where}: unexpected {exc!r}")
 
@@ -144,6 +185,7 @@ async def write_table(table: RouteTable, ns: str, service: str, step: dict[str, 
             service,
             max_links_per_pod=policy.get("max_links_per_pod", 0),
             link_ttl=policy.get("link_ttl_seconds"),
+            rollout_wait=policy.get("rollout_wait_seconds"),
         )
 
 

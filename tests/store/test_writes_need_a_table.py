@@ -42,6 +42,20 @@ async def test_no_write_into_a_route_without_a_table(redis, prefix, call, create
         assert await keys_under(redis, prefix) == before
 
 
+@pytest.mark.parametrize("created", [True, False], ids=["deleted", "never-created"])
+async def test_a_pod_of_a_route_without_a_table_leaves_no_trace(redis, prefix, created):
+    """Not even its service in the namespace's set (issue 25: the set listed a service with no
+    route after a pod of a just-deleted route reported Shutdown)."""
+    if created:
+        table = await make_route(redis, prefix, pods=2)
+        await table.delete(NS, SVC)
+    before = await keys_under(redis, prefix)
+    async with ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix) as server:
+        with pytest.raises(NoAvailablePod):
+            await server.set_routing_state(RoutingState.SHUTDOWN)
+    assert await keys_under(redis, prefix) == before
+
+
 async def test_a_removal_keeps_no_link_once_the_table_is_gone(redis, prefix):
     table = await make_route(redis, prefix, pods=2)
     server = ServerDriver(redis, namespace=NS, service=SVC, pod_index=1, prefix=prefix)

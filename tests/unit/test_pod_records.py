@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from stateful_route import InvalidInput
 from stateful_route.controller import pods
-from stateful_route.controller.spec import Rebind, RouteSpec
+from stateful_route.controller.spec import Listed, Rebind, RouteSpec
 from stateful_route.core.constants import DEFAULT_LINK_TTL, POD_INDEX_LABEL, ROUTING_ANNOTATION
 from stateful_route.core.state import RoutingState
 
@@ -134,3 +134,14 @@ def test_a_not_ready_pod_says_since_when_from_its_ready_condition():
     unknown = pods.record(body(status={"conditions": [{"type": "Ready", "status": "False"}]}))
     assert unknown is not None
     assert unknown.not_ready_since is None
+
+
+def test_a_list_of_routes_names_the_services_of_valid_routes_not_being_deleted():
+    items = [
+        {"metadata": {"name": "a", "uid": "1"}, "spec": {"statefulSetName": "game"}},
+        {"metadata": {"name": "b", "uid": "2"}, "spec": {"statefulSetName": "game", "service": "lobby"}},
+        {"metadata": {"name": "c", "uid": "3", "deletionTimestamp": "x"}, "spec": {"statefulSetName": "g"}},
+        {"metadata": {"name": "d", "uid": "4"}, "spec": {"statefulSetName": "Not A Label"}},
+    ]
+    assert Listed.parse(items) == Listed(frozenset({"1", "2", "3", "4"}), frozenset({"a", "lobby"}))
+    assert Listed.parse(None) == Listed(frozenset(), frozenset())

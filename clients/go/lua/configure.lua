@@ -5,6 +5,8 @@
 -- ARGV[4]: the owner, a StatefulRoute's uid, claiming the table ('' = keep the present one)
 -- ARGV[5]: how long (ms) a user leaving an outdated pod early in a rolling update waits for an
 -- updated one (see PLACE; '' = keep the present value, '0' = no wait)
+-- ARGV[6]: whether the owner keeps users' links when the table goes ('1' keep, '0' not, '' =
+-- keep the present value): an orphaned table, whose route is gone, is removed as it said
 -- Writes the route's policy and re-scores every pod (a cap change changes availability).
 -- returns 0
 
@@ -393,6 +395,7 @@ mark_new_route(KEYS[3])
 redis.call('HSET', KEYS[3], 'cap', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[3], 'owner', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[3], 'wait', ARGV[5]) end
+if ARGV[6] ~= nil and ARGV[6] ~= '' then redis.call('HSET', KEYS[3], 'keep', ARGV[6]) end
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[3], 'ttl')
 else

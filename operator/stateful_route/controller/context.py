@@ -18,7 +18,7 @@ from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.rollouts import StatefulSetRecord
-from stateful_route.controller.spec import RouteRef
+from stateful_route.controller.spec import Listed, RouteRef
 from stateful_route.core.errors import StatefulRouteError, StoreUnavailable
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
@@ -82,9 +82,11 @@ class OperatorContext:
     warnings: WarnOnce = field(default_factory=WarnOnce)
     status: StatusThrottle = field(init=False)
     census: Census = field(init=False)
+    namespaces: tuple[str, ...] = ()  # those watched; none: every namespace
     redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
     closed: bool = False
+    _swept: dict[str, float] = field(default_factory=dict, init=False)  # namespace -> last sweep
     # Handlers inside ``counted`` (their Redis work), and whether there are none.
     _busy: int = field(default=0, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -136,14 +138,70 @@ class OperatorContext:
             route, route_check.route_exists(route.namespace, route.uid, self.config.kubeconfig)
         )
 
+    def sweep_due(self, namespace: str) -> bool:
+        """Whether the namespace's tables should be swept now (every census interval; if so, the
+        sweep counts as done)."""
+        now = time.monotonic()
+        if now - self._swept.get(namespace, float("-inf")) < self.config.census_interval:
+            return False
+        self._swept[namespace] = now
+        return True
+
+    async def sweep(self, namespace: str) -> None:
+        """Remove the namespace's orphaned tables (``Reconciler.sweep``). A safety net: a fault is
+        logged, never raised, and the next sweep tries again."""
+        kubeconfig = self.config.kubeconfig
+
+        async def listed() -> Listed | None:
+            try:
+                return await route_check.listed_routes(namespace, kubeconfig)
+            except Exception as exc:
+                log.warning("event=list_failed namespace=%s action=sweep error=%r", namespace, str(exc))
+                return None
+
+        try:
+            with self._working():
+                removed = await (await self.open()).sweep(namespace, listed)
+        except StatefulRouteError as exc:
+            log.warning("event=sweep_failed namespace=%s error=%r", namespace, str(exc))
+            return
+        for service in removed:
+            log.warning("event=orphan_removed namespace=%s service=%s", namespace, service)
+
+    async def sweep_all(self) -> None:
+        """Sweep every watched namespace (all those with services, when every one is watched)."""
+        try:
+            with self._working():
+                namespaces = self.namespaces or tuple(await (await self.open()).table.namespaces())
+        except StatefulRouteError as exc:
+            log.warning("event=sweep_failed namespace=* error=%r", str(exc))
+            return
+        for namespace in namespaces:
+            self._swept[namespace] = time.monotonic()
+            await self.sweep(namespace)
+
+    async def gone(self, namespace: str, uid: str) -> None:
+        """A route vanished from the API server: remove the tables it still owns, whichever path
+        its deletion took (its deletion handler did, and then there are none)."""
+        try:
+            with self._working():
+                removal = await (await self.open()).disown(namespace, uid)
+        except StatefulRouteError as exc:  # the next sweep removes them
+            log.warning("event=sweep_failed namespace=%s error=%r", namespace, str(exc))
+            return
+        if removal.pods or removal.links:
+            log.warning(
+                "event=orphan_removed namespace=%s owner=%s links_removed=%d", namespace, uid, removal.links
+            )
+        # A gateway or pod racing the deletion may have listed the service again afterwards.
+        await self.sweep(namespace)
+
     @contextlib.contextmanager
     def counted(self, route: RouteRef, handler: str, *, timed: bool = True) -> Iterator[None]:
         """Time a handler's Redis work (unless not ``timed``); a fault (StatefulRouteError) is
         counted, logged and raised."""
         timer = self.metrics.handler_seconds.labels(handler).time() if timed else contextlib.nullcontext()
-        self._busy += 1
-        self._idle.clear()
-        with timer:
+        with self._working(), timer:
             try:
                 yield
             except StatefulRouteError as exc:
@@ -153,10 +211,18 @@ class OperatorContext:
                     route.namespace, route.name, handler, str(exc),
                 )  # fmt: skip
                 raise
-            finally:
-                self._busy -= 1
-                if not self._busy:
-                    self._idle.set()
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        """Redis work under way: ``close`` waits for it to end before closing the client."""
+        self._busy += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                self._idle.set()
 
     async def reconcile(
         self,

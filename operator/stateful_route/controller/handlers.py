@@ -30,6 +30,9 @@ log = logging.getLogger("stateful_route.operator")
 ROUTES = (GROUP, VERSION, PLURAL)
 STATEFUL_SETS = ("apps", "v1", "statefulsets")
 ROUTE_PODS = {STS_POD_NAME_LABEL: kopf.PRESENT}
+# kopf puts it on every route before running its change handlers; only with it on is the
+# route's deletion handler sure to run, so nothing is claimed for a route before.
+FINALIZER = f"{GROUP}/cleanup"
 
 
 def _route(namespace: str, name: str, uid: str, spec: Any) -> RouteRef:
@@ -147,7 +150,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.startup(id="startup", registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        settings.persistence.finalizer = f"{GROUP}/cleanup"
+        settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
@@ -161,6 +164,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.scanning.disabled = True
         await memo.ctx.census.prepare()
         await memo.ctx.open()
+        # Routes deleted while no operator ran, without their deletion handler (kopf's finalizer
+        # not yet on them, or removed by hand), left tables nobody would ever update.
+        await memo.ctx.sweep_all()
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -285,6 +291,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             records = _records(route_pods, route, memo.ctx)
             await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
 
+    @kopf.on.event(*ROUTES, id="route_gone", registry=registry)
+    async def route_gone(type: str, namespace: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        # A route can vanish without route_deleted: deleted before kopf put its finalizer on it
+        # (its first tick may have claimed a table already), or its finalizer removed by hand.
+        if type == "DELETED" and not memo.ctx.closed:
+            await memo.ctx.gone(namespace, uid)
+
     @kopf.on.delete(*ROUTES, id="route_deleted", registry=registry)
     async def route_deleted(
         namespace: str, name: str, uid: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
@@ -303,6 +316,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         name: str,
         uid: str,
         spec: kopf.Spec,
+        meta: kopf.Meta,
         route_pods: kopf.Index[Any, pods.PodRecord],
         stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
         route_claims: kopf.Index[Any, Any],
@@ -312,6 +326,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         if memo.ctx.closed:
             return  # the operator is stopping: a tick skipped changes nothing lasting
+        if memo.ctx.sweep_due(namespace):
+            await memo.ctx.sweep(namespace)
+        if FINALIZER not in (meta.get("finalizers") or ()):
+            # kopf starts timers before it puts its finalizer on a new route: a route deleted
+            # before that goes without route_deleted, so a table claimed now would outlive it.
+            return
         try:
             route = RouteRef(namespace, name, uid, RouteSpec.parse(name, spec))
         except InvalidInput:

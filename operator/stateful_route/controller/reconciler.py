@@ -26,7 +26,7 @@ from cachetools import LRUCache
 from stateful_route.controller import planning
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.rollouts import StatefulSetRecord
-from stateful_route.controller.spec import OnTermination, Rebind, RouteName, RouteRef, RouteSpec
+from stateful_route.controller.spec import Listed, OnTermination, Rebind, RouteName, RouteRef, RouteSpec
 from stateful_route.core.errors import NotOwner
 from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
 from stateful_route.store.connection import AnyRedis
@@ -226,8 +226,11 @@ class Reconciler:
         # land on pods about to be replaced and move again. They wait for the first new pod
         # to take users, at most rolloutWaitSeconds: the operator places them then, and their
         # own lookups meanwhile raise PodPending (the eviction marks them waiting).
-        rolling = bool(stateful_set and stateful_set.rolling and plan.outdated)
-        hold = spec.rollout_wait if rolling and not plan.held_back else 0
+        # (Pods still to replace, by their revision: a rollback mid-rollout is one too.)
+        rolling = stateful_set is not None and any(stateful_set.replaces(r) for r in pods)
+        # Under a fence the users are evicted into the fenced table, where the outdated pods may
+        # take new users (the new pod is fenced off): they wait there too, until it is lifted.
+        hold = spec.rollout_wait if rolling and not fence.held_back else 0
         defer = rebind_ttl is not None and rolling
         waiting = self._deferred.get(name, (self._clock(), []))
         # Users evicted under a fence are placed once it is lifted, not on the fenced table
@@ -289,6 +292,64 @@ class Reconciler:
         self.last_eviction.pop(route.key, None)
         return removal
 
+    async def disown(self, namespace: str, uid: str, services: Iterable[str] | None = None) -> Removal:
+        """Forget a route that no longer exists, whatever its spec said (or if it was invalid): every
+        table of ``namespace`` it still owns (of ``services`` only, if given) is removed, with its
+        links unless the table records that the route kept them. Nothing it does not own is
+        touched, and nothing is written for it afterwards (as after ``remove``)."""
+        self._removed[uid] = True
+        removal = Removal([], 0)
+        async with self._locks[uid]:
+            known = self._routes.pop(uid, None)
+            owned = await self.owners(namespace)
+            for service in sorted(owned):
+                if owned[service] != uid or (services is not None and service not in services):
+                    continue
+                keep = await self.table.keeps_links(namespace, service)
+                more = await self._drop(namespace, service, uid, keep_links=keep)
+                removal = Removal(removal.pods + more.pods, removal.links + more.links)
+        self._locks.pop(uid, None)
+        if known is not None:
+            self._phases.pop(known.key, None)
+            self._deferred.pop(known.key, None)
+            self.last_eviction.pop(known.key, None)
+        return removal
+
+    async def sweep(self, namespace: str, listed: Callable[[], Awaitable[Listed | None]]) -> list[str]:
+        """Remove the orphaned tables of ``namespace``: those whose owner ``listed()`` (the routes
+        as the API server lists them; None: unknown, nothing is removed) does not have, unless a
+        listed route names the service (the one that keeps it claims the table at its next tick,
+        and evicts the users of pods that are not its own). Returns the services removed.
+
+        A route deleted without its deletion handler (before kopf's finalizer was on it, or with
+        the finalizer removed by hand) leaves its table to nobody: gateways would keep answering
+        from it. The owners are read before the list is asked for, so an owner missing from it
+        was deleted (uids never come back), never one created meanwhile; the removal is fenced
+        by that owner, so a route claiming the table meanwhile keeps it. A service listed in the
+        namespace's set with neither a table nor links leaves the set."""
+        members = await self.table.services(namespace)
+        owned = await self.owners(namespace, members)
+        for service in members:
+            if service not in owned:  # listed with no table: only kept links keep it there
+                await self.table.forget_if_unused(namespace, service)
+        if not owned:
+            return []
+        routes = await listed()
+        if routes is None:
+            return []
+        orphaned = {s: o for s, o in owned.items() if o not in routes.uids and s not in routes.services}
+        for owner in sorted(set(orphaned.values())):
+            await self.disown(namespace, owner, [s for s, o in orphaned.items() if o == owner])
+        return sorted(orphaned)
+
+    async def owners(self, namespace: str, services: Iterable[str] | None = None) -> dict[str, str]:
+        """The owner (a StatefulRoute's uid) of every table of ``namespace`` (of ``services``, if
+        given), by service."""
+        if services is None:
+            services = await self.table.services(namespace)
+        found = {s: await self.table.owner(namespace, s) for s in services}
+        return {service: owner for service, owner in found.items() if owner is not None}
+
     async def _strays(self, route: RouteRef) -> list[RouteRef]:
         """The route as it was when it claimed another service whose table it still owns: a spec
         this operator never saw (it restarted, and the route's first event was already the move,
@@ -308,6 +369,7 @@ class Reconciler:
             link_ttl=route.spec.link_ttl,
             owner=route.uid,
             rollout_wait=route.spec.rollout_wait,
+            keep_links=route.spec.keep_links_on_delete,
         )
 
     async def _put(
@@ -345,6 +407,11 @@ class Reconciler:
         owner = await self.table.owner(ns, service)
         if owner is not None and owner != route.uid:
             return Removal([], 0)
+        return await self._drop(ns, service, owner, keep_links=keep_links)
+
+    async def _drop(self, ns: str, service: str, owner: str | None, *, keep_links: bool) -> Removal:
+        """Remove a table and every key under its prefix (links too unless kept) if ``owner``
+        still holds it (None: nobody does)."""
         pods = sorted((await self.table.snapshot(ns, service)).pods)
         # The table goes first (announced, so clients stop placing users here), then every key
         # under the route's prefix: links to pods no longer in the table included.

@@ -47,7 +47,7 @@ async def run(
     if metrics is None:
         # Per-route series fade out after five missed ticks: a paused HA replica's go silent.
         metrics = operator_metrics.OperatorMetrics(stale_after=5 * config.reconcile_interval)
-    ctx = OperatorContext(config, metrics=metrics)
+    ctx = OperatorContext(config, metrics=metrics, namespaces=tuple(namespaces))
     if peering is not None and priority is None:
         priority = 1 + secrets.randbelow(1_000_000)
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:

@@ -9,8 +9,9 @@ from typing import Any
 
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL, GROUP, KIND, VERSION
+from stateful_route.core.errors import InvalidInput
 
-__all__ = ["OnTermination", "Rebind", "RouteName", "RouteRef", "RouteSpec"]
+__all__ = ["Listed", "OnTermination", "Rebind", "RouteName", "RouteRef", "RouteSpec"]
 
 # (namespace, metadata.name) of a StatefulRoute object: what the operator keys its bookkeeping
 # by. Its route table is named by (namespace, spec.service) instead: core.state.ServiceId.
@@ -99,3 +100,29 @@ class RouteRef:
             "kind": KIND,
             "metadata": {"namespace": self.namespace, "name": self.name, "uid": self.uid},
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """The StatefulRoutes of a namespace as the API server lists them: every uid (those being
+    deleted included: their own deletion handler removes their tables), and the services named
+    by the routes that keep one (valid and not being deleted: one of them keeps each service)."""
+
+    uids: frozenset[str]
+    services: frozenset[str]
+
+    @classmethod
+    def parse(cls, items: Any) -> Listed:
+        """From the ``items`` of a list of StatefulRoutes (plain JSON)."""
+        uids: set[str] = set()
+        services: set[str] = set()
+        for item in items or ():
+            meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+            uids.add(str(meta.get("uid")))
+            if meta.get("deletionTimestamp"):
+                continue
+            try:
+                services.add(RouteSpec.parse(str(meta.get("name")), spec).service)
+            except InvalidInput:
+                continue  # an invalid route keeps no service
+        return cls(frozenset(uids), frozenset(services))

@@ -44,7 +44,9 @@ class ServerDriver:
         self._report = redis.register_script(scripts.SERVER_REPORT)
 
     async def __aenter__(self) -> Self:
-        await self._register()
+        # Nothing is registered yet: the service joins its namespace's set with the first write
+        # its table accepts, so a pod of a route without a table (deleted, or not yet written)
+        # leaves no trace of it.
         return self
 
     async def __aexit__(
@@ -191,6 +193,7 @@ class ServerDriver:
         )
         if changed < 0:
             raise NoAvailablePod(route_keys.namespace, route_keys.service)
+        await self._register()
 
     async def _register(self) -> None:
         await self._store.services.add(self._keys)

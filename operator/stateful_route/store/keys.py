@@ -14,14 +14,14 @@ the table), ``avail:spare`` those of them that would be available otherwise (sor
 ``avail``; placement takes its head when no pod is available),
 ``ps:exp`` when each pod's earliest temporary link expires (sorted set, to sweep expired links out
 of scores), ``pods`` the route table,
-``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``) and ``owner`` (the uid
-of the StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
-operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond the
-table (a hash: terminating with a deadline, outdated; shown by displays, and read by hand-offs,
-which never move a user onto an outdated pod); ``layout`` in ``cfg`` the layout the route was
-written with (README "Redis layout"). Layout 1's keys, read only by the migration: ``p:<pod>``
-each pod's users in one sorted set, ``p:exp`` the pods' earliest expiries, ``phase`` a JSON
-string.
+``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``, ``keep``: whether its
+links outlive the table) and ``owner`` (the uid of the StatefulRoute that writes the table), ``ids``
+the pod instance behind each index (uid and the operator's note), ``ver`` the table's version,
+``phase`` what the operator says of pods beyond the table (a hash: terminating with a deadline,
+outdated; shown by displays, and read by hand-offs, which never move a user onto an outdated pod);
+``layout`` in ``cfg`` the layout the route was written with (README "Redis layout"). Layout 1's
+keys, read only by the migration: ``p:<pod>`` each pod's users in one sorted set, ``p:exp`` the
+pods' earliest expiries, ``phase`` a JSON string.
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the
 same key.
 """
@@ -35,7 +35,7 @@ from cachetools import LRUCache
 from stateful_route.core import validation
 from stateful_route.core.state import ServiceId
 
-__all__ = ["Keyring", "RouteKeys", "changes_channel", "services_key"]
+__all__ = ["Keyring", "RouteKeys", "changes_channel", "glob_escape", "services_key", "services_pattern"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +113,16 @@ class RouteKeys:
 def services_key(prefix: str, namespace: str) -> str:
     """The set of services that have a route in ``namespace`` (for ``get_link_service``)."""
     return f"{prefix}:ns:{namespace}:services"
+
+
+def services_pattern(prefix: str) -> str:
+    """A SCAN pattern matching the service set of every namespace."""
+    return services_key(glob_escape(prefix), "*")
+
+
+def glob_escape(literal: str) -> str:
+    """``literal`` matched literally by a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in literal)
 
 
 def changes_channel(prefix: str, namespace: str) -> str:

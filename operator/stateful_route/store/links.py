@@ -415,7 +415,7 @@ class LinkStore:
         each UNLINK stays in that slot. Delete the table first (``RouteTable.delete`` announces
         it), so clients stop placing users here before their links go.
         """
-        scan: dict[str, Any] = {"match": _glob_escape(route_keys.base) + "*", "count": BATCH}
+        scan: dict[str, Any] = {"match": keys.glob_escape(route_keys.base) + "*", "count": BATCH}
         if isinstance(self._redis, RedisCluster):
             scan["target_nodes"] = self._redis.get_node_from_key(route_keys.base)
         kept = (route_keys.links, route_keys.pod_links)
@@ -470,8 +470,3 @@ def _excluded(pod: int | None) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
-
-
-def _glob_escape(literal: str) -> str:
-    """``literal`` matched literally by a SCAN pattern."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in literal)

@@ -89,6 +89,7 @@ class RouteTable:
         link_ttl: float | None = None,
         owner: str | None = None,
         rollout_wait: float | None = None,
+        keep_links: bool | None = None,
     ) -> None:
         """Set the route's policy: a pod holding ``max_links_per_pod`` links is not available
         (0 = no cap), and temporary links placed anywhere (gateways, rebinds) live ``link_ttl``
@@ -96,7 +97,11 @@ class RouteTable:
         StatefulRoute's uid) claims the table: writes naming another owner are refused.
         ``rollout_wait`` (seconds; None keeps the present value, 0 none): how long a user whose
         pod, outdated, becomes unroutable while only outdated pods take users waits for an
-        updated one (lookups raise PodPending meanwhile) instead of moving twice."""
+        updated one (lookups raise PodPending meanwhile) instead of moving twice.
+        ``keep_links`` (None keeps the present value): whether users' links outlive the table,
+        recorded so that a table whose route vanished unseen is removed as the route said
+        (``keeps_links``). The service joins its namespace's set, so a table written only here
+        (its first pods not yet) is found by whoever looks for orphaned tables."""
         route_keys = self.keyring.route(namespace, service)
         validation.load(max_links_per_pod, "max_links_per_pod")
         ttl = "" if link_ttl is None else str(int(validation.seconds("link_ttl", link_ttl, minimum=1) * 1000))
@@ -104,13 +109,22 @@ class RouteTable:
         if rollout_wait is not None:
             wait = str(round(validation.seconds("rollout_wait", rollout_wait) * 1000))
         _owner(owner)
+        keep = "" if keep_links is None else str(int(validation.flag("keep_links", keep_links)))
+        await self._services.add(route_keys)
         await guarded(
             self._configure(
                 keys=[route_keys.pods, route_keys.reports, route_keys.config, route_keys.available],
-                args=[route_keys.pod_links, max_links_per_pod, ttl, owner or "", wait],
+                args=[route_keys.pod_links, max_links_per_pod, ttl, owner or "", wait, keep],
             ),
             self.timeout,
         )
+
+    async def keeps_links(self, namespace: str, service: str) -> bool:
+        """Whether the table's owner keeps users' links when the table goes (False when it never
+        said: the default of a route)."""
+        route_keys = self.keyring.route(namespace, service)
+        found = await guarded(self._redis.hget(route_keys.config, "keep"), self.timeout)
+        return found is not None and text(found) == "1"
 
     async def owner(self, namespace: str, service: str) -> str | None:
         """The uid of the StatefulRoute that owns the table, if one does."""
@@ -187,11 +201,30 @@ class RouteTable:
         """Services that have a route table in ``namespace``."""
         return await self._services.members(namespace)
 
+    async def namespaces(self) -> list[str]:
+        """Namespaces that have services (a SCAN of the whole keyspace: for rare use)."""
+        return await self._services.namespaces()
+
+    async def forget_if_unused(self, namespace: str, service: str) -> bool:
+        """Take the service out of its namespace's set if it has neither a table nor links (a
+        writer refused for want of a table, or one racing the route's deletion, added it);
+        returns whether it was taken out."""
+        route_keys = self.keyring.route(namespace, service)
+        used = [route_keys.config, route_keys.pods, route_keys.link_counts]
+        if await guarded(self._redis.exists(*used), self.timeout):
+            return False
+        await self._services.discard(namespace, service)
+        # Writers add the service before they write: one that wrote meanwhile keeps it listed.
+        if await guarded(self._redis.exists(*used), self.timeout):
+            await self._services.add(route_keys, again=True)
+            return False
+        return True
+
     async def _run(
         self, route_keys: keys.RouteKeys, mode: str, fields: list[str], *, owner: str | None = None
     ) -> bool:
-        if mode != "delete":
-            await self._services.add(route_keys)
+        # Listed before the table is written, so get_link_service never misses a service that has one.
+        added = mode != "delete" and await self._services.add(route_keys)
         changed = await guarded(
             self._write(
                 keys=[*_table(route_keys), route_keys.available, route_keys.instances],
@@ -207,6 +240,10 @@ class RouteTable:
             self.timeout,
         )
         if changed < 0:
+            if changed == -1 and added:
+                # No table (a route deleted meanwhile): take back what this call added, or the
+                # set would list a service nothing maintains.
+                await self._services.discard(route_keys.namespace, route_keys.service)
             raise NotOwner(route_keys.namespace, route_keys.service, claimed=changed == -2)
         if changed and mode != "delete":
             # A write that changed the table may have rebuilt it in a Redis restarted empty.

@@ -413,6 +413,21 @@ class Cluster:
         that missed the deletion (a replica paused by peering meanwhile) would leave it."""
         del self.api.objects["v1/pods", NS, f"{sts}-{index}"]
 
+    def lose_route_deletion(self, name: str = ROUTE) -> None:
+        """Remove a route from the emulator's storage without telling any watcher: a deletion the
+        operator never saw (its watch missed it, or it ran elsewhere meanwhile)."""
+        del self.api.objects[f"{GROUP}/{VERSION}/{PLURAL}", NS, name]
+
+    async def remove_route_finalizers(self, name: str = ROUTE) -> None:
+        """`kubectl patch sroute NAME --type merge -p '{"metadata":{"finalizers":null}}'`: what an
+        admin does to a route stuck in deletion while no operator runs (it is then gone)."""
+        await self._call(
+            "PATCH",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{name}",
+            {"metadata": {"finalizers": None}},
+            "application/merge-patch+json",
+        )
+
     async def pods(self) -> list[dict[str, Any]]:
         """Every pod of the namespace, as `kubectl get pods -o json` lists them."""
         return list((await self._call("GET", f"/api/v1/namespaces/{NS}/pods"))["items"])
