@@ -58,10 +58,10 @@ BREAKS = {
     Permission("apps", "statefulsets", "watch"): Behaviour.SCALE_SEEN,
     Permission("", "events", "create"): Behaviour.EVENTS_POSTED,
     Permission(GROUP, "statefulroutes", "list"): Behaviour.TABLE_BUILT,
-    Permission(GROUP, "statefulroutes", "watch"): Behaviour.SPEC_FOLLOWED,
-    # kopf keeps the handled spec (and its finalizer) in the route's metadata: without patching
-    # it, an update is never handled (nor a deletion: no finalizer, no deletion handler).
-    Permission(GROUP, "statefulroutes", "patch"): Behaviour.SPEC_FOLLOWED,
+    # The operator claims a table only once kopf's finalizer is on the route, which kopf adds by
+    # patching the route and sees through its watch: without either, no table.
+    Permission(GROUP, "statefulroutes", "watch"): Behaviour.TABLE_BUILT,
+    Permission(GROUP, "statefulroutes", "patch"): Behaviour.TABLE_BUILT,
     Permission(GROUP, "statefulroutes/status", "patch"): Behaviour.STATUS_WRITTEN,
 }
 
