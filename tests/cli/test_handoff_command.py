@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stateful_route import RouteTable, RoutingState, ServerDriver
+from stateful_route import PodState, RouteTable, RoutingState, ServerDriver
 from stateful_route.core.state import PodPhase
 from stateful_route.store.keys import Keyring
 from stateful_route.testing.local_redis import free_port
@@ -22,12 +22,17 @@ SCRIPT = Path(sys.executable).parent / "stateful-route"  # the installed console
 pytestmark = pytest.mark.e2e  # each test runs the command as a process of its own
 
 
-async def run(*args: str) -> tuple[int, str, str, float]:
-    """The command as a preStop hook runs it: (exit code, stdout, stderr, seconds taken)."""
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str, float]:
+    """The command as a preStop hook runs it: (exit code, stdout, stderr, seconds taken); ``env``
+    is added to this process's environment."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     process = await asyncio.create_subprocess_exec(
-        str(SCRIPT), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        str(SCRIPT),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=None if env is None else {**os.environ, **env},
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -97,6 +102,27 @@ async def test_handoff_ends_at_once_when_only_outdated_pods_take_users(redis, re
     snapshot = await table.snapshot(NS, SVC)
     assert snapshot.pods[1].routing is RoutingState.SHUTDOWN  # the operator evicts them
     assert snapshot.links == {0: 0, 1: 3}
+
+
+async def test_handoff_reports_as_the_pod_its_uid_names(redis, redis_url, prefix):
+    """POD_UID (the downward API's metadata.uid) or --pod-uid: the Shutdown report is this pod
+    instance's. The table names it: it applies at once. It names another pod at that ordinal (a
+    replacement): that pod is untouched, and the report waits for the table to name this one."""
+    table = RouteTable(redis, prefix=prefix)
+    pods = [PodState(0), PodState(1), PodState(2)]
+    await table.put_pods(NS, SVC, pods, instances={0: "uid-0,r", 1: "uid-1,r", 2: "uid-2,r"})
+    args = ("--redis-url", redis_url, "--prefix", prefix, "--json")
+    code, _, err, _ = await run("handoff", NS, SVC, "1", *args, env={"POD_UID": "uid-1"})
+    assert (code, err) == (0, "")
+    code, _, err, _ = await run("handoff", NS, SVC, "2", *args, "--pod-uid", "gone-2")
+    assert (code, err) == (0, "")
+    snapshot = await table.snapshot(NS, SVC)
+    assert not snapshot.pods[1].routable
+    assert snapshot.pods[2].routable
+    assert sorted(snapshot.available) == [0, 2]
+    code, out, _, _ = await run("handoff", NS, SVC, "2", *args, "--pod-uid", "a,b")
+    assert code == 2
+    assert "pod_uid" in json.loads(out)["error"]
 
 
 async def test_handoff_of_an_unknown_pod_or_without_redis_fails_with_the_usual_codes(

@@ -181,6 +181,28 @@ async def test_a_recreated_pod_does_not_inherit_its_predecessors_shutdown_report
         await wait_for_table(table, [0, 1, 2], within=5)
 
 
+async def test_a_report_made_where_no_pod_is_does_not_stick_to_the_next_pod(
+    cluster, redis, redis_url, prefix
+):
+    """Randomized scenario seed 3454473594: a pod driver reported Shutdown for an index whose pod
+    was gone from the table; the report stayed and stuck to the StatefulSet's next pod there,
+    Ready but never routable."""
+    await cluster.start(3)
+    table = RouteTable(redis, prefix=prefix)
+    async with operator(cluster, redis_url, prefix):
+        await wait_for_table(table, [0, 1, 2])
+        await cluster.delete_pod(2)
+
+        async def gone() -> bool:
+            return 2 not in (await table.snapshot(NS, ROUTE)).pods
+
+        await poll_until(gone, within=5, every=0.05)
+        async with ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=2, prefix=prefix) as nobody:
+            await nobody.set_routing_state(RoutingState.SHUTDOWN)
+        await cluster.create_pod(2)
+        await wait_for_table(table, [0, 1, 2], within=5)
+
+
 async def test_a_second_route_for_the_same_service_is_refused_and_the_first_is_intact(
     cluster, redis, redis_url, prefix
 ):

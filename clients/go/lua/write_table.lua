@@ -6,8 +6,11 @@
 -- ARGV[5]: owner: write only if the config names this owner ('' = unchecked)
 -- ARGV[6..]: index, encoded state, instance, held quadruples (replace, upsert; instance '' =
 -- leave it; held '1' = written DenyNewCall only as outdated, see `choose`, else '') or indices
--- (remove). An instance is "<pod uid>,<note>"; when the uid at an index changes, the reports of
--- the previous pod are dropped (a report belongs to the pod that made it).
+-- (remove). An instance is "<pod uid>,<note>". A report belongs to the pod instance that made
+-- it: writing an instance whose uid differs from the one the index had, or at an index the table
+-- did not hold, drops the report there (the previous pod's, or one made where no pod was, which
+-- would otherwise stick to this pod) and applies the report this pod made before it was written,
+-- if SERVER_REPORT kept one aside (KEYS[2] .. ':new').
 -- Announces the change (see announce) only when the table changed; the version survives
 -- 'delete' so it never goes back. Every pod written is re-scored from exact counts, changed or
 -- not (the operator's periodic rewrite is what bounds how long expired links count).
@@ -450,10 +453,12 @@ if ARGV[5] ~= '' then
   if owner ~= ARGV[5] then return -2 end
 end
 local rt = route(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[4])
+local early_key = KEYS[2] .. ':new'  -- keys.RouteKeys.early_reports, kept by SERVER_REPORT
 local function uid_of(instance) return string.match(instance, '^[^,]*') end
 local mode = ARGV[1]
 local changed = false
--- A pod leaving the table leaves the held and spare sets too.
+-- A pod leaving the table leaves the held and spare sets too. A report kept aside for the index
+-- stays: it was made by a pod the table does not name yet, which a later write may add.
 local function forget(idx)
   redis.call('HDEL', KEYS[2], idx)
   redis.call('HDEL', KEYS[6], idx)
@@ -463,7 +468,7 @@ local function forget(idx)
 end
 if mode == 'delete' then
   changed = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) > 0
-  redis.call('DEL', KEYS[5], KEYS[6], rt.held_back, rt.spare)
+  redis.call('DEL', KEYS[5], KEYS[6], rt.held_back, rt.spare, early_key)
 elseif mode == 'remove' then
   for i = 6, #ARGV do
     if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then changed = true end
@@ -481,8 +486,22 @@ else
     end
     if instance ~= '' then
       local before = redis.call('HGET', KEYS[6], idx)
-      if before and uid_of(before) ~= uid_of(instance) and redis.call('HDEL', KEYS[2], idx) == 1 then
-        changed = true
+      local uid = uid_of(instance)
+      local another
+      if before then
+        another = uid_of(before) ~= uid
+      else
+        -- No instance known: a table written without instances trusts what it was told.
+        another = redis.call('HEXISTS', KEYS[1], idx) == 0
+      end
+      if another then
+        if redis.call('HDEL', KEYS[2], idx) == 1 then changed = true end
+        local early = redis.call('HGET', early_key, idx)
+        if early and string.sub(early, 1, #uid + 1) == uid .. ',' then
+          redis.call('HSET', KEYS[2], idx, string.sub(early, #uid + 2))
+          redis.call('HDEL', early_key, idx)
+          changed = true
+        end
       end
       if before ~= instance then redis.call('HSET', KEYS[6], idx, instance) end
     end

@@ -127,13 +127,22 @@ class Admin:
         await server.set_routing_state(state)
         return next(row for row in pod_rows(await self.snapshot(ns, service)) if row["pod"] == pod)
 
-    async def hand_off(self, ns: str, service: str, pod: int, *, within: float) -> dict[str, Any]:
+    async def hand_off(
+        self, ns: str, service: str, pod: int, *, within: float, pod_uid: str | None = None
+    ) -> dict[str, Any]:
         """What a stopping pod does: report DenyNewCall, hand every user off to other pods (retrying
-        for ``within`` seconds while none is available), report Shutdown."""
-        await self._existing_pod(ns, service, pod)
+        for ``within`` seconds while none is available), report Shutdown; with ``pod_uid``, the
+        reports are that pod instance's (see ServerDriver)."""
         server = ServerDriver(
-            self.redis, namespace=ns, service=service, pod_index=pod, prefix=self.prefix, timeout=self.timeout
+            self.redis,
+            namespace=ns,
+            service=service,
+            pod_index=pod,
+            prefix=self.prefix,
+            timeout=self.timeout,
+            pod_uid=pod_uid,
         )
+        await self._existing_pod(ns, service, pod)
         result = await server.hand_off_all(within=within)
         return {"pod": pod, "moved": result.moved, "left": result.left, "waiting": result.waiting}
 

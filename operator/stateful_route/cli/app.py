@@ -336,6 +336,15 @@ def handoff(
     service: Service,
     pod: Pod,
     target: Target,
+    pod_uid: Annotated[
+        str | None,
+        typer.Option(
+            "--pod-uid",
+            envvar="POD_UID",
+            help="This pod's metadata.uid (downward API): its reports then apply only to this very "
+            "pod, never to another pod at its ordinal.",
+        ),
+    ] = None,
 ) -> None:
     """For a pod's preStop hook: hand its users off to other pods, then let it go.
 
@@ -344,13 +353,15 @@ def handoff(
     holds no links, or only users no pod but outdated ones could take (the first pod of a
     rolling update: they wait for its replacement); 5 when some are left after --timeout (no
     other pod was available), after reporting Shutdown so the operator evicts them. Keep
-    --timeout below the pod's terminationGracePeriodSeconds.
+    --timeout below the pod's terminationGracePeriodSeconds. Give the pod's uid (--pod-uid, or
+    POD_UID from the downward API) so its reports belong to this pod alone.
 
     Example: stateful-route handoff games room 3 --timeout 20
     """
     wait = min(HANDOFF_REDIS_WAIT, target.timeout)
     done = _admin(
-        replace(target, timeout=wait), lambda a: a.hand_off(namespace, service, pod, within=target.timeout)
+        replace(target, timeout=wait),
+        lambda a: a.hand_off(namespace, service, pod, within=target.timeout, pod_uid=pod_uid),
     )
     if done["left"] > done["waiting"]:
         raise _fail(

@@ -82,6 +82,11 @@ class Reconciler:
         self._phases: dict[RouteName, dict[int, PodPhase]] = {}
         self._deferred: dict[RouteName, tuple[float, list[str]]] = {}  # since, evicted users to place
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        # Per (namespace, service): removing a table and claiming it, which routes of different
+        # uids (so under different locks above) may do at once when one replaces the other.
+        self._service_locks: collections.defaultdict[tuple[str, str], asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
         self._routes: dict[str, RouteRef] = {}  # by uid: the spec each route was configured with
         self._removed: LRUCache[str, bool] = LRUCache(100_000)  # uids of deleted routes
         self.last_eviction: dict[RouteName, Eviction] = {}
@@ -366,15 +371,18 @@ class Reconciler:
         ]
 
     async def _claim(self, route: RouteRef) -> None:
-        await self.table.configure(
-            route.namespace,
-            route.spec.service,
-            max_links_per_pod=route.spec.max_links_per_pod,
-            link_ttl=route.spec.link_ttl,
-            owner=route.uid,
-            rollout_wait=route.spec.rollout_wait,
-            keep_links=route.spec.keep_links_on_delete,
-        )
+        # Never inside another route's removal of this service's table: its sweep of the
+        # service's keys and its leaving the namespace's set would take this claim with them.
+        async with self._service_locks[route.namespace, route.spec.service]:
+            await self.table.configure(
+                route.namespace,
+                route.spec.service,
+                max_links_per_pod=route.spec.max_links_per_pod,
+                link_ttl=route.spec.link_ttl,
+                owner=route.uid,
+                rollout_wait=route.spec.rollout_wait,
+                keep_links=route.spec.keep_links_on_delete,
+            )
 
     async def _put(
         self,
@@ -416,17 +424,20 @@ class Reconciler:
     async def _drop(self, ns: str, service: str, owner: str | None, *, keep_links: bool) -> Removal:
         """Remove a table and every key under its prefix (links too unless kept) if ``owner``
         still holds it (None: nobody does)."""
-        pods = sorted((await self.table.snapshot(ns, service)).pods)
-        # The table goes first (announced, so clients stop placing users here), then every key
-        # under the route's prefix: links to pods no longer in the table included.
-        with contextlib.suppress(NotOwner):  # claimed by another route meanwhile: its table now
-            await self.table.delete(ns, service, owner=owner, keep_service=keep_links)
-            removed = await self.store.delete_route(
-                self.table.keyring.route(ns, service), keep_links=keep_links
-            )
-            if self._on_leave is not None:
-                self._on_leave(ns, service)
-            return Removal(pods, removed)
+        # Whole, or a route claiming the service between the table's deletion and the sweep
+        # below would lose its new policy to the sweep and its service to the set (see _claim).
+        async with self._service_locks[ns, service]:
+            pods = sorted((await self.table.snapshot(ns, service)).pods)
+            # The table goes first (announced, so clients stop placing users here), then every key
+            # under the route's prefix: links to pods no longer in the table included.
+            with contextlib.suppress(NotOwner):  # claimed by another route meanwhile: its table now
+                await self.table.delete(ns, service, owner=owner, keep_service=keep_links)
+                removed = await self.store.delete_route(
+                    self.table.keyring.route(ns, service), keep_links=keep_links
+                )
+                if self._on_leave is not None:
+                    self._on_leave(ns, service)
+                return Removal(pods, removed)
         return Removal([], 0)
 
 

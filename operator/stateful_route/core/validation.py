@@ -16,6 +16,7 @@ __all__ = [
     "invalid",
     "load",
     "pod_index",
+    "pod_uid",
     "prefix",
     "seconds",
     "uid",
@@ -26,6 +27,7 @@ MAX_POD_INDEX = 1_000_000
 MAX_INT = 2**31 - 1  # what Lua and Redis hashes hold exactly
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PREFIX = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_POD_UID = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 
 
 def invalid(field: str, problem: str) -> InvalidInput:
@@ -67,6 +69,14 @@ def integer(field: str, value: Any, *, minimum: int = 0, maximum: int = MAX_INT)
 def pod_index(value: Any, field: str = "pod") -> int:
     """A pod ordinal: an int ≥ 0."""
     return integer(field, value, maximum=MAX_POD_INDEX)
+
+
+def pod_uid(value: Any, field: str = "pod_uid") -> str:
+    """A pod's uid (Kubernetes' ``metadata.uid``, a UUID): 1-128 of [A-Za-z0-9_.-], so it never
+    holds the ',' that separates it from what Redis stores beside it."""
+    if type(value) is not str or not _POD_UID.fullmatch(value):
+        raise invalid(field, f"must be 1-128 of A-Z a-z 0-9 _ . - (metadata.uid), got {value!r:.60}")
+    return value
 
 
 def load(value: Any, field: str = "load") -> int:

@@ -25,7 +25,14 @@ class ServerDriver:
 
     Reports and links are written only into a route that has a table: while it has none
     (deleted, or not written yet), they raise NoAvailablePod and write nothing, so nothing a pod
-    writes after its route was deleted outlives the deletion."""
+    writes after its route was deleted outlives the deletion.
+
+    A report belongs to the pod instance that made it. Give ``pod_uid`` (the pod's
+    ``metadata.uid``, e.g. from the downward API): then the report applies only while the route
+    table names this very pod, and one made before the operator wrote the pod into the table is
+    kept and applied when it does, never to the pod it replaced nor to a later one. Without it the
+    report applies to whichever pod the table names at ``pod_index`` now, and is dropped when the
+    operator writes another pod there (or a pod where none was)."""
 
     def __init__(
         self,
@@ -36,8 +43,10 @@ class ServerDriver:
         pod_index: int,
         prefix: str = "sr",
         timeout: float = 1.0,
+        pod_uid: str | None = None,
     ) -> None:
         self.pod_index = validation.pod_index(pod_index, "pod_index")
+        self.pod_uid = None if pod_uid is None else validation.pod_uid(pod_uid)
         keyring = keys.Keyring(prefix)
         self._keys = keyring.route(namespace, service)
         self._store = LinkStore(redis, keyring, timeout=timeout)
@@ -179,6 +188,7 @@ class ServerDriver:
                     route_keys.version,
                     route_keys.config,
                     route_keys.available,
+                    route_keys.instances,
                 ],
                 args=[
                     self.pod_index,
@@ -187,6 +197,7 @@ class ServerDriver:
                     route_keys.channel,
                     changes.table_changed(route_keys.service),
                     route_keys.pod_links,
+                    self.pod_uid or "",
                 ],
             ),
             self._store.timeout,

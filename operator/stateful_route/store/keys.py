@@ -14,11 +14,14 @@ the table), ``avail:spare`` those of them that would be available otherwise (sor
 ``avail``; placement takes its head when no pod is available),
 ``ps:exp`` when each pod's earliest temporary link expires (sorted set, to sweep expired links out
 of scores), ``pods`` the route table,
-``srv`` the pods' own reports, ``cfg`` the route's policy (``cap``, ``ttl``, ``keep``: whether its
-links outlive the table) and ``owner`` (the uid of the StatefulRoute that writes the table), ``ids``
-the pod instance behind each index (uid and the operator's note), ``ver`` the table's version,
-``phase`` what the operator says of pods beyond the table (a hash: terminating with a deadline,
-outdated; shown by displays, and read by hand-offs, which never move a user onto an outdated pod);
+``srv`` the pods' own reports (each the report of the pod instance ``ids`` names at its index),
+``srv:new`` reports of pods the table does not name yet (``"<pod uid>,<routing>,<load>"``, one per
+index, applied when the table is written with that uid), ``cfg`` the route's policy (``cap``,
+``ttl``, ``keep``: whether its links outlive the table) and ``owner`` (the uid of the
+StatefulRoute that writes the table), ``ids`` the pod instance behind each index (uid and the
+operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond
+the table (a hash: terminating with a deadline, outdated; shown by displays, and read by
+hand-offs, which never move a user onto an outdated pod);
 ``layout`` in ``cfg`` the layout the route was written with (README "Redis layout"). Layout 1's
 keys, read only by the migration: ``p:<pod>`` each pod's users in one sorted set, ``p:exp`` the
 pods' earliest expiries, ``phase`` a JSON string.
@@ -56,6 +59,7 @@ class RouteKeys:
     expiries: str  # pods scored by their earliest temporary link's expiry (ms)
     pods: str
     reports: str
+    early_reports: str  # reports of pods the table does not name yet, applied when it does
     config: str
     instances: str
     version: str
@@ -84,6 +88,7 @@ class RouteKeys:
             expiries=base + "ps:exp",
             pods=base + "pods",
             reports=base + "srv",
+            early_reports=base + "srv:new",
             config=base + "cfg",
             instances=base + "ids",
             version=base + "ver",

@@ -74,10 +74,13 @@ class RouteTable:
 
         With ``owner``, the write happens only if the route's policy names that owner (else
         NotOwner): a route deleted or claimed by another is never written back. ``instances``
-        names the pod behind each index (``"<pod uid>,<note>"``); a new uid drops the reports
-        its predecessor made. ``held`` are pods written DenyNewCall only because a rollout will
-        replace them: placement takes them, if nothing else keeps them from new users, when no
-        pod is available (so new users are never left with nowhere to go).
+        names the pod behind each index (``"<pod uid>,<note>"``); a pod written under another uid
+        than the index had, or where the table had no pod, drops the report there (a report
+        belongs to the pod that made it) and takes the one it made itself before it was written,
+        if its driver gave its uid (``ServerDriver(pod_uid=)``). ``held`` are pods written
+        DenyNewCall only because a rollout will replace them: placement takes them, if nothing
+        else keeps them from new users, when no pod is available (so new users are never left
+        with nowhere to go).
         """
         route_keys = self.keyring.route(namespace, service)
         _owner(owner)
