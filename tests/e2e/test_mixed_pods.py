@@ -262,10 +262,11 @@ async def test_go_and_python_pods_share_a_route_without_a_count_going_wrong(
             links = [await stored_pod(uid) for uid in users]
             assert all(pod is None or 0 <= pod < PODS for pod in links), f"seed {seed}"
             assert sum(per_pod) == sum(pod is not None for pod in links), f"seed {seed}"
-            for pod, (_, failed, left, waiting), held in handed:
+            # `failed` and `waiting` count users at the moment a hand-off tried them; such a user may
+            # leave (its pod driver removes it, its link expires) before `left` is counted, so neither
+            # is bounded by `left`. What a quiet pod still holds is.
+            for pod, (_, _failed, left, _waiting), held in handed:
                 assert held <= left, f"seed {seed}: pod {pod} holds {held} after leaving {left}"
-                assert failed <= left, f"seed {seed}: pod {pod}"
-                assert waiting <= left, f"seed {seed}: pod {pod}"
             print(
                 f"mixed pods: actions {dict(done)}, pod actions by language {dict(by_language)}, "
                 f"hand-offs of everyone {[(pod, r) for pod, r, _ in handed]}, links per pod {per_pod}"
