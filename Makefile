@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test control-plane
+.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -68,6 +68,12 @@ go-test:
 	cd clients/go && GOFLAGS=-p=1 $(GO) vet ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) tool -modfile=tools.mod staticcheck ./...
 	cd clients/go && GOFLAGS=-p=1 $(GO) test -race -count=1 ./...
+
+# The Go client's benchmarks (BENCHMARKS.md, "The Go client"): cache hit, first placement with 1
+# and 16 clients next to a no-op EVALSHA and the original design's plain SET, a batch of 10,000
+# next to MGET; against the tests' private redis-server. Not part of `make test`.
+go-bench:
+	cd clients/go && GOFLAGS=-p=1 $(GO) test -run '^$$' -bench . -benchmem -count=1 $(ARGS) .
 
 # etcd, kube-apiserver and kube-controller-manager for the `controlplane` tests, built from the Go
 # module proxy into ~/.cache/stateful-route/control-plane/<version>/ (kept there; KUBEBUILDER_ASSETS

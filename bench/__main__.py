@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures, placement, rollout
+from bench import figures, longest, mirror, placement, rollout
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -39,6 +39,12 @@ async def measure(bench: Bench) -> None:
         await _figure_5(bench)
     if bench.wants("6"):
         await _figure_6(bench, small, large)
+    if bench.wants("9"):
+        await _figure_9(bench)
+    if bench.wants("10"):
+        await _figure_10(bench)
+    if bench.wants("11"):
+        await _figure_11(bench)
     if bench.wants("7"):
         console.log("figure 7: a rolling update of 6 pods")
         for variant in rollout.VARIANTS:
@@ -179,6 +185,55 @@ async def _figure_6(bench: Bench, small: int, large: int) -> None:
         )
 
 
+async def _figure_9(bench: Bench) -> None:
+    links = 100_000 if bench.quick else 1_000_000
+    console.log(f"figure 9: the longest command after {links:,} links expired on one pod")
+    for phase in await longest.measure(bench, links):
+        bench.rows.append(
+            Row(
+                f"9. longest single command, {links:,} expired links on one pod: {phase.name}",
+                f"{phase.longest_ms:.2f} ms ({phase.command}; p99 of {phase.calls:,} script calls "
+                f"{phase.p99_ms:.2f} ms; {phase.seconds:.2f} s in all)",
+                target=f"≤ {longest.GOAL_MS:g} ms",
+                met=phase.longest_ms <= longest.GOAL_MS,
+            )
+        )
+
+
+async def _figure_10(bench: Bench) -> None:
+    unknown = 1_000 if bench.quick else 5_000
+    console.log(f"figure 10: an idle gateway after {unknown:,} names without a route")
+    idle = await mirror.idle_gateway(bench, unknown)
+    bench.rows.append(
+        Row(
+            f"10. idle gateway after lookups of {unknown:,} names without a route and 1 route "
+            "(views kept; commands/s)",
+            f"{idle.views:,} view{'' if idle.views == 1 else 's'}; {idle.per_second:,.1f} commands/s",
+            target="1 view; ≤ 2 commands/s per followed route",
+            met=idle.views == 1 and idle.per_second <= 2.5,
+        )
+    )
+
+
+async def _figure_11(bench: Bench) -> None:
+    rate, routes, seconds = 4_000, 100, 5 if bench.quick else 10
+    console.log(f"figure 11: the change channel under {rate:,} table writes/s")
+    flood = await mirror.flood(bench, rate, routes, seconds)
+    change, view = flood.change, flood.view
+    bench.rows.append(
+        Row(
+            f"11. change channel, {rate:,} table writes/s asked over {routes} routes for {seconds} s "
+            "(lag from publication: p50 / p99 / max)",
+            f"{flood.writes:,} writes at {flood.rate:,.0f}/s; routability {change[0] * 1000:.0f} / "
+            f"{change[1] * 1000:.0f} / {change[2] * 1000:.0f} ms; whole view {view[0] * 1000:.0f} / "
+            f"{view[1] * 1000:.0f} / {view[2] * 1000:.0f} ms; {flood.reads_per_message:.2f} reads per "
+            f"message; every view latest {flood.caught_up * 1000:.0f} ms after the last write",
+            target=f"latest state ≤ {mirror.GOAL_LAG * 1000:.0f} ms after publication",
+            met=view[2] <= mirror.GOAL_LAG,
+        )
+    )
+
+
 POD_COUNTS = (8, 32, 128, 512)
 
 
@@ -214,7 +269,7 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-8; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-11; 1 and 2 go together); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""

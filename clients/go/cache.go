@@ -11,10 +11,21 @@ import (
 type cacheKey struct{ namespace, service, uid string }
 
 type cacheEntry struct {
-	pod      int
-	deadline time.Time
-	order    *list.Element
+	pod   int
+	until int64 // the deadline on the monotonic clock (mono)
+	order *list.Element
 }
+
+// monoBase anchors mono: time.Since of a time with a monotonic reading reads the monotonic
+// clock alone, half the cost of time.Now (which reads the wall clock too). The cache-hit path
+// compares deadlines on it.
+var monoBase = time.Now()
+
+// monoNow is the monotonic clock, in nanoseconds since monoBase.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// mono is t on the monotonic clock (t from time.Now, or derived from it by Add).
+func mono(t time.Time) int64 { return int64(t.Sub(monoBase)) }
 
 // linkCache holds links for at most ttl each, at most size of them (the oldest written goes
 // first), as gateway/cache.py: an entry never outlives the stored link (its remaining TTL,
@@ -33,17 +44,20 @@ func newLinkCache(size int, ttl time.Duration) *linkCache {
 }
 
 // get returns the cached pod, or false if absent or expired (an expired entry is dropped).
-func (c *linkCache) get(key cacheKey, now time.Time) (int, bool) {
+func (c *linkCache) get(key cacheKey, now time.Time) (int, bool) { return c.getMono(key, mono(now)) }
+
+// getMono is get with now on the monotonic clock (monoNow): the cache-hit path.
+func (c *linkCache) getMono(key cacheKey, now int64) (int, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.entries[key]
-	if !ok {
-		return 0, false
-	}
-	if e.deadline.After(now) {
+	if ok && e.until > now {
+		c.mu.Unlock()
 		return e.pod, true
 	}
-	c.remove(key, e)
+	if ok {
+		c.remove(key, e)
+	}
+	c.mu.Unlock()
 	return 0, false
 }
 
@@ -71,7 +85,7 @@ func (c *linkCache) putLocked(key cacheKey, pod int, deadline, now time.Time) {
 	if !deadline.After(now) {
 		return
 	}
-	c.entries[key] = &cacheEntry{pod: pod, deadline: deadline, order: c.fifo.PushBack(key)}
+	c.entries[key] = &cacheEntry{pod: pod, until: mono(deadline), order: c.fifo.PushBack(key)}
 	for len(c.entries) > c.size {
 		oldest := c.fifo.Front().Value.(cacheKey)
 		c.remove(oldest, c.entries[oldest])

@@ -54,6 +54,9 @@ type Options struct {
 	MaxRoutes int
 	// Logger for warnings (corrupt link values); default slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, is told of every ComputeLinkedPod cache hit and miss and the time of
+	// every link-store round trip (prommetrics.New: the Python gateway's Prometheus series).
+	Metrics ClientMetrics
 }
 
 // ClientDriver answers "which pod does this user use?" for a gateway: a local cache, a view of
@@ -208,7 +211,13 @@ func (d *ClientDriver) Subscribed(ctx context.Context) error {
 func (d *ClientDriver) ComputeLinkedPod(ctx context.Context, namespace, uid, serviceName string) (int, error) {
 	key := cacheKey{namespace, serviceName, uid}
 	if pod, ok := d.cachedRoutable(key); ok {
+		if d.opts.Metrics != nil {
+			d.opts.Metrics.CacheHit()
+		}
 		return pod, nil
+	}
+	if d.opts.Metrics != nil {
+		d.opts.Metrics.CacheMiss()
 	}
 	k, err := d.route(namespace, serviceName)
 	if err != nil {
@@ -221,7 +230,7 @@ func (d *ClientDriver) ComputeLinkedPod(ctx context.Context, namespace, uid, ser
 	if _, err := d.view(ctx, k, false); err != nil {
 		return 0, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "place", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "place", func(ctx context.Context) (any, error) {
 		return scriptPlace.Run(ctx, d.rdb, []string{k.link(uid)}, k.base, ms(d.opts.LinkTTL), "").Result()
 	})
 	if err == redis.Nil {
@@ -306,7 +315,7 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if err := checkUID(uid); err != nil {
 		return nil, err
 	}
-	services, err := within(ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]string, error) {
+	services, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]string, error) {
 		return d.rdb.SMembers(ctx, servicesKey(d.opts.Prefix, namespace)).Result()
 	})
 	if err != nil {
@@ -316,7 +325,7 @@ func (d *ClientDriver) GetLinkService(ctx context.Context, namespace, uid string
 	if len(services) == 0 {
 		return found, nil
 	}
-	cmds, err := within(ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]*redis.StringCmd, error) {
+	cmds, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link services", func(ctx context.Context) ([]*redis.StringCmd, error) {
 		pipe := d.rdb.Pipeline()
 		cmds := make([]*redis.StringCmd, 2*len(services))
 		for i, service := range services {
@@ -375,7 +384,7 @@ func (d *ClientDriver) BatchGetLinkedPod(ctx context.Context, namespace string, 
 	}
 	deadline := d.opts.Timeout * time.Duration(1+len(uids)/batchSize)
 	var layout *redis.StringCmd
-	cmds, err := within(ctx, deadline, "batch lookup", func(ctx context.Context) ([]*redis.SliceCmd, error) {
+	cmds, err := observed(d.opts.Metrics, ctx, deadline, "batch lookup", func(ctx context.Context) ([]*redis.SliceCmd, error) {
 		pipe := d.rdb.Pipeline()
 		layout = pipe.HGet(ctx, k.config, "layout")
 		var cmds []*redis.SliceCmd
@@ -437,7 +446,7 @@ func (d *ClientDriver) SetLinkedPodIfAbsent(ctx context.Context, namespace, uid,
 	if _, err := d.view(ctx, k, false); err != nil {
 		return 0, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "link if absent", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "link if absent", func(ctx context.Context) (any, error) {
 		keys := append([]string{k.link(uid)}, k.route()...)
 		return scriptIfAbsent.Run(ctx, d.rdb, keys, k.podLinks, uid, pod, ms(d.opts.LinkTTL)).Result()
 	})
@@ -577,8 +586,8 @@ func (d *ClientDriver) route(namespace, serviceName string) (routeKeys, error) {
 // cachedRoutable is the cached link while a fresh view calls its pod routable. A hit proves
 // the arguments were valid when cached.
 func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
-	now := time.Now()
-	pod, ok := d.cache.get(key, now)
+	now := monoNow()
+	pod, ok := d.cache.getMono(key, now)
 	if !ok {
 		return 0, false
 	}
@@ -597,7 +606,7 @@ func (d *ClientDriver) cachedRoutable(key cacheKey) (int, bool) {
 // keeping.
 func (d *ClientDriver) cachePut(epoch uint64, key cacheKey, pod int, remaining time.Duration, sent time.Time) {
 	now := time.Now()
-	view := d.mirror.fresh(routeName{key.namespace, key.service}, now, false)
+	view := d.mirror.fresh(routeName{key.namespace, key.service}, mono(now), false)
 	if view == nil || !view.routable[pod] {
 		d.cache.drop(key)
 		return
@@ -651,7 +660,7 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 	if _, err := d.view(ctx, k, false); err != nil {
 		return nil, err
 	}
-	reply, err := within(ctx, d.opts.Timeout, "read", func(ctx context.Context) (any, error) {
+	reply, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "read", func(ctx context.Context) (any, error) {
 		return scriptRead.Run(ctx, d.rdb, []string{k.link(key.uid), k.config}).Result()
 	})
 	if err != nil {
@@ -675,7 +684,7 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 }
 
 func (d *ClientDriver) publish(ctx context.Context, k routeKeys, message string) error {
-	_, err := within(ctx, d.opts.Timeout, "announce", func(ctx context.Context) (int64, error) {
+	_, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "announce", func(ctx context.Context) (int64, error) {
 		return d.rdb.Publish(ctx, k.channel, message).Result()
 	})
 	return err
@@ -690,7 +699,7 @@ func (d *ClientDriver) addService(ctx context.Context, k routeKeys) error {
 	if done {
 		return nil
 	}
-	_, err := within(ctx, d.opts.Timeout, "register service", func(ctx context.Context) (int64, error) {
+	_, err := observed(d.opts.Metrics, ctx, d.opts.Timeout, "register service", func(ctx context.Context) (int64, error) {
 		return d.rdb.SAdd(ctx, servicesKey(d.opts.Prefix, k.namespace), k.service).Result()
 	})
 	if err == nil {

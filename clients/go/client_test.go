@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -171,5 +172,39 @@ func TestConcurrentPlacementsSpreadAndAgree(t *testing.T) {
 	}
 	if ok, err := d.IsPodAvailable(ctx, "games", "room", 2); err != nil || !ok {
 		t.Errorf("pod 2 available: %v %v", ok, err)
+	}
+}
+
+// countingMetrics is a ClientMetrics that counts.
+type countingMetrics struct {
+	mu                  sync.Mutex
+	hits, misses, calls int
+}
+
+func (m *countingMetrics) CacheHit()         { m.mu.Lock(); m.hits++; m.mu.Unlock() }
+func (m *countingMetrics) CacheMiss()        { m.mu.Lock(); m.misses++; m.mu.Unlock() }
+func (m *countingMetrics) RedisCall(float64) { m.mu.Lock(); m.calls++; m.mu.Unlock() }
+
+func TestMetricsCountHitsMissesAndRoundTrips(t *testing.T) {
+	rdb, prefix := testRedis(t)
+	k := newRouteKeys(prefix, "games", "room")
+	writeTable(t, rdb, k, step{Pods: []podSpec{{Index: 0}, {Index: 1}}})
+	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	m := &countingMetrics{}
+	d, err := NewClientDriver(rdb, Options{Namespaces: []string{"games"}, Prefix: prefix, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ctx := context.Background()
+	for range 3 {
+		if _, err := d.ComputeLinkedPod(ctx, "games", "u1", "room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.hits != 2 || m.misses != 1 || m.calls < 1 {
+		t.Fatalf("hits %d, misses %d, round trips %d; want 2, 1, at least 1", m.hits, m.misses, m.calls)
 	}
 }

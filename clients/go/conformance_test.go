@@ -137,9 +137,7 @@ func play(t *testing.T, v vector) {
 			client = newClient()
 			continue
 		case "persist":
-			keys := append(append([]string{k.link(string(s.UID))}, k.route()...), k.phases)
-			if err := scriptPersistent.Run(ctx, rdb, keys, k.podLinks, string(s.UID), *s.Pod, "0", k.channel,
-				unlinkedMessage(service, string(s.UID))).Err(); err != nil {
+			if _, _, err := serverDriver(t, rdb, prefix, ns, service, *s.Pod).SetLinkedPod(ctx, string(s.UID)); err != nil {
 				t.Fatalf("%s: %v", where, err)
 			}
 			client = newClient()
@@ -177,14 +175,10 @@ func play(t *testing.T, v vector) {
 			client = newClient()
 			continue
 		case "hand_off":
-			keys := append(append([]string{k.link(string(s.UID))}, k.route()...), k.phases)
-			reply, err := testScriptHandOff.Run(ctx, rdb, keys, k.podLinks, string(s.UID), *s.Pod, k.channel,
-				unlinkedMessage(service, string(s.UID)), ms(DefaultLinkTTL)).Result()
 			var got any
-			if err == redis.Nil {
-				err = nil
-			} else if v, ok := reply.([]any); err == nil && ok && len(v) > 0 && v[0].(int64) >= 0 {
-				got = int(v[0].(int64))
+			moved, ok, err := serverDriver(t, rdb, prefix, ns, service, *s.Pod).HandOff(ctx, string(s.UID))
+			if ok {
+				got = moved
 			}
 			checkAnswer(t, where, s.Expect, got, err)
 			client = newClient()
@@ -301,13 +295,13 @@ func checkAnswer(t *testing.T, where string, expect map[string]json.RawMessage, 
 
 // writeTable writes a route table as RouteTable.put_pods does (the service joins its
 // namespace's set, then WRITE_TABLE replaces the table), and the policy as configure does.
-func writeTable(t *testing.T, rdb *redis.Client, k routeKeys, s step) {
+func writeTable(t testing.TB, rdb *redis.Client, k routeKeys, s step) {
 	t.Helper()
 	writeTableOn(t, rdb, k, s, k.channel)
 }
 
 // writeTableOn is writeTable announcing the change on channel (another channel: a lost message).
-func writeTableOn(t *testing.T, rdb *redis.Client, k routeKeys, s step, channel string) {
+func writeTableOn(t testing.TB, rdb *redis.Client, k routeKeys, s step, channel string) {
 	t.Helper()
 	ctx := context.Background()
 	if err := rdb.SAdd(ctx, servicesKey(strings.Split(k.base, ":")[0], k.namespace), k.service).Err(); err != nil {
@@ -413,12 +407,20 @@ func deletePrefix(rdb *redis.Client, prefix string) {
 	}
 }
 
-// The pod side and the operator's scripts, for the vectors' setup steps (the Go client has no
-// ServerDriver yet).
+// serverDriver is the pod pod's ServerDriver, for the vectors' pod steps.
+func serverDriver(t *testing.T, rdb *redis.Client, prefix, ns, service string, pod int) *ServerDriver {
+	t.Helper()
+	s, err := NewServerDriver(rdb, ns, service, pod, ServerOptions{Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// The operator's scripts, for the vectors' setup steps (the operator is Python's alone).
 var (
 	testScriptEvict     = newScript("evict")
 	testScriptPlaceMany = newScript("place_many")
-	testScriptHandOff   = newScript("hand_off")
 	testScriptPutPhases = newScript("put_phases")
 )
 

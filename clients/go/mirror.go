@@ -62,9 +62,12 @@ type routeMirror struct {
 	views    map[routeName]*routeView
 	followed map[routeName]time.Time // route → last asked about
 	dirty    map[routeName]bool      // routes a message changed since their last read
-	tickets  uint64
-	resync   bool
-	reads    int // snapshots read (tests)
+	// published: when the oldest change a dirty route's next read covers was published (lag metrics)
+	published map[routeName]time.Time
+	lag       LagMetrics // nil unless Options.Metrics implements it
+	tickets   uint64
+	resync    bool
+	reads     int // snapshots read (tests)
 
 	pubsub     *redis.PubSub // the current subscription (under mu)
 	wake       chan struct{} // a route was marked dirty, or a resync is due
@@ -79,8 +82,9 @@ func newRouteMirror(rdb redis.UniversalClient, opts Options, namespaces []string
 		maxAge: opts.MaxAge, timeout: opts.Timeout, keep: max(opts.CacheTTL, routeIdle), max: opts.MaxRoutes,
 		hooks: hooks, log: opts.Logger,
 		views: map[routeName]*routeView{}, followed: map[routeName]time.Time{}, dirty: map[routeName]bool{},
-		wake: make(chan struct{}, 1), subscribed: make(chan struct{}),
+		published: map[routeName]time.Time{}, wake: make(chan struct{}, 1), subscribed: make(chan struct{}),
 	}
+	m.lag, _ = opts.Metrics.(LagMetrics)
 	for _, ns := range namespaces {
 		m.channels[changesChannel(opts.Prefix, ns)] = ns
 	}
@@ -112,11 +116,11 @@ func (m *routeMirror) nextTicket() uint64 { m.tickets++; return m.tickets }
 
 // fresh is the held view while younger than MaxAge (partial ones only when !whole), else nil.
 // It does not count as asking about the route: the cache's hit path calls it.
-func (m *routeMirror) fresh(route routeName, now time.Time, whole bool) *routeView {
+func (m *routeMirror) fresh(route routeName, now int64, whole bool) *routeView {
 	m.mu.RLock()
 	view := m.views[route]
 	m.mu.RUnlock()
-	if view != nil && view.validUntil.After(now) && !(whole && view.partial) {
+	if view != nil && view.until > now && !(whole && view.partial) {
 		return view
 	}
 	return nil
@@ -187,6 +191,7 @@ func (m *routeMirror) read(ctx context.Context, routes []routeKeys) ([]*routeVie
 		}
 		view := got.views[i]
 		view.validUntil, view.ticket = started.Add(m.maxAge), tickets[i]
+		view.until = mono(view.validUntil)
 		out[i] = m.learnt(routeName{k.namespace, k.service}, view)
 	}
 	return out, first
@@ -411,6 +416,12 @@ func (m *routeMirror) apply(message *redis.Message) {
 	}
 	if c.routable != nil && c.hasVersion {
 		m.install(route, view.withRoutability(c.routable, c.version, m.nextTicket()), false)
+		if m.lag != nil && !c.at.IsZero() {
+			m.lag.ChangeLag(time.Since(c.at).Seconds())
+		}
+	}
+	if _, pending := m.published[route]; !pending && !c.at.IsZero() {
+		m.published[route] = c.at
 	}
 	m.dirty[route] = true
 	m.poke()
@@ -446,6 +457,8 @@ func (m *routeMirror) reread(ctx context.Context) {
 			}
 		}
 		clear(m.dirty)
+		published := m.published
+		m.published = map[routeName]time.Time{}
 		m.mu.Unlock()
 		for start := 0; start < len(routes); start += readsPerTrip {
 			part := routes[start:min(start+readsPerTrip, len(routes))]
@@ -457,6 +470,12 @@ func (m *routeMirror) reread(ctx context.Context) {
 				return
 			} else if err != nil && ctx.Err() == nil {
 				m.log.Warn("mirror read failed", "event", "mirror_read_failed", "error", err.Error(), "routes", len(part))
+			} else if err == nil && m.lag != nil {
+				for _, r := range part {
+					if at, ok := published[r]; ok {
+						m.lag.ViewLag(time.Since(at).Seconds())
+					}
+				}
 			}
 		}
 		if !timer.Stop() {
@@ -484,6 +503,7 @@ type change struct {
 	kind       changeKind
 	service    string
 	subject    string       // the uid (u), the pod (e)
+	at         time.Time    // t: when it was published (Redis clock; zero: not sent)
 	routable   map[int]bool // t: the routable pods right after the change (nil: not sent)
 	version    int64
 	hasVersion bool
@@ -510,10 +530,13 @@ func parseChange(data string) (change, bool) {
 	}
 	pods, rest, _ := strings.Cut(subject, "|")
 	stamp, version, _ := strings.Cut(rest, "|")
+	var at time.Time
 	if stamp != "" {
-		if _, err := strconv.ParseInt(stamp, 10, 64); err != nil {
+		ms, err := strconv.ParseInt(stamp, 10, 64)
+		if err != nil {
 			return c, true
 		}
+		at = time.UnixMilli(ms)
 	}
 	routable := map[int]bool{}
 	for _, p := range strings.Split(pods, ",") {
@@ -533,7 +556,7 @@ func parseChange(data string) (change, bool) {
 		}
 		c.version, c.hasVersion = n, true
 	}
-	c.routable = routable
+	c.routable, c.at = routable, at
 	return c, true
 }
 

@@ -13,8 +13,8 @@ import (
 
 func TestChangeMessagesAreParsedAsPythonDoes(t *testing.T) {
 	for raw, want := range map[string]*change{
-		"t|room|0,2|1700000000123|7": {kind: changeTable, service: "room", routable: map[int]bool{0: true, 2: true}, version: 7, hasVersion: true},
-		"t|room||1700000000123|8":    {kind: changeTable, service: "room", routable: map[int]bool{}, version: 8, hasVersion: true},
+		"t|room|0,2|1700000000123|7": {kind: changeTable, service: "room", routable: map[int]bool{0: true, 2: true}, version: 7, hasVersion: true, at: time.UnixMilli(1700000000123)},
+		"t|room||1700000000123|8":    {kind: changeTable, service: "room", routable: map[int]bool{}, version: 8, hasVersion: true, at: time.UnixMilli(1700000000123)},
 		"t|room":                     {kind: changeTable, service: "room"},
 		"t|room|x|1|2":               {kind: changeTable, service: "room"},
 		"t|room|1|abc|2":             {kind: changeTable, service: "room"},

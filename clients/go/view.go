@@ -39,6 +39,7 @@ type routeView struct {
 	version    int64
 	born       int64 // when the table was first written (its config's 'born'; 0: no table)
 	validUntil time.Time
+	until      int64  // validUntil on the monotonic clock (mono), for the cache-hit path
 	ticket     uint64 // when the mirror learnt it, in the order of its own reads and messages
 	partial    bool
 }
@@ -96,9 +97,13 @@ func readSnapshots(ctx context.Context, rdb redis.UniversalClient, routes []rout
 	return views, errs
 }
 
+// snapshotHead is the number of fields before the pods in the SNAPSHOT script's reply.
+const snapshotHead = 4
+
 func decodeSnapshot(reply any) (*routeView, error) {
 	items, ok := reply.([]any)
-	if !ok || len(items) < 3 || (len(items)-3)%7 != 0 {
+	// The head is best, version, born, exact (whether the counts are exact: the gateway uses none).
+	if !ok || len(items) < snapshotHead || (len(items)-snapshotHead)%7 != 0 {
 		return nil, corrupt("route view", "unexpected snapshot reply %T", reply)
 	}
 	ints := make([]int64, len(items))
@@ -110,7 +115,7 @@ func decodeSnapshot(reply any) (*routeView, error) {
 		ints[i] = n
 	}
 	view := &routeView{best: int(ints[0]), version: ints[1], born: ints[2], routable: map[int]bool{}, available: map[int]bool{}}
-	for i := 3; i < len(ints); i += 7 {
+	for i := snapshotHead; i < len(ints); i += 7 {
 		p := podState{
 			index: int(ints[i]), ready: ints[i+1] == 1, terminating: ints[i+2] == 1,
 			routing: int(ints[i+3]), load: int(ints[i+4]), links: int(ints[i+5]), available: ints[i+6] == 1,

@@ -132,3 +132,16 @@ async def test_the_operator_library_entry_point_checks_its_options(options: dict
     with pytest.raises(InvalidInput) as bad:
         OperatorConfig(redis_url="redis://127.0.0.1:6379/0", prefix="x y")
     assert bad.value.field == "prefix"
+
+
+def test_a_redis_url_given_without_its_flag_is_refused_without_echoing_its_password():
+    """Click names the arguments it refused; a URL given without --redis-url must not leak (review 4)."""
+    url = "redis://:hunter2@127.0.0.1:1/0"
+    for args in (
+        ["pods", "games", "room", url, "--json"],
+        ["pods", "games", "room", "--", "--redis-url", url],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "redis://***@127.0.0.1:1/0" in result.stderr

@@ -76,6 +76,29 @@ async def test_a_route_of_a_newer_layout_exits_6_naming_both_layouts(redis, redi
         assert json.loads(text)["known"] == LAYOUT
 
 
+async def test_migrate_all_goes_past_a_route_of_a_newer_layout_and_lists_every_route(
+    redis, redis_url, prefix
+):
+    """One route a newer release wrote neither stops --all nor hides what it migrated (review 4)."""
+    for service in ("aaa", "mmm", "zzz"):
+        await old_route(redis, prefix, service=service)
+    await redis.hset(f"{prefix}:{{{NS}/mmm}}:cfg", "layout", LAYOUT + 1)
+    code, text = await cli("migrate", NS, "--all", *opts(redis_url, prefix), "--json")
+    assert code == 6, text
+    rows = {m["service"]: m for m in json.loads(text)}
+    assert [(s, rows[s]["done"], rows[s]["moved"]) for s in ("aaa", "mmm", "zzz")] == [
+        ("aaa", True, 200),
+        ("mmm", False, 0),
+        ("zzz", True, 200),
+    ]
+    assert rows["mmm"]["layout_before"] == LAYOUT + 1
+    assert f"layout is {LAYOUT + 1}" in rows["mmm"]["error"]
+    assert await redis.hget(f"{prefix}:{{{NS}/mmm}}:cfg", "layout") == str(LAYOUT + 1).encode()
+    code, text = await cli("migrate", NS, "--all", *opts(redis_url, prefix))
+    assert code == 6
+    assert "newer" in text
+
+
 @pytest.mark.parametrize("args", [[], [NS], [NS, SVC, "--all"], ["Bad_NS", "--all"]])
 async def test_bad_arguments_exit_2_and_change_nothing(redis_url, prefix, args):
     code, _ = await cli("migrate", *args, *opts(redis_url, prefix))

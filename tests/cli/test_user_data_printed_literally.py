@@ -38,3 +38,11 @@ async def test_a_uid_holding_markup_or_escapes_is_printed_literally(table, redis
 def test_literal_escapes_only_what_a_terminal_would_act_on():
     assert literal("[bold]ünïcode ok[/]") == "[bold]ünïcode ok[/]"
     assert literal("a\x1b[31mb\nc\x00") == "a\\x1b[31mb\\nc\\x00"
+
+
+async def test_a_one_line_answer_is_never_wrapped_whatever_the_uid_length(table, redis_url, prefix):  # noqa: F811
+    uid = "user-" + "a" * 200  # longer than any terminal CliRunner pretends to have
+    code, text = await cli("place", NS, SVC, *opts(redis_url, prefix), "--", uid)
+    assert code == 0, text
+    (line,) = text.splitlines()
+    assert line.startswith(f"{uid} -> pod ")

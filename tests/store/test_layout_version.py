@@ -45,6 +45,7 @@ CALLS: dict[str, Call] = {
     "configure": lambda t, s, c, p: t.configure(NS, SVC, max_links_per_pod=5),
     "put_phases": lambda t, s, c, p: t.put_phases(NS, SVC, {1: PodPhase(outdated=True)}),
     "phases": lambda t, s, c, p: t.phases(NS, SVC),
+    "prune": lambda t, s, c, p: t.prune(NS, SVC),
 }
 
 

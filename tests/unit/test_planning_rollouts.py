@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -104,3 +106,24 @@ def test_statefulset_and_pod_bodies_are_read_with_kubernetes_defaults():
     assert (pod.revision, pod.deadline) == ("game-a", 1795892400.0)
     assert sts.outdated(pod)
     assert not sts.outdated(PodRecord("game-1", "v", 1, True, False, RoutingState.READY))
+
+
+def test_a_rollback_mid_rollout_outdates_the_pods_already_updated():
+    """Rolled back mid-rollout, the real controller makes the old revision the update revision
+    again, equal to the current one, and replaces the pods it had already updated, highest
+    first (seen on kube-controller-manager v1.37.2). Those are outdated, though the status alone
+    no longer shows a rolling update: nobody new goes to a pod about to be replaced."""
+    sts = rollouts.StatefulSetRecord("game", replicas=4, current_revision="old", update_revision="old")
+    assert not sts.rolling
+    records = [
+        PodRecord(f"game-{i}", f"uid-{i}", i, ready=True, terminating=False, routing=RoutingState.READY,
+                  revision="old" if i < 2 else "new")
+        for i in range(4)
+    ]  # fmt: skip
+    got = planned(records, sts)
+    assert got.outdated == {2, 3}
+    assert got.held_back
+    assert {i for i, pod in got.pods.items() if pod.available} == {0, 1}
+    # A pod without the revision label: only the status can say, and it says no rollout.
+    unlabelled = planned([dataclasses.replace(r, revision=None) for r in records], sts)
+    assert unlabelled.outdated == frozenset()

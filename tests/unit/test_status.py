@@ -46,7 +46,8 @@ def test_counts_and_the_ready_condition_follow_the_snapshot(snapshot, indexed):
     for row in status["pods"]:
         state = snapshot.pods.get(row["index"])
         assert row["routable"] == bool(state and state.routable)
-        assert row["name"] == (f"game-{row['index']}" if row["index"] in indexed else None)
+        assert row.get("name") == (f"game-{row['index']}" if row["index"] in indexed else None)
+        assert None not in row.values()  # a merge patch would drop a null: left out instead
         assert row["state"] == pod_state(state, None)
     assert "lastEviction" not in status
 
@@ -64,6 +65,9 @@ def test_the_live_pod_names_a_row_and_the_last_eviction_is_shown():
         (1, "game-1", "Ready"),
         (2, "game-2", "gone"),
     ]
+    # Unknown is absent, not null (the API server would drop a null inside pods[]).
+    assert "routingState" not in status["pods"][1]
+    assert "terminatingUntil" not in status["pods"][0]
     assert status["lastEviction"] == {
         "pod": 2, "reason": "terminating", "links": 5, "rebound": 4, "time": "2026-11-28T12:00:00Z",
         "message": "evicted 5 links from pod 2: terminating; rebound 4",

@@ -105,6 +105,16 @@ end
 -- count falls to zero starts again from one shard.
 local SHARD_LOAD = 48
 
+-- Bounded work: after a mass expiry a pod may have tens of thousands of due shards, and Redis
+-- serves nobody else while a script runs. So one call prunes at most PRUNE_BUDGET shards and a
+-- read-only call counts at most COUNT_BUDGET, all pods together (each shard holds about
+-- SHARD_LOAD links: a few microseconds each); later calls (PRUNE, placements' sweeps, table
+-- writes) finish the pruning. `work` is this call's own: a script's top-level locals are fresh
+-- in every call. `work.short`: a read-only count left due shards uncounted (an upper bound).
+local PRUNE_BUDGET = 64
+local COUNT_BUDGET = 256
+local work = {prune = PRUNE_BUDGET, count = COUNT_BUDGET, short = false}
+
 local function uid_hash(uid)
   return tonumber(string.sub(redis.sha1hex(uid), 1, 8), 16)
 end
@@ -202,11 +212,16 @@ local function unindex_link(rt, idx, uid)
   return true
 end
 
--- Drop pod idx's expired links, touching only the shards that are due; how many were dropped.
+-- Drop pod idx's expired links, touching only the shards that are due, earliest first, at most
+-- this call's prune budget of them; how many links were dropped. Shards left due stay indexed
+-- as due, so a later call finds them.
 local function prune(rt, idx, now)
+  if work.prune <= 0 then return 0 end
   local index = rt.pod_links .. idx
   local dropped = 0
-  for _, s in ipairs(redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE')) do
+  local due = redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, work.prune)
+  work.prune = work.prune - #due
+  for _, s in ipairs(due) do
     local key = shard_key(rt, idx, s)
     dropped = dropped + redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -220,13 +235,27 @@ local function prune(rt, idx, now)
   return dropped
 end
 
--- The pod's live links at `now`, exactly, without writing (for read-only scripts): its count
--- less the expired links of its due shards.
+-- Whether this call's prune budget is spent (pods may still hold due shards).
+local function prune_spent()
+  return work.prune <= 0
+end
+
+-- The pod's live links at `now`, without writing (for read-only scripts): its count less the
+-- expired links of its due shards, earliest first, at most this call's count budget of them.
+-- Exact unless due shards were left uncounted (then `work.short` is set and the count is an
+-- upper bound: it still holds the expired links of those shards).
 local function live_links(rt, idx, now)
   local n = held(rt, idx)
-  for _, s in ipairs(redis.call('ZRANGE', rt.pod_links .. idx, '-inf', '(' .. now, 'BYSCORE')) do
+  local index = rt.pod_links .. idx
+  local due = redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, work.count + 1)
+  for i, s in ipairs(due) do
+    if i > work.count then
+      work.short = true
+      break
+    end
     n = n - redis.call('ZCOUNT', shard_key(rt, idx, s), '-inf', '(' .. now)
   end
+  work.count = math.max(0, work.count - #due)
   return n
 end
 -- include "pods": a pod's effective state, the route's policy and phases, announcing a change.
@@ -296,11 +325,13 @@ local function set_availability(p, cap)
   p.spare = not p.available and p.held_back == true and p.routable and (p.reported or 0) == 0 and room
 end
 
--- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
--- keep it in the available set (scored links + load) exactly while it is available, in the
--- spare set exactly while it is spare. O(log links + due shards).
+-- Re-score one pod: drop its expired temporary links (as many as this call's budget allows),
+-- count the rest, and keep it in the available set (scored links + load) exactly while it is
+-- available, in the spare set exactly while it is spare; how many links were dropped. Links
+-- the budget left unpruned still count: a score is never too low, only too high by them.
+-- O(log links + pruned shards).
 local function rescore(rt, idx, cap, now)
-  prune(rt, idx, now)
+  local dropped = prune(rt, idx, now)
   local p = pod_state(rt, idx)
   local pool = nil
   if p then
@@ -315,37 +346,53 @@ local function rescore(rt, idx, cap, now)
       redis.call('ZREM', key, idx)
     end
   end
+  return dropped
 end
 
 -- Re-score the pod whose earliest temporary link expired longest ago, if any is overdue: one pod
 -- per placement, so a pod that is never chosen still stops counting its expired links within
 -- a few placements (about one per pod) instead of keeping a score that hides its free room.
+-- How many links were dropped, or false when no pod is overdue. A pod the budget left with due
+-- shards stays overdue, so the next sweep resumes it.
 local function sweep(rt, now)
   local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
   if due[1] == nil or tonumber(due[2]) >= now then return false end
   local idx = due[1]
-  rescore(rt, idx, policy(rt, '0'), now)
+  local dropped = rescore(rt, idx, policy(rt, '0'), now)
   local first = redis.call('ZRANGE', rt.pod_links .. idx, 0, 0, 'WITHSCORES')
   if first[1] and first[2] ~= 'inf' then
     redis.call('ZADD', rt.expiries, first[2], idx)
   else
     redis.call('ZREM', rt.expiries, idx)
   end
-  return true
+  return dropped
 end
 
--- Sweep every overdue pod (a batch does this once: its clock does not move while it runs).
+-- Sweep overdue pods until none is left or this call's prune budget is spent (a batch does this
+-- once: its clock does not move while it runs); how many links were dropped.
 local function sweep_all(rt, now)
+  local dropped = 0
   for _ = 1, redis.call('ZCARD', rt.expiries) do
-    if not sweep(rt, now) then return end
+    if prune_spent() then break end
+    local swept = sweep(rt, now)
+    if not swept then break end
+    dropped = dropped + swept
   end
+  return dropped
+end
+
+-- Whether some pod still holds due shards (for PRUNE: call again).
+local function overdue(rt, now)
+  local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
+  return due[1] ~= nil and tonumber(due[2]) < now
 end
 
 -- The best pod other than `exclude` (an index as text, '' for none) and the set it heads, or
 -- nil: the head of the available set (lowest links + load; ties by index as text), else of the
--- spare set, after one `sweep`. Its expired links are pruned first, which only lowers its
--- score, so it stays the head. O(log pods). `swept`: every overdue pod was swept at `now`
--- already (`sweep_all`), so neither the sweep nor the prune can find anything.
+-- spare set, after one `sweep`. Its expired links are pruned first (within this call's budget),
+-- which only lowers its score, so it stays the head. O(log pods). `swept`: `sweep_all` ran at
+-- `now` already (every overdue pod swept, or the budget spent), so neither the sweep nor the
+-- prune could do more.
 local function choose(rt, exclude, now, swept)
   if not swept then sweep(rt, now) end
   for _, pool in ipairs({rt.available, rt.spare}) do

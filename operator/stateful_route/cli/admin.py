@@ -13,7 +13,7 @@ from typing import Any
 from stateful_route.controller.status import pod_state, rfc3339
 from stateful_route.core import validation
 from stateful_route.core.constants import DEFAULT_LINK_TTL
-from stateful_route.core.errors import StatefulRouteError
+from stateful_route.core.errors import LayoutTooNew, StatefulRouteError
 from stateful_route.core.state import PodPhase, RouteSnapshot, RoutingState
 from stateful_route.gateway.client import ClientDriver
 from stateful_route.pod.server import ServerDriver
@@ -87,7 +87,9 @@ class Admin:
         return snapshot
 
     async def pods(self, ns: str, service: str) -> list[dict[str, Any]]:
-        """The ``pods`` command's rows: the route table with what the operator says of each pod."""
+        """The ``pods`` command's rows: the route table with what the operator says of each pod.
+        Expired links are pruned first, so the counts are exact even right after a mass expiry."""
+        await self.table.prune(ns, service)
         snapshot = await self.snapshot(ns, service)
         return pod_rows(snapshot, await self.table.phases(ns, service))
 
@@ -146,7 +148,8 @@ class Admin:
 
     async def migrate(self, ns: str | None, service: str | None) -> list[dict[str, Any]]:
         """Bring one route (``service`` given), or every route of ``ns`` (or of the prefix), to this
-        release's Redis layout; what each migration did. NotFound when there is no such route."""
+        release's Redis layout; what each migration did. NotFound when there is no such route; of
+        several routes, one written by a newer release is a row with an ``error``, the rest go on."""
         migrator = self.store.migrator
         if service is not None and ns is not None:
             self.store.keyring.route(ns, service)  # InvalidInput first
@@ -154,8 +157,16 @@ class Admin:
             routes = [(ns, service)]
         else:
             routes = await migrator.routes(None if ns is None else validation.dns_label("namespace", ns))
-        done: list[Migration] = [await migrator.migrate(n, s) for n, s in routes]
-        return [m.as_dict() for m in done]
+        done: list[dict[str, Any]] = []
+        for n, s in routes:
+            try:
+                done.append((await migrator.migrate(n, s)).as_dict())
+            except LayoutTooNew as exc:
+                if service is not None:
+                    raise
+                # One route a newer release wrote must not hide what was migrated, nor stop the rest.
+                done.append({**Migration(n, s, before=exc.found).as_dict(), "error": str(exc)})
+        return done
 
     async def evict(self, ns: str, service: str, pod: int, *, rebind: bool) -> dict[str, Any]:
         """Remove every link to the pod (compare-and-delete) and optionally place the users again."""

@@ -27,7 +27,7 @@ from stateful_route.cli.output import err, literal, out
 from stateful_route.core.errors import InvalidInput, LayoutTooNew, NoAvailablePod, StatefulRouteError
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
-from stateful_route.core.urls import redact_url
+from stateful_route.core.urls import redact_text, redact_url
 from stateful_route.core.version import VERSION
 from stateful_route.store.connection import check_url
 from stateful_route.testing import local_redis
@@ -74,7 +74,8 @@ def _usage_errors(argv: list[str]) -> Iterator[None]:
             raise
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        raise _fail(EXIT_INVALID, exc.format_message() + where, "--json" in argv) from exc
+        # Click echoes the arguments it refused, which may be a Redis URL given without --redis-url.
+        raise _fail(EXIT_INVALID, redact_text(exc.format_message()) + where, "--json" in argv) from exc
 
 
 app = typer.Typer(
@@ -184,7 +185,10 @@ def _emit(data: Any, target: Target, table: Callable[[], Table | str]) -> None:
         print(json.dumps(data))
     else:
         shown = table()
-        out.print(literal(shown) if isinstance(shown, str) else shown)
+        if isinstance(shown, str):  # one line for scripts: never wrapped at the terminal's width
+            out.print(literal(shown), soft_wrap=True)
+        else:
+            out.print(shown)
 
 
 def _record_table(title: str, record: dict[str, Any]) -> Table:
@@ -388,7 +392,8 @@ def migrate(
     Moves each pod's users of layout 1 into its shards, checks every stored entry against its
     link, converts the phases and records the layout, at most 1,000 users per Redis call, while
     gateways and pods keep working. Safe to stop and run again at any point; a second run
-    changes nothing. Exit 6 if a newer release wrote the route.
+    changes nothing. Exit 6 if a newer release wrote the route (with --all: any of them, after
+    migrating the others and listing every route).
 
     Example: stateful-route migrate games room --json; stateful-route migrate --all
     """
@@ -405,12 +410,15 @@ def migrate(
         for m in done:
             before = "none" if m["layout_before"] is None else str(m["layout_before"])
             after = "–" if m["layout_after"] is None else str(m["layout_after"])
+            finished = "yes" if m["done"] else ("newer" if "error" in m else "no")
             t.add_row(literal(f"{m['namespace']}/{m['service']}"), f"{before} → {after}", f"{m['moved']:,}",
                       f"{m['stale'] + m['dropped']:,}", f"{m['checked']:,}",
-                      "converted" if m["phases_converted"] else "", "yes" if m["done"] else "no")  # fmt: skip
+                      "converted" if m["phases_converted"] else "", finished)  # fmt: skip
         return t
 
     _emit(done, target, table)
+    if any("error" in m for m in done):
+        raise typer.Exit(EXIT_TOO_NEW)
 
 
 @app.command()

@@ -224,6 +224,10 @@ class Reconciler:
         fenced_now = frozenset(replaced)
         fence = planned(pods, fenced_now)[0] if fenced_now else plan
         wrote = await self._put(route, fence.with_gone_fenced(fenced_now), plan, fence.held, exists)
+        # A table write prunes only a bounded number of expired links' shards (so that no call
+        # blocks Redis for long after a mass expiry): finish here, in short calls, so scores and
+        # the counts below (status, metrics) are exact again every tick.
+        await self.table.prune(ns, service)
         fenced = await self.table.snapshot(ns, service)
         route_keys = self.table.keyring.route(ns, service)
         rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
@@ -231,8 +235,11 @@ class Reconciler:
         # land on pods about to be replaced and move again. They wait for the first new pod
         # to take users, at most rolloutWaitSeconds: the operator places them then, and their
         # own lookups meanwhile raise PodPending (the eviction marks them waiting).
-        rolling = bool(stateful_set and stateful_set.rolling and plan.outdated)
-        hold = spec.rollout_wait if rolling and not plan.held_back else 0
+        # (Pods still to replace, by their revision: a rollback mid-rollout is one too.)
+        rolling = stateful_set is not None and any(stateful_set.replaces(r) for r in pods)
+        # Under a fence the users are evicted into the fenced table, where the outdated pods may
+        # take new users (the new pod is fenced off): they wait there too, until it is lifted.
+        hold = spec.rollout_wait if rolling and not fence.held_back else 0
         defer = rebind_ttl is not None and rolling
         waiting = self._deferred.get(name, (self._clock(), []))
         # Users evicted under a fence are placed once it is lifted, not on the fenced table

@@ -24,15 +24,25 @@ class StatefulSetRecord:
 
     @property
     def rolling(self) -> bool:
-        """A rolling update is under way: the update revision is not yet the current one."""
+        """A rolling update is under way by the status: the update revision is not yet the
+        current one. Not so in a rollback: see ``replaces``."""
         return bool(self.update_revision) and self.update_revision != self.current_revision
 
+    def replaces(self, pod: PodRecord) -> bool:
+        """The controller will replace the pod with one of the update revision: it runs another
+        revision, at or above the partition. By the pod's own revision, not by the status alone:
+        rolled back mid-rollout, the update revision is the current one again (the controller
+        reuses the old revision) while the pods already updated are replaced, highest first."""
+        if pod.ordinal < self.partition or not self.update_revision:
+            return False
+        if pod.revision is None:  # no revision label: only the status can tell
+            return self.rolling
+        return pod.revision != self.update_revision
+
     def outdated(self, pod: PodRecord) -> bool:
-        """The pod will be replaced: it runs an old revision at or above the partition while a
-        rolling update is under way, or its ordinal is beyond the replicas (a scale-down)."""
-        if pod.ordinal >= self.replicas:
-            return True
-        return self.rolling and pod.revision != self.update_revision and pod.ordinal >= self.partition
+        """The pod will be replaced: by a rolling update (``replaces``), or as its ordinal is
+        beyond the replicas (a scale-down)."""
+        return pod.ordinal >= self.replicas or self.replaces(pod)
 
 
 def _count(value: Any, default: int) -> int:

@@ -41,7 +41,10 @@ def build_status(
 
     ``ready`` is what Kubernetes says; ``routable``/``available``/``routingState`` are what the
     router uses (a NotReady pod within its grace stays routable, taking no new users); ``state``
-    says Terminating (with ``terminatingUntil``) or Outdated where ``phases`` say so.
+    says Terminating (with ``terminatingUntil``) or Outdated where ``phases`` say so. A row leaves
+    out what it does not know (``name`` of a pod Kubernetes no longer shows, ``routingState`` of a
+    pod the table no longer has, ``terminatingUntil`` of a pod not terminating) rather than
+    writing null.
     """
     phases = phases or {}
     by_index = {rec.ordinal: rec for rec in records if not rec.terminating} | {
@@ -53,21 +56,23 @@ def build_status(
         rec = by_index.get(index)
         phase = phases.get(index, PodPhase())
         until = phase.terminating_until
-        pods.append(
-            {
-                "index": index,
-                "name": rec.name if rec else None,
-                "ready": rec.ready if rec else False,
-                "routable": bool(state and state.routable),
-                "available": index in snapshot.available,
-                "routingState": state.routing.label if state else None,
-                "state": pod_state(state, phase),
-                "terminatingUntil": None if until is None else rfc3339(until),
-                "outdated": phase.outdated,
-                "load": state.load if state else 0,
-                "links": snapshot.links.get(index, 0),
-            }
-        )
+        row = {
+            "index": index,
+            "name": rec.name if rec else None,
+            "ready": rec.ready if rec else False,
+            "routable": bool(state and state.routable),
+            "available": index in snapshot.available,
+            "routingState": state.routing.label if state else None,
+            "state": pod_state(state, phase),
+            "terminatingUntil": None if until is None else rfc3339(until),
+            "outdated": phase.outdated,
+            "load": state.load if state else 0,
+            "links": snapshot.links.get(index, 0),
+        }
+        # Absent, not null: the API server drops nulls inside the list's objects on a merge
+        # patch, so a null would differ from what is stored and kopf would log "Merge-patching
+        # finished with inconsistencies" after every status write.
+        pods.append({key: value for key, value in row.items() if value is not None})
     routable = sum(1 for i in snapshot.pods if snapshot.pods[i].routable)
     available = len(snapshot.available)
     status: dict[str, Any] = {

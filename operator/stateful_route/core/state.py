@@ -93,6 +93,10 @@ class RouteSnapshot:
     best: int | None
     version: int = 0  # the route's version when read: later snapshots have higher ones
     born: int = 0  # when this incarnation of the route was first written (Redis ms; 0: unknown)
+    # Whether every count is exact. False after a mass expiry, while more shards are due than one
+    # read counts: a count may then also hold links that expired since its pod was last pruned
+    # (an upper bound; ``RouteTable.prune`` makes them exact again).
+    exact: bool = True
 
     @property
     def routable(self) -> frozenset[int]:

@@ -20,7 +20,11 @@ from stateful_route.store.connection import AnyRedis
 from stateful_route.store.links import LinkStore
 from stateful_route.store.table import RouteTable
 
-__all__ = ["ClientDriver"]
+__all__ = ["ROUTE_IDLE", "ClientDriver"]
+
+# Seconds a route's view is kept after the last lookup or view call about it (or the cache's TTL,
+# if longer): meanwhile it is re-read every refresh_interval.
+ROUTE_IDLE = 60.0
 
 
 class ClientDriver:
@@ -33,6 +37,9 @@ class ClientDriver:
     A lookup reads the local cache, then Redis. ``compute_linked_pod`` answers from the cache
     only while the mirrored route view says the cached pod is routable; otherwise one Lua call
     keeps, places or moves the link atomically. The mirror is never older than ``max_age``.
+    It follows at most ``max_routes`` routes, each while its table exists and for
+    ``max(cache_ttl, ROUTE_IDLE)`` seconds after it was last asked about (a cache miss or a
+    route-view call).
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class ClientDriver:
         max_age: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         metrics: ClientMetrics | None = None,
+        max_routes: int = 10_000,
     ) -> None:
         names = [namespace] if isinstance(namespace, str) else list(namespace)
         if not names:
@@ -62,6 +70,7 @@ class ClientDriver:
         if self.cache_ttl > self.link_ttl:
             raise InvalidInput("cache_ttl", f"must not exceed link_ttl ({self.link_ttl}), got {cache_ttl}")
         validation.integer("cache_size", cache_size, minimum=1)
+        validation.integer("max_routes", max_routes, minimum=1)
         interval = validation.seconds("refresh_interval", refresh_interval, minimum=0.01)
         max_age = validation.seconds("max_age", max_age, minimum=0.02)
         if interval >= max_age:
@@ -82,9 +91,14 @@ class ClientDriver:
             clock=clock,
             refresh_interval=interval,
             max_age=max_age,
+            # A route is followed while asked about within this; at least the cache's TTL, so a
+            # route forgotten for idleness has no live cached link left.
+            keep=max(self.cache_ttl, ROUTE_IDLE),
+            max_routes=max_routes,
             on_change=self._apply_change,
             on_lost=self._forget_pods,
             on_gap=self._forget_all,
+            metrics=metrics,
         )
         self._views = self._mirror.views
         # Bumped by every invalidation; a Redis answer that raced one is not cached.

@@ -4,6 +4,12 @@ Two mechanisms keep a view fresh: every change to a table is published on the na
 pub/sub channel and applied as soon as it arrives, and every view is re-read each
 ``refresh_interval`` in case a message was lost. A view older than ``max_age`` is never used:
 it is re-read before answering, so a stalled mirror turns into StoreUnavailable, not stale answers.
+
+Bounded work: only routes whose table exists are followed (a name without one gets no view), and
+only while someone asks about them (``following.Followed``). A message applies its routability
+at once and marks its route for a re-read; one task re-reads every marked route in one round
+trip, so a flood of messages about a route costs one read, not one per message, and the channel
+is never left waiting behind reads.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +29,8 @@ from redis.asyncio.client import PubSub
 from stateful_route.core import validation
 from stateful_route.core.errors import StoreUnavailable
 from stateful_route.core.state import RouteSnapshot, ServiceId
+from stateful_route.gateway.following import Followed
+from stateful_route.gateway.metrics import ClientMetrics
 from stateful_route.store import changes, keys
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded, typed
@@ -34,6 +43,24 @@ log = logging.getLogger("stateful_route.gateway.mirror")
 
 # Reads of one view before giving up: each is rejected only if a newer change arrived meanwhile.
 _ATTEMPTS = 3
+# Routes re-read per round trip (one pipeline of snapshots).
+_READS_PER_TRIP = 256
+
+
+async def _stopped(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` until each is done: a cancellation that lands while a timeout inside
+    redis-py fires can be swallowed (Python 3.11), so one is not enough (asyncio.TaskGroup
+    cancels its tasks once, and would then wait forever)."""
+    while pending := {task for task in tasks if not task.done()}:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.1)
+
+
+def exists(snapshot: RouteSnapshot) -> bool:
+    """Whether a snapshot shows a route table: pods, or the mark of its first write (``born``,
+    which a table of no pods has too; a deleted table has neither, its version survives)."""
+    return bool(snapshot.pods) or snapshot.born != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +78,10 @@ class RouteView:
 
 
 class RouteMirror:
-    """Keeps ``views`` — ``{namespace: {service: RouteView}}`` for every route this client has
-    used — fresh. Nested rather than keyed by a tuple, for the client's hit path, which reads it
-    on every lookup (BENCHMARKS.md, figure 1)."""
+    """Keeps ``views`` — ``{namespace: {service: RouteView}}`` for the existing routes this client
+    asked about within ``keep`` seconds, at most ``max_routes`` — fresh. Nested rather than keyed
+    by a tuple, for the client's hit path, which reads it on every lookup (BENCHMARKS.md,
+    figure 1)."""
 
     def __init__(
         self,
@@ -64,9 +92,12 @@ class RouteMirror:
         clock: Callable[[], float],
         refresh_interval: float,
         max_age: float,
+        keep: float,
+        max_routes: int,
         on_change: Callable[[str, changes.Change], None],
         on_lost: Callable[[str, str, frozenset[int]], None],
         on_gap: Callable[[], None],
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self._redis = redis
         self._table = table
@@ -80,13 +111,22 @@ class RouteMirror:
         self._on_change = on_change
         self._on_lost = on_lost
         self._on_gap = on_gap
-        self._followed: set[ServiceId] = set()
+        self._change_lag = getattr(metrics, "change_lag", None)
+        self._view_lag = getattr(metrics, "view_lag", None)
+        self.followed = Followed(max_routes, keep, clock)
+        # Routes a message changed since their last read: when the earliest such message was
+        # published (Redis clock, seconds; None: unknown).
+        self._dirty: dict[ServiceId, float | None] = {}
+        self._wake = asyncio.Event()
+        self._resync = False
         self._pubsub: PubSub | None = None
         self._task: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()  # the listener and the re-reader
         self._reconnected = False
         self._tickets = itertools.count(1)
         self.views: dict[str, dict[str, RouteView]] = {ns: {} for ns in self._channels.values()}
         self.connected = asyncio.Event()
+        self.reads = 0  # snapshots read, for tests and benchmarks
 
     async def start(self) -> None:
         """Start following the change channels (in the background; faults are retried there)."""
@@ -95,20 +135,20 @@ class RouteMirror:
     async def stop(self) -> None:
         """Stop following and release the pub/sub connection."""
         task, self._task = self._task, None
-        # A cancellation that lands while a timeout inside redis-py fires can be swallowed
-        # (Python 3.11), so cancel until the task is really done.
-        while task is not None and not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.1)
+        await _stopped({task} if task is not None else set())
+        await _stopped(self._workers)  # cancelled with their parent, unless it could not wait
         await self._close()
 
     async def view(self, namespace: str, service: str, *, whole: bool = True) -> RouteView:
         """A trustworthy view of a route: the mirrored one while under ``max_age``, else one read
         now. Never a view older than ``max_age``, whatever its version. ``whole=False`` accepts a
-        view whose routability is newer than the rest of its snapshot (enough for routability)."""
+        view whose routability is newer than the rest of its snapshot (enough for routability).
+        A route without a table gets a view of no pods, read now and not kept: nobody follows it."""
         found = self.views[namespace].get(service)
-        if found is not None and found.valid_until > self._clock() and not (whole and found.partial):
-            return found
+        if found is not None:
+            self.followed.ask((namespace, service))
+            if found.valid_until > self._clock() and not (whole and found.partial):
+                return found
         for _ in range(_ATTEMPTS):
             # What a read installs may be a newer view that arrived meanwhile (a change message),
             # which keeps the age of the snapshot it amends: read again until one is fresh.
@@ -118,12 +158,54 @@ class RouteMirror:
         raise StoreUnavailable(f"no view of {namespace}/{service} younger than max_age could be read")
 
     async def _refresh(self, service_id: ServiceId) -> RouteView:
-        ticket = next(self._tickets)
+        return (await self._read([service_id]))[0]
+
+    async def _read(self, routes: Sequence[ServiceId]) -> list[RouteView]:
+        """Read the routes' snapshots in one round trip and install them."""
+        tickets = [next(self._tickets) for _ in routes]
         started = self._clock()
-        snapshot = await self._table.snapshot(*service_id)
-        self._followed.add(service_id)
+        snapshots = await self._table.snapshots(routes)
+        self.reads += len(routes)
+        return [
+            self._learnt(route, snapshot, ticket, started)
+            for route, snapshot, ticket in zip(routes, snapshots, tickets, strict=True)
+        ]
+
+    def _learnt(self, route: ServiceId, snapshot: RouteSnapshot, ticket: int, started: float) -> RouteView:
         fresh = RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version, ticket)
-        return self._install(service_id, fresh, read=True)
+        views = self.views[route[0]]
+        current = views.get(route[1])
+        if not exists(snapshot):
+            # No table: no view to keep. One that was kept is dropped (the route was deleted,
+            # or Redis lost it), unless a message newer than this read arrived meanwhile.
+            if current is not None and ticket > current.ticket:
+                self._forget(route)
+            return fresh if current is None or ticket > current.ticket else current
+        if current is None:
+            self.followed.ask(route)
+            self._forget_evicted()
+        return self._install(route, fresh, read=True)
+
+    def _forget(self, route: ServiceId, *, links: bool = True) -> None:
+        """Stop following a route: its view goes, and with ``links`` the links cached to its pods
+        (a view read later could not tell whether Redis lost them meanwhile)."""
+        view = self.views[route[0]].pop(route[1], None)
+        self.followed.pop(route, None)
+        self._dirty.pop(route, None)
+        if links and view is not None and view.routable:
+            self._on_lost(*route, view.routable)
+
+    def _forget_evicted(self) -> None:
+        for route in self.followed.take_evicted():
+            self._forget(route)
+
+    def _forget_idle(self) -> None:
+        """Forget the routes nobody asked about for ``keep`` seconds. ``keep`` is at least the
+        cache's TTL, and a link is cached only after its route was asked about, so none of
+        their cached links is still live: no need to look for them."""
+        for route in self.followed.take_expired():
+            if route not in self.followed:  # not asked about again meanwhile
+                self._forget(route, links=False)
 
     def _install(self, service_id: ServiceId, view: RouteView, *, read: bool) -> RouteView:
         """Keep the newer of two views (a slow read must not undo a change applied meanwhile),
@@ -160,39 +242,70 @@ class RouteMirror:
             self._on_lost(*service_id, lost)
         return view
 
-    async def _refresh_all(self) -> None:
-        for service_id in list(self._followed):
-            await self._refresh(service_id)
-
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
                 await self._subscribe()
-                next_refresh = loop.time()
-                while True:
-                    wait = max(0.0, next_refresh - loop.time())
-                    assert self._pubsub is not None
-                    message = await guarded(
-                        self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait),
-                        wait + self._table.timeout,
-                    )
-                    if message is not None:
-                        await self._apply(message)
-                    if self._take_reconnected():  # messages may have been lost meanwhile
-                        self._on_gap()
-                        next_refresh = loop.time()
-                    if loop.time() >= next_refresh:
-                        await self._refresh_all()
-                        next_refresh = loop.time() + self._interval
+                self._workers = {asyncio.create_task(self._listen()), asyncio.create_task(self._reread())}
+                try:
+                    done, _ = await asyncio.wait(self._workers, return_when=asyncio.FIRST_COMPLETED)
+                    for worker in done:
+                        worker.result()  # its fault, resynced below
+                finally:
+                    await _stopped(self._workers)
             except Exception as exc:  # the mirror outlives any fault but its own cancellation
                 log.warning("event=mirror_fault error=%r action=resync", str(typed(exc)))
                 self.connected.clear()
                 for views in self.views.values():
                     views.clear()
+                self._dirty.clear()
                 self._on_gap()
                 await self._close()
                 await asyncio.sleep(self._interval)
+
+    async def _listen(self) -> None:
+        """Apply messages as they come; never waits for a read."""
+        while True:
+            assert self._pubsub is not None
+            message = await guarded(
+                self._pubsub.get_message(ignore_subscribe_messages=True, timeout=self._interval),
+                self._interval + self._table.timeout,
+            )
+            if message is not None:
+                self._apply(message)
+            if self._take_reconnected():  # messages may have been lost meanwhile
+                self._on_gap()
+                self._resync = True
+                self._wake.set()
+
+    async def _reread(self) -> None:
+        """Re-read the routes messages changed, as soon as any did, all in one round trip (so
+        messages that arrived meanwhile are covered by one read), and every followed route each
+        ``refresh_interval``. Routes nobody asked about for ``keep`` seconds are forgotten."""
+        loop = asyncio.get_running_loop()
+        every = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, every - loop.time()))
+            self._wake.clear()
+            if self._resync or loop.time() >= every:
+                self._resync = False
+                self._forget_idle()
+                routes = list(self.followed)
+                every = loop.time() + self._interval
+            else:
+                routes = list(self._dirty)
+            published = self._dirty
+            self._dirty = {}
+            for start in range(0, len(routes), _READS_PER_TRIP):
+                part = routes[start : start + _READS_PER_TRIP]
+                await self._read(part)
+                if self._view_lag is not None:
+                    now = time.time()
+                    for route in part:
+                        at = published.get(route)
+                        if at is not None:
+                            self._view_lag(now - at)
 
     async def _subscribe(self) -> None:
         if isinstance(self._redis, RedisCluster):
@@ -216,24 +329,30 @@ class RouteMirror:
         reconnected, self._reconnected = self._reconnected, False
         return reconnected
 
-    async def _apply(self, message: dict[str, Any]) -> None:
+    def _apply(self, message: dict[str, Any]) -> None:
         namespace = self._channels.get(text(message.get("channel", "")))
         change = changes.parse(message.get("data", b""))
         if namespace is None or change is None:
             return
         self._on_change(namespace, change)
         service_id = (namespace, change.service)
-        if change.kind is changes.ChangeKind.UNLINKED or service_id not in self._followed:
+        if change.kind is changes.ChangeKind.UNLINKED:
             return
         view = self.views[namespace].get(change.service)
-        if view is not None and change.routable is not None and change.version is not None:
+        if view is None:
+            return  # not followed: a lookup reads it afresh
+        if change.routable is not None and change.version is not None:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.
             learnt = RouteView(
                 view.snapshot, change.routable, view.valid_until, change.version, next(self._tickets), True
             )
             self._install(service_id, learnt, read=False)
-        await self._refresh(service_id)
+            if change.at is not None and self._change_lag is not None:
+                self._change_lag(time.time() - change.at)
+        # Superseded messages coalesce: the route is re-read once, however many arrive.
+        self._dirty.setdefault(service_id, change.at)
+        self._wake.set()
 
     async def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

@@ -35,6 +35,7 @@ __all__ = [
     "PHASES",
     "PLACE",
     "PLACE_MANY",
+    "PRUNE",
     "PUT_PHASES",
     "READ",
     "REMOVE",
@@ -112,6 +113,7 @@ MIGRATE_VERIFY: Final = SCRIPTS["migrate_verify"]
 PLACE: Final = SCRIPTS["place"]
 PLACE_MANY: Final = SCRIPTS["place_many"]
 PHASES: Final = SCRIPTS["phases"]
+PRUNE: Final = SCRIPTS["prune"]
 PUT_PHASES: Final = SCRIPTS["put_phases"]
 READ: Final = SCRIPTS["read"]
 REMOVE: Final = SCRIPTS["remove"]

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+import asyncio
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from redis.asyncio import RedisCluster
 
 from stateful_route.core import validation
 from stateful_route.core.errors import NotOwner
-from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
+from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState, ServiceId
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
 from stateful_route.store.replies import text
 from stateful_route.store.services import ServiceSet
 
-__all__ = ["RouteTable", "encode_pod"]
+__all__ = ["Pruned", "RouteTable", "encode_pod"]
+
+# A round trip carrying many snapshots is slow, not faulty: ``timeout`` more per this many.
+_SNAPSHOTS_PER_TIMEOUT = 1000
+
+
+class Pruned(NamedTuple):
+    """What ``RouteTable.prune`` did: links dropped, Lua calls made, whether nothing is left due."""
+
+    dropped: int
+    calls: int
+    done: bool
 
 
 def encode_pod(pod: PodState) -> str:
@@ -38,6 +53,7 @@ class RouteTable:
         self._configure = redis.register_script(scripts.CONFIGURE)
         self._put_phases = redis.register_script(scripts.PUT_PHASES)
         self._phases = redis.register_script(scripts.PHASES)
+        self._prune = redis.register_script(scripts.PRUNE)
         self._services = ServiceSet(redis, self.keyring, self.timeout)
 
     async def ping(self) -> bool:
@@ -164,13 +180,47 @@ class RouteTable:
         """Pods, live link counts, available pods and the best pod, read in one atomic call."""
         route_keys = self.keyring.route(namespace, service)
         reply = await guarded(
-            self._snapshot(
-                keys=[*_table(route_keys), route_keys.available],
-                args=[route_keys.pod_links],
-            ),
+            self._snapshot(keys=_snapshot_keys(route_keys), args=[route_keys.pod_links]),
             self.timeout,
         )
         return _decode_snapshot(reply)
+
+    async def snapshots(self, routes: Sequence[ServiceId]) -> list[RouteSnapshot]:
+        """``snapshot`` of several routes (each one atomic read), in one round trip: a pipeline on
+        one server; on a cluster, whose pipelines refuse scripts, concurrent calls."""
+        if len(routes) <= 1:  # a lookup's read: a plain call costs less than a pipeline
+            return [await self.snapshot(ns, service) for ns, service in routes]
+        if isinstance(self._redis, RedisCluster):
+            return list(await asyncio.gather(*(self.snapshot(ns, service) for ns, service in routes)))
+        deadline = self.timeout * (1 + len(routes) // _SNAPSHOTS_PER_TIMEOUT)
+        # ``async with``: a read cancelled mid-way (the mirror stopping) still frees its connection.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for ns, service in routes:
+                route_keys = self.keyring.route(ns, service)
+                # Awaiting a command queued on a pipeline only queues it.
+                await self._snapshot(
+                    keys=_snapshot_keys(route_keys), args=[route_keys.pod_links], client=pipe
+                )
+            replies = await guarded(pipe.execute(), deadline)
+        return [_decode_snapshot(reply) for reply in replies]
+
+    async def prune(self, namespace: str, service: str, *, within: float | None = None) -> Pruned:
+        """Drop the route's expired temporary links and re-score their pods, in calls that each
+        prune a bounded number of shards (so none blocks Redis for long, whatever expired), until
+        none is due or ``within`` seconds (default ``timeout``) have passed; the next call goes on.
+        Afterwards a snapshot's counts are exact (``exact``) unless more expired meanwhile than
+        one read counts. The operator calls it for every route each tick."""
+        route_keys = self.keyring.route(namespace, service)
+        limit = self.timeout if within is None else validation.seconds("within", within, minimum=0)
+        deadline = time.monotonic() + limit
+        dropped = calls = 0
+        while True:
+            removed, more = await guarded(
+                self._prune(keys=_route(route_keys), args=[route_keys.pod_links]), self.timeout
+            )
+            dropped, calls = dropped + int(removed), calls + 1
+            if not more or time.monotonic() >= deadline:
+                return Pruned(dropped, calls, not more)
 
     async def put_phases(self, namespace: str, service: str, phases: Mapping[int, PodPhase]) -> None:
         """Replace what the operator says about pods beyond the table: terminating (displays) and
@@ -261,6 +311,14 @@ def _owner(owner: object) -> None:
         raise validation.invalid("owner", "must be a non-empty str (a StatefulRoute's uid)")
 
 
+def _snapshot_keys(route_keys: keys.RouteKeys) -> list[str]:
+    return [*_table(route_keys), route_keys.available]
+
+
+def _route(route_keys: keys.RouteKeys) -> list[str]:
+    return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.available]
+
+
 def _table(route_keys: keys.RouteKeys) -> list[str]:
     return [route_keys.pods, route_keys.reports, route_keys.config, route_keys.version]
 
@@ -286,14 +344,16 @@ def _fields(pods: Iterable[PodState], instances: Mapping[int, str], held: Iterab
 
 
 def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
-    best, version, born = int(reply[0]), int(reply[1]), int(reply[2])
+    best, version, born, exact = (int(v) for v in reply[:4])
     pods: dict[int, PodState] = {}
     links: dict[int, int] = {}
     available: set[int] = set()
-    for i in range(3, len(reply), 7):
+    for i in range(4, len(reply), 7):
         index, ready, terminating, routing, load, count, is_available = (int(v) for v in reply[i : i + 7])
         pods[index] = PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
         links[index] = count
         if is_available:
             available.add(index)
-    return RouteSnapshot(pods, links, frozenset(available), None if best < 0 else best, version, born)
+    return RouteSnapshot(
+        pods, links, frozenset(available), None if best < 0 else best, version, born, exact=bool(exact)
+    )

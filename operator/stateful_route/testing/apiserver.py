@@ -11,6 +11,7 @@ stream, and ``kubectl get`` prints the server's tables (a CRD's printer columns,
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -42,6 +43,11 @@ POD_COLUMNS = [
     Column("Status", "string", ""),
     Column("Restarts", "integer", ""),
     Column("Age", "date", ".metadata.creationTimestamp"),
+    # Shown with `-o wide`, as the API server's own pod table has them.
+    Column("IP", "string", "", priority=1),
+    Column("Node", "string", "", priority=1),
+    Column("Nominated Node", "string", "", priority=1),
+    Column("Readiness Gates", "string", "", priority=1),
 ]
 
 
@@ -160,8 +166,11 @@ def _pod_cells(pod: Mapping[str, Any]) -> list[Any]:
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
     phase = "Terminating" if meta.get("deletionTimestamp") else status.get("phase", "Pending")
     restarts = sum(int(c.get("restartCount", 0)) for c in status.get("containerStatuses", []))
+    gates = pod.get("spec", {}).get("readinessGates") or []
     return [meta.get("name", ""), f"{containers if ready else 0}/{containers}", phase, restarts,
-            age(meta.get("creationTimestamp"))]  # fmt: skip
+            age(meta.get("creationTimestamp")), status.get("podIP") or "<none>",
+            pod.get("spec", {}).get("nodeName") or "<none>", status.get("nominatedNodeName") or "<none>",
+            f"0/{len(gates)}" if gates else "<none>"]  # fmt: skip
 
 
 def _cell(obj: Mapping[str, Any], column: Column) -> Any:
@@ -170,7 +179,7 @@ def _cell(obj: Mapping[str, Any], column: Column) -> Any:
         value = value.get(part) if isinstance(value, Mapping) else None
     if column.type == "date":
         return age(value)
-    return "<none>" if value is None else value
+    return value  # a missing value is a null cell, as the API server sends it (kubectl prints it blank)
 
 
 def age(stamp: str | None, now: datetime.datetime | None = None) -> str:
@@ -193,24 +202,49 @@ def age(stamp: str | None, now: datetime.datetime | None = None) -> str:
 
 def matches_selector(obj: Mapping[str, Any], selector: str, *, fields: bool) -> bool:
     """Whether ``obj`` passes a field selector (``involvedObject.name=room``, dotted paths) or a
-    label selector (``app=game``, ``app``, ``!app``); set-based terms (``in``) are not understood."""
+    label selector: equality terms (``app=game``, ``app!=game``), ``app`` (exists), ``!app``
+    (does not) and set-based terms (``app in (game,lobby)``, ``app notin (game)``), as the API
+    server reads them (a parity test compares the two)."""
     labels = obj.get("metadata", {}).get("labels") or {}
-    for term in filter(None, (t.strip() for t in selector.split(","))):
+    for term in _terms(selector):
+        if not fields and (found := _SET_TERM.fullmatch(term)):
+            key, operator, values = found.group(1), found.group(2), found.group(3)
+            wanted = {v.strip() for v in values.split(",")}
+            # notin also passes objects without the label, as the API server has it.
+            if (labels.get(key) in wanted) == (operator == "notin"):
+                return False
+            continue
         if "=" not in term:  # a label selector's ``key`` (exists) or ``!key`` (does not)
             if (term.lstrip("!") in labels) == term.startswith("!"):
                 return False
             continue
         negate = "!=" in term
-        key, _, wanted = term.replace("!=", "=").replace("==", "=").partition("=")
+        key, _, wanted_value = term.replace("!=", "=").replace("==", "=").partition("=")
         if fields:
             value: Any = obj
             for part in key.split("."):
                 value = value.get(part) if isinstance(value, Mapping) else None
         else:
             value = labels.get(key)
-        if (("" if value is None else str(value)) == wanted) == negate:
+        if (("" if value is None else str(value)) == wanted_value) == negate:
             return False
     return True
+
+
+_SET_TERM = re.compile(r"\s*([^\s!=(),]+)\s+(in|notin)\s*\(([^)]*)\)\s*")
+
+
+def _terms(selector: str) -> list[str]:
+    """The selector's terms: split on the commas outside a set's parentheses."""
+    terms, depth, term = [], 0, ""
+    for char in selector:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            terms.append(term)
+            term = ""
+        else:
+            term += char
+    return [t.strip() for t in [*terms, term] if t.strip()]
 
 
 def _selected(obj: Mapping[str, Any], params: Mapping[str, str]) -> bool:

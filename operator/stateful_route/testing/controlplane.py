@@ -55,8 +55,9 @@ class _Server:
 
     def __init__(self, name: str, args: list[str], folder: Path) -> None:
         self.name = name
+        self.args = args
         self.log = folder / f"{name}.log"
-        self._output: IO[bytes] = self.log.open("wb")
+        self._output: IO[bytes] = self.log.open("ab")  # a restarted server's log goes on
         self.process = subprocess.Popen(
             args, stdout=self._output, stderr=subprocess.STDOUT, cwd=folder, preexec_fn=_die_with_parent
         )
@@ -129,6 +130,19 @@ class ControlPlane:
         """Stop the servers, the controller-manager first and etcd last."""
         while self._servers:
             self._servers.pop().stop()
+
+    def restart_apiserver(self) -> None:
+        """Stop the API server and start it again (same port, flags and etcd), as an upgrade or a
+        crash would: every watch is cut, and the new server's watch cache begins at etcd's
+        current revision, so a client resuming a watch from an older resourceVersion is answered
+        410 Gone and must list again. Call it from the thread that started the control plane (or
+        one that outlives the server): the new server dies with the thread that starts it."""
+        [at] = [i for i, server in enumerate(self._servers) if server.name == "kube-apiserver"]
+        old = self._servers[at]
+        old.stop()
+        self._servers[at] = _Server(old.name, old.args, self.folder)
+        deadline = time.monotonic() + self.start_within
+        self._wait(deadline, "kube-apiserver /readyz", lambda: self._get("/readyz") == "ok")
 
     def _start_etcd(self) -> str:
         client, peer = free_port(), free_port()

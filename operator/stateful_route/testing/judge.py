@@ -131,6 +131,10 @@ class Findings:
     errors: Counter[str] = field(default_factory=Counter)  # typed errors by kind (NoAvailablePod too)
     unexpected: list[str] = field(default_factory=list)
     longest_gap: float = 0.0  # longest time one asker went without an answer
+    # PodPending: each user's first one not yet followed by an answer (uid -> when), and each
+    # wait that ended in an answer (uid, seconds from that first PodPending to the answer)
+    pending: dict[str, float] = field(default_factory=dict)
+    waits: list[tuple[str, float]] = field(default_factory=list)
     verdict: Verdict = field(default_factory=Verdict)
     judged: int = 0
     _last: dict[str, tuple[int, float]] = field(default_factory=dict)  # uid -> (pod, when) last fresh
@@ -262,9 +266,12 @@ async def ask(
     users: int,
     route: tuple[str, str],
     allowed: tuple[type[Exception], ...] = (),
+    pause: float = 0.0,
 ) -> None:
-    """Ask for random users' pods until ``stop``: answers, NoAvailablePod, ``allowed`` errors by
-    kind, and anything else as unexpected."""
+    """Ask for random users' pods until ``stop``: answers, NoAvailablePod, PodPending waits,
+    ``allowed`` errors by kind, and anything else as unexpected; ``pause`` seconds after every
+    100 lookups (cached answers are fast: an asker that never pauses starves the processes it
+    shares cores with)."""
     # Wall-clock time, the clock Redis stamps changes with (one machine, one clock). Stopped by a
     # flag, not by cancellation: redis-py 8.1 can swallow a cancellation in flight.
     namespace, service = route
@@ -276,6 +283,7 @@ async def ask(
                 pod = await client.compute_linked_pod(namespace, uid, service)
             except PodPending:
                 findings.errors["PodPending"] += 1
+                findings.pending.setdefault(uid, start)
                 continue
             except NoAvailablePod:
                 findings.no_pod.append(start)
@@ -290,9 +298,11 @@ async def ask(
                 continue
             end = time.time()
             findings.answers.append((uid, pod, start, end))
+            if (waiting := findings.pending.pop(uid, None)) is not None:
+                findings.waits.append((uid, end - waiting))
             findings.longest_gap = max(findings.longest_gap, end - answered)
             answered = end
-        await asyncio.sleep(0)
+        await asyncio.sleep(pause)
 
 
 async def counts_agree(

@@ -10,11 +10,13 @@ local function set_availability(p, cap)
   p.spare = not p.available and p.held_back == true and p.routable and (p.reported or 0) == 0 and room
 end
 
--- Re-score one pod from exact counts: drop its expired temporary links, count the rest, and
--- keep it in the available set (scored links + load) exactly while it is available, in the
--- spare set exactly while it is spare. O(log links + due shards).
+-- Re-score one pod: drop its expired temporary links (as many as this call's budget allows),
+-- count the rest, and keep it in the available set (scored links + load) exactly while it is
+-- available, in the spare set exactly while it is spare; how many links were dropped. Links
+-- the budget left unpruned still count: a score is never too low, only too high by them.
+-- O(log links + pruned shards).
 local function rescore(rt, idx, cap, now)
-  prune(rt, idx, now)
+  local dropped = prune(rt, idx, now)
   local p = pod_state(rt, idx)
   local pool = nil
   if p then
@@ -29,37 +31,53 @@ local function rescore(rt, idx, cap, now)
       redis.call('ZREM', key, idx)
     end
   end
+  return dropped
 end
 
 -- Re-score the pod whose earliest temporary link expired longest ago, if any is overdue: one pod
 -- per placement, so a pod that is never chosen still stops counting its expired links within
 -- a few placements (about one per pod) instead of keeping a score that hides its free room.
+-- How many links were dropped, or false when no pod is overdue. A pod the budget left with due
+-- shards stays overdue, so the next sweep resumes it.
 local function sweep(rt, now)
   local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
   if due[1] == nil or tonumber(due[2]) >= now then return false end
   local idx = due[1]
-  rescore(rt, idx, policy(rt, '0'), now)
+  local dropped = rescore(rt, idx, policy(rt, '0'), now)
   local first = redis.call('ZRANGE', rt.pod_links .. idx, 0, 0, 'WITHSCORES')
   if first[1] and first[2] ~= 'inf' then
     redis.call('ZADD', rt.expiries, first[2], idx)
   else
     redis.call('ZREM', rt.expiries, idx)
   end
-  return true
+  return dropped
 end
 
--- Sweep every overdue pod (a batch does this once: its clock does not move while it runs).
+-- Sweep overdue pods until none is left or this call's prune budget is spent (a batch does this
+-- once: its clock does not move while it runs); how many links were dropped.
 local function sweep_all(rt, now)
+  local dropped = 0
   for _ = 1, redis.call('ZCARD', rt.expiries) do
-    if not sweep(rt, now) then return end
+    if prune_spent() then break end
+    local swept = sweep(rt, now)
+    if not swept then break end
+    dropped = dropped + swept
   end
+  return dropped
+end
+
+-- Whether some pod still holds due shards (for PRUNE: call again).
+local function overdue(rt, now)
+  local due = redis.call('ZRANGE', rt.expiries, 0, 0, 'WITHSCORES')
+  return due[1] ~= nil and tonumber(due[2]) < now
 end
 
 -- The best pod other than `exclude` (an index as text, '' for none) and the set it heads, or
 -- nil: the head of the available set (lowest links + load; ties by index as text), else of the
--- spare set, after one `sweep`. Its expired links are pruned first, which only lowers its
--- score, so it stays the head. O(log pods). `swept`: every overdue pod was swept at `now`
--- already (`sweep_all`), so neither the sweep nor the prune can find anything.
+-- spare set, after one `sweep`. Its expired links are pruned first (within this call's budget),
+-- which only lowers its score, so it stays the head. O(log pods). `swept`: `sweep_all` ran at
+-- `now` already (every overdue pod swept, or the budget spent), so neither the sweep nor the
+-- prune could do more.
 local function choose(rt, exclude, now, swept)
   if not swept then sweep(rt, now) end
   for _, pool in ipairs({rt.available, rt.spare}) do

@@ -14,6 +14,16 @@
 -- count falls to zero starts again from one shard.
 local SHARD_LOAD = 48
 
+-- Bounded work: after a mass expiry a pod may have tens of thousands of due shards, and Redis
+-- serves nobody else while a script runs. So one call prunes at most PRUNE_BUDGET shards and a
+-- read-only call counts at most COUNT_BUDGET, all pods together (each shard holds about
+-- SHARD_LOAD links: a few microseconds each); later calls (PRUNE, placements' sweeps, table
+-- writes) finish the pruning. `work` is this call's own: a script's top-level locals are fresh
+-- in every call. `work.short`: a read-only count left due shards uncounted (an upper bound).
+local PRUNE_BUDGET = 64
+local COUNT_BUDGET = 256
+local work = {prune = PRUNE_BUDGET, count = COUNT_BUDGET, short = false}
+
 local function uid_hash(uid)
   return tonumber(string.sub(redis.sha1hex(uid), 1, 8), 16)
 end
@@ -111,11 +121,16 @@ local function unindex_link(rt, idx, uid)
   return true
 end
 
--- Drop pod idx's expired links, touching only the shards that are due; how many were dropped.
+-- Drop pod idx's expired links, touching only the shards that are due, earliest first, at most
+-- this call's prune budget of them; how many links were dropped. Shards left due stay indexed
+-- as due, so a later call finds them.
 local function prune(rt, idx, now)
+  if work.prune <= 0 then return 0 end
   local index = rt.pod_links .. idx
   local dropped = 0
-  for _, s in ipairs(redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE')) do
+  local due = redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, work.prune)
+  work.prune = work.prune - #due
+  for _, s in ipairs(due) do
     local key = shard_key(rt, idx, s)
     dropped = dropped + redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. now)
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
@@ -129,12 +144,26 @@ local function prune(rt, idx, now)
   return dropped
 end
 
--- The pod's live links at `now`, exactly, without writing (for read-only scripts): its count
--- less the expired links of its due shards.
+-- Whether this call's prune budget is spent (pods may still hold due shards).
+local function prune_spent()
+  return work.prune <= 0
+end
+
+-- The pod's live links at `now`, without writing (for read-only scripts): its count less the
+-- expired links of its due shards, earliest first, at most this call's count budget of them.
+-- Exact unless due shards were left uncounted (then `work.short` is set and the count is an
+-- upper bound: it still holds the expired links of those shards).
 local function live_links(rt, idx, now)
   local n = held(rt, idx)
-  for _, s in ipairs(redis.call('ZRANGE', rt.pod_links .. idx, '-inf', '(' .. now, 'BYSCORE')) do
+  local index = rt.pod_links .. idx
+  local due = redis.call('ZRANGE', index, '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, work.count + 1)
+  for i, s in ipairs(due) do
+    if i > work.count then
+      work.short = true
+      break
+    end
     n = n - redis.call('ZCOUNT', shard_key(rt, idx, s), '-inf', '(' .. now)
   end
+  work.count = math.max(0, work.count - #due)
   return n
 end

@@ -1,0 +1,340 @@
+package statefulroute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// HandOffOptions configure HandOffAll. Zero values take the defaults noted.
+type HandOffOptions struct {
+	// Concurrency: users handed off at once (default 16, at most 10,000).
+	Concurrency int
+	// Before is called once per user, always before its link moves: the place to persist or
+	// push the user's state. If it returns an error the user's link stays (Failed). Its context
+	// ends at the deadline (Within): a callback still running then is abandoned and its user
+	// stays (Left).
+	Before func(ctx context.Context, uid string) error
+	// Within bounds the whole call (default 30 s); an earlier deadline of the caller's context
+	// bounds it too.
+	Within time.Duration
+	// RetryEvery: how often users who found no other pod available are tried again (default
+	// 250 ms, at least 1 ms).
+	RetryEvery time.Duration
+}
+
+// HandOffResult is what HandOffAll did (Python's HandOffResult).
+type HandOffResult struct {
+	Moved   int // links moved to another pod
+	Failed  int // users whose Before callback failed: their link stayed here
+	Left    int // users still linked here when it finished (failed and interrupted ones included)
+	Waiting int // of Left, users only outdated pods could take (a rolling update): see HandOffAll
+}
+
+// HandOffAll hands every user of this pod off, then reports Shutdown: what a pod does when told
+// to stop (a preStop hook).
+//
+// It reports DenyNewCall first (no new users arrive meanwhile), then for each linked user,
+// Concurrency at a time, calls Before(uid) and moves its link (HandOff). Users who find no other
+// pod available are retried until Within has passed, unless only outdated pods could take them
+// (early in a rolling update, when no updated pod can start before this one goes): then it stops
+// at once, and they are Waiting (evicted after Shutdown, they wait for an updated pod: the
+// route's rolloutWaitSeconds). Within bounds the whole call. Shutdown is reported in every case
+// (within the driver's Timeout), so the operator evicts whoever is Left (and rebinds them if the
+// route is Eager). A Redis fault returns ErrStoreUnavailable/ErrStore (after trying to report
+// Shutdown); the caller's cancellation (context.Canceled) returns at once, reporting nothing
+// more.
+func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (HandOffResult, error) {
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 16
+	}
+	if err := checkInt("concurrency", opts.Concurrency, 1, 10_000); err != nil {
+		return HandOffResult{}, err
+	}
+	if opts.Within == 0 {
+		opts.Within = 30 * time.Second
+	}
+	if err := checkDuration("within", opts.Within, 0); err != nil {
+		return HandOffResult{}, err
+	}
+	if opts.RetryEvery == 0 {
+		opts.RetryEvery = 250 * time.Millisecond
+	}
+	if err := checkDuration("retry_every", opts.RetryEvery, time.Millisecond); err != nil {
+		return HandOffResult{}, err
+	}
+	started := time.Now()
+	deadline := started.Add(opts.Within)
+	bounded, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// Store calls that must finish once begun (a link move, the Shutdown report) outlive the
+	// deadline, bounded by Timeout; the caller's cancellation is checked between them.
+	store := context.WithoutCancel(ctx)
+	shutdown := func() error { return s.SetRoutingState(store, RoutingShutdown) }
+	err := s.Register(bounded)
+	if err == nil {
+		err = s.SetRoutingState(bounded, RoutingDenyNewCall)
+	}
+	if err != nil && !pastDeadline(bounded, err) {
+		if !errors.Is(err, context.Canceled) {
+			_ = shutdown()
+		}
+		return HandOffResult{}, err
+	}
+	run := &handOffRun{
+		s: s, before: opts.Before, workers: opts.Concurrency, retry: opts.RetryEvery,
+		ctx: bounded, store: store, deadline: deadline,
+		prepared: map[string]bool{}, failed: map[string]bool{}, gone: map[string]bool{},
+		here: map[string]bool{}, waiting: map[string]bool{},
+	}
+	result, err := run.passes()
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			_ = shutdown() // the operator then evicts whoever is left; the caller gets the fault
+		}
+		return result, err
+	}
+	if err := shutdown(); err != nil {
+		return result, err
+	}
+	s.log.Info("pod handed off", "event", "hand_off_all", "moved", result.Moved, "failed", result.Failed,
+		"left", result.Left, "waiting", result.Waiting, "seconds", time.Since(started).Seconds())
+	return result, nil
+}
+
+// pastDeadline: err is the bounded context's own deadline (not a store timeout or a cancellation).
+func pastDeadline(bounded context.Context, err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) && errors.Is(bounded.Err(), context.DeadlineExceeded)
+}
+
+// handOffRun is one HandOffAll (pod/handoff.py hand_off_users): passes over the pod's users,
+// with workers, until none is left here or the deadline.
+type handOffRun struct {
+	s        *ServerDriver
+	before   func(context.Context, string) error
+	workers  int
+	retry    time.Duration
+	ctx      context.Context // ends at the deadline or with the caller's context
+	store    context.Context // for calls that finish once begun
+	deadline time.Time
+
+	mu       sync.Mutex
+	prepared map[string]bool // Before done
+	failed   map[string]bool // Before failed: the link stays
+	gone     map[string]bool // not linked here when their turn came
+	here     map[string]bool // last seen linked here and not moved since: Left at the end
+	waiting  map[string]bool // only outdated pods could take them, in the last pass
+	moved    int
+	listed   bool // one listing completed before the deadline
+}
+
+func (r *handOffRun) passes() (HandOffResult, error) {
+	if err := r.loop(); err != nil {
+		return r.result(0), err
+	}
+	if !r.listed { // cut off before knowing whom the pod holds: count them (one store timeout)
+		left, err := r.s.countLinked(r.store)
+		return r.result(left), err
+	}
+	return r.result(-1), nil
+}
+
+// result counts what was done; left < 0: the users still seen here.
+func (r *handOffRun) result(left int) HandOffResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	waiting := 0
+	for uid := range r.here {
+		if r.gone[uid] {
+			delete(r.here, uid)
+		} else if r.waiting[uid] {
+			waiting++
+		}
+	}
+	if left < 0 {
+		left = len(r.here)
+	} else {
+		waiting = 0
+	}
+	return HandOffResult{Moved: r.moved, Failed: len(r.failed), Left: left, Waiting: waiting}
+}
+
+func (r *handOffRun) loop() error {
+	for {
+		seen := map[string]bool{}
+		err := r.s.linkedUsers(r.ctx, func(uid string) bool {
+			r.mu.Lock()
+			seen[uid] = true
+			r.here[uid] = true // an interrupted listing still counts whom it found
+			r.mu.Unlock()
+			return true
+		})
+		if err != nil {
+			if pastDeadline(r.ctx, err) {
+				return nil
+			}
+			return err
+		}
+		r.mu.Lock()
+		for uid := range r.here {
+			if !seen[uid] { // moved away by someone else meanwhile: not left
+				delete(r.here, uid)
+			}
+		}
+		r.listed = true
+		var pending []string
+		for uid := range seen {
+			if !r.failed[uid] && !r.gone[uid] {
+				pending = append(pending, uid)
+			}
+		}
+		clear(r.waiting)
+		r.mu.Unlock()
+		if len(pending) == 0 {
+			return nil
+		}
+		stranded, err := r.pass(pending)
+		if err != nil {
+			return err
+		}
+		r.mu.Lock()
+		waiting := len(r.waiting) > 0
+		r.mu.Unlock()
+		if !time.Now().Before(r.deadline) || r.ctx.Err() != nil || waiting {
+			return r.cancelled()
+		}
+		if stranded > 0 {
+			pause := time.NewTimer(min(r.retry, time.Until(r.deadline)))
+			select {
+			case <-pause.C:
+			case <-r.ctx.Done():
+				pause.Stop()
+				return r.cancelled()
+			}
+		}
+	}
+}
+
+// cancelled is the caller's cancellation, if that is what ended the run (not the deadline).
+func (r *handOffRun) cancelled() error {
+	if errors.Is(r.ctx.Err(), context.Canceled) {
+		return fmt.Errorf("statefulroute: hand off: %w", r.ctx.Err())
+	}
+	return nil
+}
+
+// pass hands pending off with the workers (each user to exactly one); it returns how many found
+// no other pod, or the first fault (the other workers then stop taking users).
+func (r *handOffRun) pass(pending []string) (int, error) {
+	var (
+		mu       sync.Mutex
+		next     int
+		stranded int
+		first    error
+		wg       sync.WaitGroup
+	)
+	take := func() (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		if first != nil || next >= len(pending) || r.ctx.Err() != nil {
+			return "", false
+		}
+		next++
+		return pending[next-1], true
+	}
+	for range min(r.workers, len(pending)) {
+		wg.Go(func() {
+			for {
+				uid, ok := take()
+				if !ok {
+					return
+				}
+				placed, err := r.one(uid)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil && !placed {
+					stranded++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return stranded, first
+}
+
+// one hands one user off; false when no other pod was available.
+func (r *handOffRun) one(uid string) (bool, error) {
+	r.mu.Lock()
+	prepared := r.prepared[uid]
+	r.mu.Unlock()
+	if !prepared {
+		if r.before != nil {
+			ok, err := r.callBefore(uid)
+			if !ok { // cut off at the deadline: the user stays (Left)
+				return true, nil
+			}
+			if err != nil { // the pod's own code: its user stays, the others go on
+				r.mu.Lock()
+				r.failed[uid] = true
+				r.mu.Unlock()
+				r.s.log.Warn("hand-off callback failed", "event", "hand_off_callback_failed",
+					"uid", shown(uid, 80), "error", err.Error())
+				return true, nil
+			}
+		}
+		r.mu.Lock()
+		r.prepared[uid] = true
+		r.mu.Unlock()
+	}
+	done, err := r.s.handOff(r.store, uid)
+	if err != nil {
+		return true, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case !done.linked: // moved, removed or expired meanwhile: nothing to do
+		r.gone[uid] = true
+		delete(r.here, uid)
+	case done.pod < 0:
+		if done.outdated {
+			r.waiting[uid] = true
+		}
+		return false, nil
+	default:
+		r.moved++
+		delete(r.here, uid)
+	}
+	return true, nil
+}
+
+// callBefore runs Before until it returns or the run ends; ok is false when the run ended
+// first (the callback, whose context has ended, is abandoned).
+func (r *handOffRun) callBefore(uid string) (ok bool, err error) {
+	if r.ctx.Err() != nil {
+		return false, nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- fmt.Errorf("panic: %v", p)
+			}
+		}()
+		done <- r.before(r.ctx, uid)
+	}()
+	select {
+	case err := <-done:
+		if err != nil && r.ctx.Err() != nil {
+			return false, nil // it gave up because the run ended
+		}
+		return true, err
+	case <-r.ctx.Done():
+		return false, nil
+	}
+}
