@@ -46,6 +46,8 @@ CALLS: dict[str, Call] = {
     "put_phases": lambda t, s, c, p: t.put_phases(NS, SVC, {1: PodPhase(outdated=True)}),
     "phases": lambda t, s, c, p: t.phases(NS, SVC),
     "prune": lambda t, s, c, p: t.prune(NS, SVC),
+    # Not a script: plain reads of the user's link in each service, checked against each layout.
+    "links_of_user": lambda t, s, c, p: s.links_of_user(NS, "u0"),
 }
 
 
@@ -61,6 +63,7 @@ def test_every_script_checks_the_layout_first():
         else:
             assert re.fullmatch(r"check_layout\(KEYS\[\d\]\)", code[0]), (name, code[0])
     assert set(CALLS) | {"migrate_links", "migrate_verify", "migrate_finish"} >= set(scripts.names())
+    assert set(CALLS) - set(scripts.names()) == {"links_of_user"}
 
 
 def test_the_lua_and_python_layouts_agree():

@@ -12,8 +12,8 @@ from redis.asyncio import RedisCluster
 from redis.exceptions import ResponseError
 
 from stateful_route.core import validation
-from stateful_route.core.constants import DEFAULT_LINK_TTL
-from stateful_route.core.errors import NoAvailablePod, PodPending, StoreError
+from stateful_route.core.constants import DEFAULT_LINK_TTL, LAYOUT
+from stateful_route.core.errors import LayoutTooNew, NoAvailablePod, PodPending, StoreError
 from stateful_route.store import changes, keys, scripts
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.faults import guarded
@@ -395,11 +395,18 @@ class LinkStore:
             return {}
         pipe = self._redis.pipeline(transaction=False)
         for service in services:
-            pipe.get(self.keyring.route(namespace, service).link(uid))
+            route_keys = self.keyring.route(namespace, service)
+            # The layout after the link: layouts only go up, so a layout this release knows,
+            # read after the link, means the link was written in a layout it knows.
+            pipe.get(route_keys.link(uid))
+            pipe.hget(route_keys.config, "layout")
         # A key of another type fails its own GET only (WRONGTYPE): skipped like a corrupt value.
         replies = await self._guarded(pipe.execute(raise_on_error=False), self.timeout)
         found: dict[str, int] = {}
-        for service, raw in zip(services, replies, strict=True):
+        for service, raw, layout in zip(services, replies[::2], replies[1::2], strict=True):
+            recorded = int(layout) if isinstance(layout, bytes) and layout.isdigit() else 0
+            if recorded > LAYOUT:
+                raise LayoutTooNew(recorded, LAYOUT)
             if raw is not None:
                 pod = self._pod_or_none(self.keyring.route(namespace, service), uid, raw)
                 if pod is not None:
