@@ -48,6 +48,7 @@ def test_every_shell_block_says_how_it_is_checked() -> None:
     assert {block.marker[1] for block in sh_blocks() if block.marker} >= {"run", "dry-run", "needs cluster"}
 
 
+@pytest.mark.e2e  # processes of its own
 @pytest.mark.parametrize(
     "block", [b for b in sh_blocks() if b.marker == ("sh", "run")], ids=lambda block: block.where
 )
@@ -94,6 +95,7 @@ def _check_make(words: list[str], where: str) -> None:
     assert run.returncode == 0, f"{where}: make -n {' '.join(targets)}: {run.stderr}"
 
 
+@pytest.mark.e2e  # make -n is a process of its own
 @pytest.mark.parametrize(
     "block", [b for b in sh_blocks() if b.marker == ("sh", "dry-run")], ids=lambda block: block.where
 )
