@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo demo-runs test lint bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
+.PHONY: demo demo-runs test lint docs bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -52,7 +52,12 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m stateful_route.store.lua_tool lint
 
-test: lint go-test control-plane
+# The documentation site (mkdocs.yml, docs/), built strictly: a broken link or anchor, a missing page
+# or a page left out of the nav fails it. Part of `make test`; tests/docs runs the pages' examples.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+test: lint docs go-test control-plane
 	$(BIN)/pytest $(ARGS)
 
 # The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go build (the examples
@@ -102,4 +107,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m bench.chaos $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) .venv-uv .pytest_cache .mypy_cache .ruff_cache build/lua
+	rm -rf $(VENV) $(LATEST_VENV) .venv-uv .pytest_cache .mypy_cache .ruff_cache build/lua build/site

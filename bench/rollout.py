@@ -7,11 +7,12 @@ operator blind to StatefulSets), Handoff with rollout-aware placement, the same 
 pod calling ``ServerDriver.hand_off_all`` in its preStop hook, and that with
 ``rolloutWaitSeconds: 0`` (users of the first replaced pod placed at once on outdated pods instead
 of waiting for the new revision).
-``python -m bench.rollout [--quick]`` measures this figure alone.
+``python -m bench.rollout [--quick] [--redis-url URL]`` measures this figure alone (``--help``).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -292,17 +293,26 @@ def row(moves: Moves, *, baseline: bool) -> Row:
     )
 
 
-def main() -> None:
-    """Measure figure 7 alone and print it."""
-    import sys
-
+def main(argv: list[str] | None = None) -> None:
+    """Measure figure 7 alone and print it (``--help`` lists the options)."""
     from stateful_route.testing import local_redis
 
-    quick = "--quick" in sys.argv
-    with local_redis.redis_url(os.environ.get("REDIS_URL")) as url:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rollout",
+        description="Figure 7 of BENCHMARKS.md alone: a rolling update of 6 pods behind the real "
+        "operator, each variant in turn, printing how often each user's pod changed.",
+    )
+    parser.add_argument("--quick", action="store_true", help="1,000 users instead of 3,000, shorter graces")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL"),
+        help="the Redis to use (default: REDIS_URL, else 127.0.0.1:6379, else a private redis-server)",
+    )
+    args = parser.parse_args(argv)
+    users, grace = (1000, 2) if args.quick else (3000, 4)
+    with local_redis.redis_url(args.redis_url) as url:
         for variant in VARIANTS:
-            moves = asyncio.run(measure(url, variant, users=1000 if quick else 3000, grace=2 if quick else 4))
-            print(moves)
+            print(asyncio.run(measure(url, variant, users=users, grace=grace)))
 
 
 if __name__ == "__main__":

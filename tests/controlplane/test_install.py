@@ -1,7 +1,7 @@
 """The manifests on a real API server: everything is admitted, the CRD is Established with its
 CEL rules compiled, kubectl shows the printer columns and explains the schema, the server applies
 the schema's defaults, and it refuses exactly the routes the CRD's unit test (cel-python) refuses,
-with the messages the README promises."""
+with the messages docs/routes.md promises."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def test_the_server_applies_the_documented_defaults(
 
 
 GAME = {"statefulSetName": "game"}
-# (name, spec, a fragment of the server's message); the CRD's rules and the README's table.
+# (name, spec, a fragment of the server's message); the CRD's rules and the table of docs/routes.md.
 REFUSED = [
     ("room.v2", GAME, NOT_A_LABEL),
     ("a" * 64, GAME, NOT_A_LABEL),

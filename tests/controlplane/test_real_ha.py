@@ -1,7 +1,7 @@
 """HA against the real API server: two operator processes (`stateful-route operator --peering`,
 as manifests/ha runs them: all namespaces, the manifests' ServiceAccount with the peering RBAC,
 the ClusterKopfPeering of manifests/ha). The active one is killed (SIGKILL: a crash, so it
-cannot leave the peering); the standby takes over within the bound the README states: kopf's
+cannot leave the peering); the standby takes over within the bound docs/operations.md states: kopf's
 peering lifetime (60 s) after the crashed replica's last keep-alive, plus a reconciliation."""
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ PEERING = "stateful-route"
 LIFETIME = (
     60  # kopf's peering lifetime: a crashed replica counts as alive this long after its last keep-alive
 )
-RESUME = 5  # then the standby re-lists and reconciles (about 2 s here): the README's "plus a reconciliation"
+RESUME = 5  # then the standby re-lists and reconciles (about 2 s here): the docs' "plus one reconciliation"
 PEERING_CRD = "clusterkopfpeerings.kopf.dev"
 
 

@@ -1,5 +1,5 @@
 """Applying the current CRD over a cluster that holds routes keeps every route, unchanged, and
-admits each of them under its storage version (README "The CRD's versions"). The cluster is the
+admits each of them under its storage version (docs/upgrades.md, "The CRD's versions"). The cluster is the
 emulator of testing/sim.py (it stores the CRD as `kubectl apply` would; it does no conversion)."""
 
 from __future__ import annotations

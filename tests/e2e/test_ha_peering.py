@@ -91,7 +91,7 @@ def per_pod_links(port: int) -> dict[str, float]:
 
 
 async def test_a_paused_replica_exports_no_per_pod_series(cluster, redis, redis_url, prefix):
-    """The README's ``sum by (pod) (stateful_route_links)`` over every scraped replica must equal
+    """docs/operations.md's ``sum by (pod) (stateful_route_links)`` over every scraped replica must equal
     the active replica's numbers: the paused one's frozen gauges would double them."""
     await cluster.create_peering(PEERING)
     await cluster.start(2)

@@ -38,7 +38,7 @@ async def place_new_users(driver: ClientDriver, name: str, seconds: float) -> di
 @pytest.mark.parametrize("fault", [signal.SIGKILL, signal.SIGSTOP], ids=["dead", "hung"])
 async def test_clients_keep_answering_with_one_sentinel_down(sentinel_group, prefix, fault):
     url = sentinel_group.url
-    redis = connect(url)  # the README's way to build a gateway's client, default options
+    redis = connect(url)  # the docs' way to build a gateway's client, default options
     await make_route(redis, prefix, pods=PODS)
     first = sentinel_group.sentinels[0].process
     assert first is not None

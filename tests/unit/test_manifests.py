@@ -210,8 +210,8 @@ def test_dockerfile_is_slim_non_root_and_runs_the_operator():
     assert any(line.startswith("CMD") and '"operator"' in line for line in lines)
 
 
-def test_the_readmes_prestop_statefulset_is_valid_and_calls_handoff():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_prestop_statefulset_is_valid_and_calls_handoff():
+    readme = (ROOT / "docs" / "pods.md").read_text()
     snippets = [yaml.safe_load(block.split("```")[0]) for block in readme.split("```yaml\n")[1:]]
     statefulset = next(doc for doc in snippets if doc.get("kind") == "StatefulSet")
     kubernetes_validate.validate(statefulset, K8S_VERSION, strict=True)

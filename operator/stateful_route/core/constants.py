@@ -34,5 +34,5 @@ POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 REVISION_LABEL = "controller-revision-hash"
 
 # The Redis layout this release reads and writes (lua/include/layout.lua holds the same number;
-# README "Redis layout" lists every layout and what each script does with an older one).
+# docs/redis.md, "Layout versions", lists every layout and what each script does with an older one).
 LAYOUT = 2

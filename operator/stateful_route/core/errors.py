@@ -83,7 +83,7 @@ class StoreUnavailable(StoreError):
 class LayoutTooNew(StoreError):
     """The route's Redis layout is newer than this release knows: a newer release wrote it, and
     this one would miscount or lose its users, so it refused before reading or writing anything.
-    Upgrade this client (see README "Compatibility"). ``found`` is the route's layout, ``known``
+    Upgrade this client (see docs/upgrades.md). ``found`` is the route's layout, ``known``
     this release's."""
 
     def __init__(self, found: int, known: int) -> None:

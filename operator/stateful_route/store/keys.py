@@ -22,7 +22,7 @@ StatefulRoute that writes the table), ``ids`` the pod instance behind each index
 operator's note), ``ver`` the table's version, ``phase`` what the operator says of pods beyond
 the table (a hash: terminating with a deadline, outdated; shown by displays, and read by
 hand-offs, which never move a user onto an outdated pod);
-``layout`` in ``cfg`` the layout the route was written with (README "Redis layout"). Layout 1's
+``layout`` in ``cfg`` the layout the route was written with (docs/redis.md, "Layout versions"). Layout 1's
 keys, read only by the migration: ``p:<pod>`` each pod's users in one sorted set, ``p:exp`` the
 pods' earliest expiries, ``phase`` a JSON string.
 Namespaces and services are DNS-1123 labels and the uid comes last, so no two inputs build the

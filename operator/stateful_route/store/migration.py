@@ -7,7 +7,7 @@ layout-1 sets into the shards, checks every shard entry against its link (removi
 name another pod), converts the phases and records this layout, in script calls of at most
 ``batch`` users each: gateways and pods of either layout keep working meanwhile, each call
 checks every user against its link, and a crash at any point leaves a route that the next run
-finishes (nothing is marked before everything is moved). The README's "Redis layout" says what
+finishes (nothing is marked before everything is moved). docs/redis.md ("Layout versions") says what
 each layout holds and what each script does with an older one.
 """
 
