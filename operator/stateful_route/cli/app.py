@@ -508,7 +508,7 @@ def demo(
     from stateful_route.core import logs
     from stateful_route.demo.options import DemoOptions
     from stateful_route.demo.run import run_demo
-    from stateful_route.demo.view import kubectl_hint, live_display, summary_table
+    from stateful_route.demo.view import admin_hint, kubectl_hint, live_display, summary_table
 
     try:
         if redis_url is not None:
@@ -520,7 +520,8 @@ def demo(
 
     def display(live: Any) -> contextlib.AbstractContextManager[object]:
         if as_json or not out.is_terminal:
-            err.print(kubectl_hint(live), highlight=False, soft_wrap=True)  # stdout stays the summary
+            for hint in (kubectl_hint(live), admin_hint(live)):  # stdout stays the summary
+                err.print(hint, highlight=False, soft_wrap=True, markup=False)
             return contextlib.nullcontext()
         return live_display(out, live)
 
