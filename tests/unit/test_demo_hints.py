@@ -10,7 +10,7 @@ from stateful_route.demo.view import admin_hint
 
 
 def commands(hint: str) -> list[list[str]]:
-    return [shlex.split(line.split("$ ", 1)[1]) for line in hint.splitlines() if "$ " in line]
+    return [shlex.split(line.split("$ ", 1)[1], comments=True) for line in hint.splitlines() if "$ " in line]
 
 
 def test_the_commands_name_the_demos_redis_and_prefix():

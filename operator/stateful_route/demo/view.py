@@ -20,6 +20,7 @@ from stateful_route.controller.status import pod_state
 from stateful_route.core.urls import redact_url
 from stateful_route.demo.story import DisplayState
 from stateful_route.demo.summary import Summary
+from stateful_route.demo.traffic import FOLLOWED
 from stateful_route.testing.sim import NS, ROUTE, STS
 
 __all__ = ["admin_hint", "kubectl_hint", "live_display", "summary_table"]
@@ -81,7 +82,7 @@ def admin_hint(live: DisplayState) -> str:
     return (
         f"key prefix: {live.prefix} (every key of this run, removed at its end{note})\n"
         f"inspect:  $ {program} pods {NS} {ROUTE} {target}\n"
-        f"          $ {program} lookup {NS} {ROUTE} user-0 {target}"
+        f"          $ {program} lookup {NS} {ROUTE} {FOLLOWED} {target}  # stays online"
     )
 
 
