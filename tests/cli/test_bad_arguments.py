@@ -199,3 +199,10 @@ def test_with_kv_logs_the_operators_errors_at_start_stay_plain_lines():
         run("operator", "--log-format", "kv", "-n", NS, "--prefix", "x y"), as_json=False
     )
     assert line.startswith("error: prefix:"), line
+
+
+def test_with_json_logs_a_metrics_port_in_use_is_a_json_log_line(busy_port: int):
+    result = run("operator", "-n", NS, "--metrics-port", str(busy_port), "--log-format", "json")
+    entry = json.loads(assert_one_line_exit_2(result, as_json=False))
+    assert (entry["event"], entry["field"], entry["level"]) == ("invalid_option", "metrics_port", "error")
+    assert str(busy_port) in entry["error"]
