@@ -145,3 +145,64 @@ def test_a_redis_url_given_without_its_flag_is_refused_without_echoing_its_passw
         assert result.exit_code == 2
         assert "hunter2" not in result.stdout + result.stderr
         assert "redis://***@127.0.0.1:1/0" in result.stderr
+
+
+OPERATOR_ERRORS_AT_START = {
+    **{name: (args, field) for name, (args, field) in BAD_OPERATOR_OPTIONS.items()},
+    "bad url with a password": (
+        ["-n", NS, "--redis-url", "redis://:Sekr/Etpw@127.0.0.1:6379/0"],
+        "redis_url",
+    ),
+    "metrics port out of range": (["-n", NS, "--metrics-port", "99999"], None),
+    "unknown option": (["-n", NS, "--no-such-flag"], None),
+    "no namespace": ([], None),
+    "both -n and -A": (["-n", NS, "-A"], None),
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "field"), OPERATOR_ERRORS_AT_START.values(), ids=OPERATOR_ERRORS_AT_START.keys()
+)
+@pytest.mark.parametrize("where", ["first", "last", "equals"])
+def test_with_json_logs_the_operators_errors_at_start_are_json_log_lines(
+    monkeypatch, args: list[str], field: str | None, where: str
+):
+    """`--log-format json`: a log pipeline reads the error that stopped the operator as it reads the
+    operator's events (one JSON object, level error, event invalid_option); nothing on stdout."""
+
+    async def started(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the operator started with a bad option")
+
+    monkeypatch.setattr("stateful_route.controller.runner.run", started)
+    json_logs = {
+        "first": ["--log-format", "json"],
+        "last": ["--log-format", "json"],
+        "equals": ["--log-format=json"],
+    }
+    argv = [*json_logs[where], *args] if where == "first" else [*args, *json_logs[where]]
+    result = run("operator", *argv)
+    line = assert_one_line_exit_2(result, as_json=False)
+    assert result.stdout == ""
+    entry = json.loads(line)
+    assert entry["level"] == "error"
+    assert entry["event"] == "invalid_option"
+    assert entry["logger"] == "stateful_route.operator"
+    assert entry["error"]
+    assert entry["msg"].startswith("event=invalid_option")
+    assert entry.get("field") == field
+    assert {"ts", "exit"} <= entry.keys()
+    assert entry["exit"] == 2
+
+
+def test_with_kv_logs_the_operators_errors_at_start_stay_plain_lines():
+    line = assert_one_line_exit_2(
+        run("operator", "--log-format", "kv", "-n", NS, "--prefix", "x y"), as_json=False
+    )
+    assert line.startswith("error: prefix:"), line
+
+
+def test_with_json_logs_a_metrics_port_in_use_is_a_json_log_line(busy_port: int):
+    result = run("operator", "-n", NS, "--metrics-port", str(busy_port), "--log-format", "json")
+    entry = json.loads(assert_one_line_exit_2(result, as_json=False))
+    assert (entry["event"], entry["field"], entry["level"]) == ("invalid_option", "metrics_port", "error")
+    assert str(busy_port) in entry["error"]

@@ -4,6 +4,8 @@ stops it cleanly."""
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,3 +103,57 @@ def test_the_demo_runs_on_a_redis_cluster(redis_cluster_url):
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
     assert summary["users_placed"] > 0
+
+
+def test_the_printed_admin_commands_inspect_the_running_demo(private_redis):
+    """The demo prints its key prefix and the admin commands that read its route table; run as
+    printed (plus --json) while it runs, they show its pods and a user's link. Its stdout stays
+    pure JSON."""
+    server = private_redis()
+    script = Path(sys.executable).parent / "stateful-route"
+    command = [str(script), "demo", "--redis-url", server.url, "--duration", "60", "--pods", "4",
+               "--users", "300", "--json"]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stderr is not None
+        hints: list[str] = []
+        while len([h for h in hints if "$ " in h]) < 2:  # printed once the operator runs
+            line = process.stderr.readline()
+            assert line, "the demo ended before printing its commands: " + "".join(hints)
+            hints.append(line)
+        (prefix_line,) = [h for h in hints if h.startswith("key prefix: ")]
+        prefix = prefix_line.split()[2]
+        assert prefix.startswith("demo-")
+        commands = [shlex.split(h.split("$ ", 1)[1], comments=True) for h in hints if "$ " in h]
+        assert [c[1] for c in commands] == ["pods", "lookup"]
+        for printed in commands:  # this very program, as a shell finds it, and this run's Redis and prefix
+            assert Path(shutil.which(printed[0]) or printed[0]).resolve() == script.resolve()
+            assert printed[printed.index("--redis-url") + 1] == server.url
+            assert printed[printed.index("--prefix") + 1] == prefix
+
+        def run(printed: list[str]) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [str(script), *printed[1:], "--json"], capture_output=True, text=True, timeout=60, check=False
+            )
+
+        pods, lookup = commands
+        deadline = time.monotonic() + 30
+        while True:  # the table is there at once; users arrive as the traffic starts
+            shown = run(pods)
+            assert shown.returncode == 0, shown.stderr
+            rows = json.loads(shown.stdout)
+            if sum(r["links"] for r in rows) > 0:
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.2)
+        assert {r["pod"] for r in rows} == {0, 1, 2, 3}
+        deadline = time.monotonic() + 10
+        while (found := run(lookup)).returncode == 1:  # 1: no link, for an instant after an eviction
+            assert time.monotonic() < deadline, found.stdout
+        assert found.returncode == 0, found.stderr
+        assert json.loads(found.stdout)["pod"] in range(5)  # the scale-up adds pod 4
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err[-2000:]
+    assert json.loads(out)["interrupted"] is True  # stdout: the JSON summary alone

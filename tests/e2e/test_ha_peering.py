@@ -90,6 +90,13 @@ def per_pod_links(port: int) -> dict[str, float]:
     }
 
 
+def last_reconciled(port: int) -> float:
+    """When the replica serving metrics on ``port`` last reconciled the route."""
+    name = "stateful_route_last_reconcile_timestamp_seconds"
+    (found,) = [v for (series, _), v in scrape(port).items() if series == name]
+    return found
+
+
 async def test_a_paused_replica_exports_no_per_pod_series(cluster, redis, redis_url, prefix):
     """docs/operations.md's ``sum by (pod) (stateful_route_links)`` over every scraped replica must equal
     the active replica's numbers: the paused one's frozen gauges would double them."""
@@ -115,3 +122,9 @@ async def test_a_paused_replica_exports_no_per_pod_series(cluster, redis, redis_
                 return both[0] == {} and total == {"0": 5, "1": 5}
 
             await poll_until(summed, within=10, every=0.2)
+            # StatefulRouteOperatorNotReconciling reads the newest time over every replica: the
+            # paused one's stands still, the active one's keeps it fresh.
+            paused, active = [await asyncio.to_thread(last_reconciled, port) for port in ports]
+            await asyncio.sleep(1)  # three reconcile intervals
+            assert await asyncio.to_thread(last_reconciled, ports[0]) == paused
+            assert await asyncio.to_thread(last_reconciled, ports[1]) > active

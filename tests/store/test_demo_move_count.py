@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from stateful_route import ClientDriver, PodState, RoutingState, ServerDriver
 from stateful_route.controller.metrics import OperatorMetrics
 from stateful_route.demo.checks import conclude
-from stateful_route.demo.traffic import Traffic
+from stateful_route.demo.traffic import FOLLOWED, Traffic
 from stateful_route.store.eviction import evict
 from stateful_route.store.links import LinkStore
 from stateful_route.store.table import RouteTable
@@ -20,6 +20,7 @@ from tests.routes import clients, make_route, until_routable
 
 AT_MOST_ONCE = "the rolling update moved each user at most once"
 USER = "user-0"  # the name Traffic gives its first user
+LEAVER = "user-1"  # the second: the first stays online (demo.traffic.FOLLOWED)
 
 
 async def pod_goes(redis: aioredis.Redis, table: RouteTable, gateway: ClientDriver, pod: int) -> None:
@@ -83,9 +84,9 @@ async def test_a_user_who_leaves_while_its_lookup_is_under_way_is_not_counted_as
     }
     async with clients(lambda: redis, prefix, 3, namespace=NS) as (gateway, slow, other):
         traffic = Traffic([gateway, slow, other], servers, target=1)
-        traffic.created = 1
-        await traffic.look_up(gateway, USER)
-        first = traffic.where[USER]
+        traffic.created = 2  # user-0 (FOLLOWED) never leaves: user-1 does
+        await traffic.look_up(gateway, LEAVER)
+        first = traffic.where[LEAVER]
         await traffic.rollout_begins()
         # Its pod takes no new users (outdated in a rolling update): a new placement goes elsewhere.
         await table.update_pod(NS, ROUTE, PodState(first, routing=RoutingState.DENY_NEW_CALL))
@@ -99,16 +100,29 @@ async def test_a_user_who_leaves_while_its_lookup_is_under_way_is_not_counted_as
             return pod
 
         slow.compute_linked_pod = held_up  # type: ignore[method-assign]
-        lookup = asyncio.create_task(traffic.look_up(slow, USER))
+        lookup = asyncio.create_task(traffic.look_up(slow, LEAVER))
         await answered.wait()
-        await traffic.leave(USER)
+        await traffic.leave(LEAVER)
         release.set()
         await lookup
-        if USER in traffic.online:  # as the traffic does: only users online look up again
-            await traffic.look_up(other, USER)  # a gateway that has not cached its link
-        await traffic.leave(USER)
-        assert USER not in traffic.online
+        if LEAVER in traffic.online:  # as the traffic does: only users online look up again
+            await traffic.look_up(other, LEAVER)  # a gateway that has not cached its link
+        await traffic.leave(LEAVER)
+        assert LEAVER not in traffic.online
         await conclude(traffic, table, OperatorMetrics())
-    assert (traffic.moves[USER], traffic.rollout_moves[USER]) == (0, 0)
+    assert (traffic.moves[LEAVER], traffic.rollout_moves[LEAVER]) == (0, 0)
     assert traffic.summary.users_placed == 1
     assert traffic.summary.ok, traffic.summary.invariants
+
+
+async def test_the_followed_user_stays_online_for_the_admin_commands(redis, prefix):
+    """The demo prints `stateful-route lookup … user-0`: that user never leaves, so the command
+    finds its link for the whole run."""
+    await make_route(redis, prefix, pods=2, ns=NS, service=ROUTE)
+    async with clients(lambda: redis, prefix, 1, namespace=NS) as gateways:
+        traffic = Traffic(gateways, {}, target=1)
+        traffic.created = 1
+        await traffic.look_up(gateways[0], FOLLOWED)
+        await traffic.leave(FOLLOWED)
+        assert traffic.online == [FOLLOWED]
+        assert await gateways[0].get_linked_pod_not_cache(NS, FOLLOWED, ROUTE) == traffic.where[FOLLOWED]

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import itertools
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,6 +26,7 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from stateful_route.cli.output import err, literal, out
+from stateful_route.core import logs
 from stateful_route.core.errors import InvalidInput, LayoutTooNew, NoAvailablePod, StatefulRouteError
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
@@ -75,7 +78,19 @@ def _usage_errors(argv: list[str]) -> Iterator[None]:
         ctx = getattr(exc, "ctx", None)
         where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         # Click echoes the arguments it refused, which may be a Redis URL given without --redis-url.
-        raise _fail(EXIT_INVALID, redact_text(exc.format_message()) + where, "--json" in argv) from exc
+        message = redact_text(exc.format_message()) + where
+        raise _fail(EXIT_INVALID, message, "--json" in argv, json_logs=_json_logs(argv)) from exc
+
+
+def _json_logs(argv: list[str]) -> bool:
+    """The operator was asked for JSON logs: the error that stops it at start is a JSON log line
+    too, so that a log pipeline reads it. Read from the raw arguments, since it may be their
+    parsing that failed."""
+    if argv[:1] != ["operator"]:
+        return False
+    return "--log-format=json" in argv or any(
+        arg == "--log-format" and following == "json" for arg, following in itertools.pairwise(argv)
+    )
 
 
 app = typer.Typer(
@@ -149,9 +164,14 @@ def admin_command(
     return register
 
 
-def _fail(code: int, message: str, as_json: bool, **extra: Any) -> typer.Exit:
+def _fail(code: int, message: str, as_json: bool, *, json_logs: bool = False, **extra: Any) -> typer.Exit:
     if as_json:
         print(json.dumps({"error": message, **extra}))
+    if json_logs:  # the operator's log format: event=invalid_option with its fields as keys
+        fields = "".join(f" {key}={value!r}" for key, value in extra.items())
+        event = f"event=invalid_option exit={code}{fields} error={message!r}"
+        print(logs.json_line("stateful_route.operator", logging.ERROR, event), file=sys.stderr)
+        return typer.Exit(code)
     # One line, for scripts; the message is plain text (brackets in it are not markup).
     err.print(Text.assemble(("error:", "red"), " ", literal(message)), highlight=False, soft_wrap=True)
     return typer.Exit(code)
@@ -455,7 +475,6 @@ def operator(
     """
     from stateful_route.controller.config import OperatorConfig, check_watch
     from stateful_route.controller.runner import run
-    from stateful_route.core import logs
 
     if namespace and all_namespaces:
         raise typer.BadParameter("use --namespace or --all-namespaces, not both")
@@ -471,7 +490,7 @@ def operator(
         )
         check_watch(namespace or (), peering, priority, liveness or None)
     except InvalidInput as exc:
-        raise _fail(EXIT_INVALID, str(exc), False, field=exc.field) from exc
+        raise _fail(EXIT_INVALID, str(exc), False, json_logs=fmt == "json", field=exc.field) from exc
     logs.configure(fmt)
     try:
         with _interruptible():
@@ -485,7 +504,7 @@ def operator(
                 )
             )
     except InvalidInput as exc:  # raised before kopf starts (the metrics port in use)
-        raise _fail(EXIT_INVALID, str(exc), False, field=exc.field) from exc
+        raise _fail(EXIT_INVALID, str(exc), False, json_logs=fmt == "json", field=exc.field) from exc
 
 
 @app.command()
@@ -505,10 +524,9 @@ def demo(
 
     Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
     """
-    from stateful_route.core import logs
     from stateful_route.demo.options import DemoOptions
     from stateful_route.demo.run import run_demo
-    from stateful_route.demo.view import kubectl_hint, live_display, summary_table
+    from stateful_route.demo.view import admin_hint, kubectl_hint, live_display, summary_table
 
     try:
         if redis_url is not None:
@@ -520,7 +538,8 @@ def demo(
 
     def display(live: Any) -> contextlib.AbstractContextManager[object]:
         if as_json or not out.is_terminal:
-            err.print(kubectl_hint(live), highlight=False, soft_wrap=True)  # stdout stays the summary
+            for hint in (kubectl_hint(live), admin_hint(live)):  # stdout stays the summary
+                err.print(hint, highlight=False, soft_wrap=True, markup=False)
             return contextlib.nullcontext()
         return live_display(out, live)
 

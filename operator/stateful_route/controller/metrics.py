@@ -1,8 +1,10 @@
 """The operator's Prometheus metrics: one registry per operator instance, served on a port.
 
-The per-pod gauges (links, routable) of a route are exported only while this replica keeps
-reconciling the route: with HA, a replica that kopf's peering paused stops reconciling, and its
-last values would otherwise be scraped forever next to the active replica's current ones.
+The per-pod gauges (links, routable) and the route's available-pod count are exported only while
+this replica keeps reconciling the route: with HA, a replica that kopf's peering paused stops
+reconciling, and its last values would otherwise be scraped forever next to the active replica's
+current ones. The time of the last reconciliation is the exception: it must stay to show that
+reconciling stopped (alerts take its newest value over every replica).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -26,14 +28,16 @@ ROUTE = ("namespace", "service")
 
 
 class RouteGauges(Collector):
-    """Links and routability per pod, for the routes reconciled within the last ``stale_after``
-    seconds (a paused or cut-off replica's routes fade out instead of freezing)."""
+    """Links and routability per pod and the count of available pods per route, for the routes
+    reconciled within the last ``stale_after`` seconds (a paused or cut-off replica's routes fade
+    out instead of freezing)."""
 
     def __init__(self, stale_after: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._stale_after = stale_after
         self._clock = clock
         self._lock = threading.Lock()  # scrapes run in the HTTP server's thread
         self._routes: dict[tuple[str, str], tuple[float, dict[int, tuple[int, bool]]]] = {}
+        self._available: dict[tuple[str, str], int] = {}
 
     def update(self, namespace: str, service: str, snapshot: RouteSnapshot) -> None:
         """The route's pods as just reconciled."""
@@ -41,6 +45,7 @@ class RouteGauges(Collector):
         pods = {i: (snapshot.links.get(i, 0), i in routable) for i in snapshot.pods}
         with self._lock:
             self._routes[(namespace, service)] = (self._clock(), pods)
+            self._available[(namespace, service)] = len(snapshot.available)
 
     def forget(self, namespace: str, service: str, pods: list[int]) -> None:
         """Drop pods that no longer exist (all of them: the route is gone)."""
@@ -51,11 +56,13 @@ class RouteGauges(Collector):
                 self._routes[(namespace, service)] = (at, left)
             else:
                 self._routes.pop((namespace, service), None)
+                self._available.pop((namespace, service), None)
 
     def forget_route(self, namespace: str, service: str) -> None:
         """Drop every pod of a route."""
         with self._lock:
             self._routes.pop((namespace, service), None)
+            self._available.pop((namespace, service), None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         """The fresh routes' series."""
@@ -64,27 +71,44 @@ class RouteGauges(Collector):
         routable = GaugeMetricFamily(
             "stateful_route_pod_routable", "1 if the pod is routable, else 0.", labels=labels
         )
+        available = GaugeMetricFamily(
+            "stateful_route_available_pods", "Pods that take new users.", labels=list(ROUTE)
+        )
         cutoff = self._clock() - self._stale_after
         with self._lock:
-            fresh = [(route, pods) for route, (at, pods) in self._routes.items() if at >= cutoff]
-        for (namespace, service), pods in fresh:
+            fresh = [
+                (route, pods, self._available.get(route, 0))
+                for route, (at, pods) in self._routes.items()
+                if at >= cutoff
+            ]
+        for (namespace, service), pods, count_available in fresh:
+            available.add_metric([namespace, service], count_available)
             for index, (count, is_routable) in sorted(pods.items()):
                 links.add_metric([namespace, service, str(index)], count)
                 routable.add_metric([namespace, service, str(index)], 1 if is_routable else 0)
         yield links
         yield routable
+        yield available
 
 
 class OperatorMetrics:
-    """What the operator did, per route: links per pod, evictions, rebinds, table writes, errors.
+    """What the operator did, per route: links per pod, evictions, rebinds, table writes, errors,
+    and when it last reconciled each route.
 
     ``stale_after``: how long a route's per-pod series outlive its last reconciliation (the
-    operator reconciles every route each second while it is active)."""
+    operator reconciles every route each second while it is active), by ``clock``; ``wall_clock``
+    (Unix seconds) dates the last reconciliation."""
 
-    def __init__(self, stale_after: float = 5.0) -> None:
+    def __init__(
+        self,
+        stale_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._wall_clock = wall_clock
         self.registry = CollectorRegistry()
         r = self.registry
-        self.pods = RouteGauges(stale_after)
+        self.pods = RouteGauges(stale_after, clock)
         r.register(self.pods)
         self.evictions = Counter(
             "stateful_route_evictions", "Pods evicted, by reason.", [*ROUTE, "reason"], registry=r
@@ -104,6 +128,12 @@ class OperatorMetrics:
         self.redis_errors = Counter(
             "stateful_route_redis_errors", "Redis faults met while reconciling.", ["handler"], registry=r
         )
+        self.last_reconcile = Gauge(
+            "stateful_route_last_reconcile_timestamp_seconds",
+            "When this replica last reconciled the route (Unix seconds).",
+            ROUTE,
+            registry=r,
+        )
 
     def reconciled(
         self, namespace: str, service: str, snapshot: RouteSnapshot, evictions: list[Eviction], wrote: bool
@@ -117,16 +147,18 @@ class OperatorMetrics:
             self.evicted_links.labels(*route, eviction.reason).inc(eviction.removed)
             self.rebinds.labels(*route).inc(eviction.rebound)
         self.pods.update(namespace, service, snapshot)
+        self.last_reconcile.labels(*route).set(self._wall_clock())
 
     def forget_route(self, namespace: str, service: str) -> None:
         """Drop every series of a route the operator no longer maintains (deleted, or its
         StatefulRoute moved to another service): nothing would ever update them again."""
         self.pods.forget_route(namespace, service)
-        per_route: list[tuple[Counter, tuple[str, ...]]] = [
+        per_route: list[tuple[Counter | Gauge, tuple[str, ...]]] = [
             (self.evictions, (*ROUTE, "reason")),
             (self.evicted_links, (*ROUTE, "reason")),
             (self.rebinds, ROUTE),
             (self.table_writes, ROUTE),
+            (self.last_reconcile, ROUTE),
         ]
         for metric, names in per_route:
             found = {

@@ -10,7 +10,15 @@ from typing import Any, Literal
 
 from stateful_route.core import urls
 
-__all__ = ["JsonFormatter", "KeyValueFormatter", "LogFormat", "configure", "event_fields", "redact"]
+__all__ = [
+    "JsonFormatter",
+    "KeyValueFormatter",
+    "LogFormat",
+    "configure",
+    "event_fields",
+    "json_line",
+    "redact",
+]
 
 LogFormat = Literal["kv", "json"]
 
@@ -83,6 +91,13 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["error"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
+
+
+def json_line(logger: str, level: int, message: str) -> str:
+    """One record as JsonFormatter writes it, without configuring logging: for errors that stop a
+    program before its logging starts."""
+    record = logging.LogRecord(logger, level, __file__, 0, message, None, None)
+    return JsonFormatter().format(record)
 
 
 def configure(fmt: LogFormat = "kv", level: int = logging.INFO) -> None:

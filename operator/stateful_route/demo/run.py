@@ -49,7 +49,9 @@ async def run_demo(
     """Play the demo against the Redis at ``url``; ``on_start`` wraps the run with a display."""
     rng = random.Random(options.seed)
     prefix = f"demo-{secrets.token_hex(4)}"  # every key the demo writes lives under it
-    live = DisplayState(present=set(range(options.pods)), duration=options.duration)
+    live = DisplayState(
+        present=set(range(options.pods)), duration=options.duration, redis_url=url, prefix=prefix
+    )
     metrics = OperatorMetrics()
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(url, 20))

@@ -31,6 +31,8 @@ class DisplayState:
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     kubeconfig: str = ""  # the emulated cluster's, for watching and steering it with kubectl
+    redis_url: str = ""  # the demo's Redis and key prefix, for inspecting it with the admin commands
+    prefix: str = ""
 
 
 class Story:

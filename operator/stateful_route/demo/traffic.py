@@ -14,7 +14,11 @@ from stateful_route import ClientDriver, NoAvailablePod, PodPending, ServerDrive
 from stateful_route.demo.summary import Summary
 from stateful_route.testing.sim import NS, ROUTE
 
-__all__ = ["Traffic"]
+__all__ = ["FOLLOWED", "Traffic"]
+
+# The first user stays for the whole run, so that `stateful-route lookup` can follow its link as
+# pods are drained, deleted and replaced.
+FOLLOWED = "user-0"
 
 
 class Traffic:
@@ -115,7 +119,7 @@ class Traffic:
         """The user ends its session: it goes offline for good and its pod drops its link. Not
         while a lookup of it is under way (it would leave mid-request, and that lookup's answer
         would enrol it again as a new user, whose next placement would count as a move)."""
-        if self.in_flight[uid]:
+        if self.in_flight[uid] or uid == FOLLOWED:
             return
         index = self.position.pop(uid)
         last = self.online.pop()

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
+import shutil
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -13,11 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from stateful_route.controller.status import pod_state
+from stateful_route.core.urls import redact_url
 from stateful_route.demo.story import DisplayState
 from stateful_route.demo.summary import Summary
-from stateful_route.testing.sim import STS
+from stateful_route.demo.traffic import FOLLOWED
+from stateful_route.testing.sim import NS, ROUTE, STS
 
-__all__ = ["kubectl_hint", "live_display", "summary_table"]
+__all__ = ["admin_hint", "kubectl_hint", "live_display", "summary_table"]
 
 STATE_STYLE = {"Ready": "green", "DenyNewCall": "yellow", "Shutdown": "red", "NotReady": "red", "gone": "dim",
                "Terminating": "magenta", "Outdated": "cyan"}  # fmt: skip
@@ -56,12 +62,38 @@ def _render(live: DisplayState) -> Group:
         _pods(live),
         Panel(story, title=f"story — {elapsed:.0f}s of {live.duration:.0f}s", expand=False),
         Text(kubectl_hint(live), style="dim"),
+        Text(admin_hint(live), style="dim"),
     )
 
 
 def kubectl_hint(live: DisplayState) -> str:
     """How to watch and steer the emulated cluster with the real kubectl while the demo runs."""
     return f"kubectl: export KUBECONFIG={live.kubeconfig}; kubectl get sroute -w; kubectl get pods"
+
+
+def admin_hint(live: DisplayState) -> str:
+    """The admin commands that read the running demo's route table: its Redis and its own key
+    prefix (without them they look under the default prefix and find no route table). A password
+    in the URL is shown as ``***``, as everywhere else."""
+    shown = redact_url(live.redis_url)
+    target = f"--redis-url {shlex.quote(shown)} --prefix {shlex.quote(live.prefix)}"
+    note = "; put the URL's password back for ***" if shown != live.redis_url else ""
+    program = _program()
+    return (
+        f"key prefix: {live.prefix} (every key of this run, removed at its end{note})\n"
+        f"inspect:  $ {program} pods {NS} {ROUTE} {target}\n"
+        f"          $ {program} lookup {NS} {ROUTE} {FOLLOWED} {target}  # stays online"
+    )
+
+
+def _program() -> str:
+    """How a shell runs this very stateful-route: its name if PATH finds this one (an activated
+    virtualenv, pipx), else its path (``make demo`` runs .venv/bin/stateful-route)."""
+    installed = Path(sys.executable).parent / "stateful-route"
+    found = shutil.which("stateful-route")
+    if not installed.exists() or (found is not None and Path(found).resolve() == installed.resolve()):
+        return "stateful-route"
+    return shlex.quote(str(installed))
 
 
 @contextlib.contextmanager
