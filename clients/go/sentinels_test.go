@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // The choice among the Sentinels' answers, as Python's max() by config epoch: the highest
@@ -107,4 +109,27 @@ func closedPort(t *testing.T) string {
 	addr := l.Addr().String()
 	l.Close()
 	return addr
+}
+
+// A wrong password is StoreUnavailable (redis-py's AuthenticationError is a ConnectionError),
+// not StoreError, and the message does not hold it.
+func TestAWrongPasswordIsStoreUnavailable(t *testing.T) {
+	admin, prefix := testRedis(t)
+	ctx := context.Background()
+	user := prefix + "-user"
+	if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">right-pa55", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Do(ctx, "ACL", "DELUSER", user)
+	rdb := redis.NewClient(&redis.Options{Addr: testRedisAddr, Username: user, Password: "Wr0ng-pa55"})
+	defer rdb.Close()
+	client, err := NewClientDriver(rdb, Options{Namespaces: []string{"games"}, Prefix: prefix, Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_, _, err = client.GetLinkedPodNotCache(ctx, "games", "u", "room")
+	if !errors.Is(err, ErrStoreUnavailable) || strings.Contains(err.Error(), "Wr0ng") {
+		t.Fatalf("err = %v", err)
+	}
 }
