@@ -1,16 +1,21 @@
-"""The Go client through Redis AUTH (an ACL user and its password) and TLS (the test CA): it
-answers as the Python client does, and a wrong password, a plain connection to a TLS port or an
-unknown CA is StoreUnavailable in both clients, with no password in the Go client's messages."""
+"""The Go client through Redis AUTH (an ACL user and its password) and TLS (the test CA), to one
+server and behind Sentinels: it answers as the Python client does, and a wrong password, a plain
+connection to a TLS port or an unknown CA is StoreUnavailable in both clients, with no password
+in the Go client's messages."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
+
 from stateful_route import ClientDriver
 from stateful_route.store.connection import connect
 from stateful_route.testing.local_redis import PrivateRedis, Tls
+from stateful_route.testing.sentinel import SentinelGroup
 from tests.go_replay import Call, GoReplay, PythonReplay, outcomes
 from tests.routes import NS, SVC, make_route
 
@@ -83,3 +88,18 @@ async def test_go_through_tls(
     auth = f":{quote(PASSWORD, safe='')}@127.0.0.1:{server.port}/0"
     await both_unavailable(go_replay, f"redis://{auth}", prefix, "g0")  # plain to a TLS port
     await both_unavailable(go_replay, f"rediss://{auth}", prefix, "g0")  # the test CA not trusted
+
+
+@pytest.mark.sentinel
+async def test_go_behind_sentinels_over_tls(tls_files: Tls, go_replay: Path, prefix: str) -> None:
+    """rediss+sentinel://: TLS to the Sentinels and to the primary, the password to the primary."""
+    group = SentinelGroup(password=PASSWORD, tls=tls_files)
+    try:
+        await asyncio.to_thread(group.start)
+        assert group.url.startswith("rediss+sentinel://")
+        await both_answer_alike(go_replay, group.url, prefix)
+        async with GoReplay(go_replay, group.url, prefix) as go:
+            (answer,) = await go.play([{"op": "primary"}])
+        assert answer["value"] == f"127.0.0.1:{group.primary_port()}"
+    finally:
+        group.cleanup()
