@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 import redis
 
-from stateful_route import ClientDriver
+from stateful_route import ClientDriver, RouteTable
 from stateful_route.store.connection import RECHECK_PRIMARY, connect
 from stateful_route.store.sentinels import ASK_WITHIN, Sentinels
 from stateful_route.testing.cleanup import delete_prefix
@@ -45,8 +45,8 @@ async def test_go_follows_a_sentinel_failover(go_replay: Path, prefix: str) -> N
         await asyncio.to_thread(group.start)
         admin = connect(group.url)
         try:
-            await make_route(admin, prefix, pods=PODS)
-            await _follow_failover(go_replay, group, prefix)
+            table = await make_route(admin, prefix, pods=PODS)
+            await _follow_failover(go_replay, group, table, prefix)
         finally:
             await delete_prefix(admin, prefix)
             await admin.aclose()
@@ -54,7 +54,7 @@ async def test_go_follows_a_sentinel_failover(go_replay: Path, prefix: str) -> N
         group.cleanup()
 
 
-async def _follow_failover(go_replay: Path, group: SentinelGroup, prefix: str) -> None:
+async def _follow_failover(go_replay: Path, group: SentinelGroup, table: RouteTable, prefix: str) -> None:
     users = [f"user-{i}" for i in range(200)]
     async with GoReplay(go_replay, group.url, prefix) as go:
         assert go.subscribed
@@ -92,6 +92,13 @@ async def _follow_failover(go_replay: Path, group: SentinelGroup, prefix: str) -
         stop.set()
         await asker
         primary = (await go.play([{"op": "primary"}]))[0]["value"]
+        # The route mirror follows a table change made on the new primary.
+        await table.remove_pod(NS, SVC, PODS - 1)
+        routable = {"op": "routable_pods", "service": SVC}
+        deadline = time.monotonic() + 3
+        while (await go.play([routable]))[0]["value"] != list(range(PODS - 1)):
+            assert time.monotonic() < deadline, "the Go client's view did not follow the new primary"
+            await asyncio.sleep(0.05)
 
     errors = [answer for _, answer in seen if "error" in answer]
     kinds = Counter(answer["error"] for answer in errors)
