@@ -12,15 +12,16 @@ from urllib.parse import quote
 
 import pytest
 
-from stateful_route import ClientDriver
+from stateful_route import ClientDriver, PodState, RouteTable
 from stateful_route.store.connection import connect
 from stateful_route.testing.local_redis import PrivateRedis, Tls
 from stateful_route.testing.sentinel import SentinelGroup
 from tests.go_replay import Call, GoReplay, PythonReplay, outcomes
-from tests.routes import NS, SVC, make_route
+from tests.routes import NS, SVC
 
 USER, PASSWORD = "gateway", "g0:pa/ss@word"  # percent-encoded in URLs
 WRONG = "Wr0ng-pa55"
+TIMEOUT = 5.0
 USERS = [f"user-{i}" for i in range(30)]
 CALLS: list[Call] = [
     *({"op": "compute_linked_pod", "uid": uid, "service": SVC} for uid in USERS),
@@ -35,17 +36,22 @@ CALLS: list[Call] = [
 
 
 async def both_answer_alike(go_replay: Path, url: str, prefix: str) -> None:
-    """Go plays CALLS under one prefix, Python under another, on identical tables: equal answers."""
+    """Go plays CALLS under one prefix, Python under another, on identical tables: equal answers.
+    Every call may take TIMEOUT: what is compared is the answers, not how fast a loaded machine
+    gives them."""
     redis = connect(url)
     try:
         answers = []
         for each in (f"{prefix}go", f"{prefix}py"):
-            await make_route(redis, each, pods=3)
-        async with GoReplay(go_replay, url, f"{prefix}go") as go:
+            await RouteTable(redis, prefix=each, timeout=TIMEOUT).put_pods(
+                NS, SVC, [PodState(i) for i in range(3)]
+            )
+        async with GoReplay(go_replay, url, f"{prefix}go", timeout=TIMEOUT) as go:
             assert go.subscribed
             answers.append(outcomes(await go.play(CALLS)))
-        async with ClientDriver(redis, namespace=NS, prefix=f"{prefix}py") as client:
-            answers.append(outcomes(await PythonReplay(redis, client, NS, f"{prefix}py").play(CALLS)))
+        async with ClientDriver(redis, namespace=NS, prefix=f"{prefix}py", timeout=TIMEOUT) as client:
+            python = PythonReplay(redis, client, NS, f"{prefix}py", timeout=TIMEOUT)
+            answers.append(outcomes(await python.play(CALLS)))
     finally:
         await redis.aclose()
     assert answers[0] == answers[1]

@@ -11,21 +11,20 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import redis
 
-from stateful_route import ClientDriver, RouteTable
-from stateful_route.store.connection import RECHECK_PRIMARY, connect
+from stateful_route import ClientDriver, PodState, RouteTable
+from stateful_route.store.connection import RECHECK_PRIMARY, AnyRedis, connect
 from stateful_route.store.sentinels import ASK_WITHIN, Sentinels
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.local_redis import free_port
 from stateful_route.testing.sentinel import SentinelGroup
 from tests.go_replay import Answer, GoReplay, PythonReplay, outcomes
-from tests.routes import NS, SVC, make_route
+from tests.routes import NS, SVC
 
 pytestmark = pytest.mark.sentinel
 
@@ -33,6 +32,13 @@ PODS = 4
 PASSWORD = "s3nt/nel:pa@ss"  # percent-encoded in the URL
 # As tests/e2e/test_sentinel.py: promotion takes 2-6 s here, the bound leaves room for a loaded machine.
 RECOVERY_BOUND = 12.0
+
+
+async def route(admin: AnyRedis, prefix: str) -> RouteTable:
+    """The route, written with room for a loaded machine (the Sentinels are asked first)."""
+    table = RouteTable(admin, prefix=prefix, timeout=5)
+    await table.put_pods(NS, SVC, [PodState(i) for i in range(PODS)])
+    return table
 
 
 def compute(uids: list[str]) -> list[dict[str, str]]:
@@ -45,7 +51,7 @@ async def test_go_follows_a_sentinel_failover(go_replay: Path, prefix: str) -> N
         await asyncio.to_thread(group.start)
         admin = connect(group.url)
         try:
-            table = await make_route(admin, prefix, pods=PODS)
+            table = await route(admin, prefix)
             await _follow_failover(go_replay, group, table, prefix)
         finally:
             await delete_prefix(admin, prefix)
@@ -56,7 +62,7 @@ async def test_go_follows_a_sentinel_failover(go_replay: Path, prefix: str) -> N
 
 async def _follow_failover(go_replay: Path, group: SentinelGroup, table: RouteTable, prefix: str) -> None:
     users = [f"user-{i}" for i in range(200)]
-    async with GoReplay(go_replay, group.url, prefix) as go:
+    async with GoReplay(go_replay, group.url, prefix, timeout=2) as go:
         assert go.subscribed
         before = {
             uid: answer["value"] for uid, answer in zip(users, await go.play(compute(users)), strict=True)
@@ -126,10 +132,12 @@ async def test_go_with_a_sentinel_hung_a_forced_failover_and_a_sentinel_dead(
     another Sentinel dead. No error but StoreUnavailable during the switch, none otherwise."""
     group = sentinel_group
     admin = connect(group.url)
-    await make_route(admin, prefix, pods=PODS)
+    await route(admin, prefix)
     placed: dict[str, list[tuple[str, Answer]]] = {}
     try:
-        async with GoReplay(go_replay, group.url, prefix) as go:
+        # A call's timeout of 2 s: a hung Sentinel costs each call at most AskWithin (0.3 s) here,
+        # while a client that waited on it would wait out its socket timeouts (3 s in go-redis).
+        async with GoReplay(go_replay, group.url, prefix, timeout=2) as go:
 
             async def place(phase: str, seconds: float, stop: asyncio.Event | None = None) -> None:
                 end = time.monotonic() + seconds
@@ -186,7 +194,7 @@ async def test_go_with_a_sentinel_hung_a_forced_failover_and_a_sentinel_dead(
             for uid, answer in answers
             if "error" not in answer and not asked - 0.2 < answer["end"] < noticed
         }
-        async with ClientDriver(admin, namespace=NS, prefix=prefix) as client:
+        async with ClientDriver(admin, namespace=NS, prefix=prefix, timeout=5) as client:
             stored = {uid: await client.compute_linked_pod(NS, uid, SVC) for uid in kept}
         assert stored == kept
         assert any(uid.startswith("switch") for uid in kept)  # placed on the new primary
@@ -195,35 +203,17 @@ async def test_go_with_a_sentinel_hung_a_forced_failover_and_a_sentinel_dead(
         await admin.aclose()
 
 
-@pytest.fixture
-def stale_and_fresh() -> Iterator[tuple[SentinelGroup, SentinelGroup]]:
-    """Two deployments watching a service of the same name; the second has failed over once, so
-    its Sentinels name its primary with a higher config epoch than the first's Sentinels do."""
-    never, once = SentinelGroup(), SentinelGroup()
-    try:
-        never.start()
-        once.start()
-        old = once.primary_port()
-        with redis.Redis(port=once.sentinel_ports[0], socket_timeout=5) as sentinel:
-            sentinel.sentinel_failover(once.service)
-        once.wait_for_new_primary(old)
-        yield never, once
-    finally:
-        never.cleanup()
-        once.cleanup()
-
-
 async def test_go_takes_the_latest_failover_over_a_lying_minority(
-    stale_and_fresh: tuple[SentinelGroup, SentinelGroup], go_replay: Path, prefix: str
+    stale_and_fresh_sentinels: tuple[SentinelGroup, SentinelGroup], go_replay: Path, prefix: str
 ) -> None:
-    never, once = stale_and_fresh
+    never, once = stale_and_fresh_sentinels
     stale = ("127.0.0.1", never.sentinel_ports[0])
     fresh = [("127.0.0.1", port) for port in once.sentinel_ports[:2]]
     dead = ("127.0.0.1", free_port())
     expected = f"127.0.0.1:{once.primary_port()}"
     for sentinels in ([stale, *fresh], [*fresh, stale], [stale, fresh[0], dead]):
         hosts = ",".join(f"{host}:{port}" for host, port in sentinels)
-        async with GoReplay(go_replay, f"redis+sentinel://{hosts}/{once.service}/0", prefix) as go:
+        async with GoReplay(go_replay, f"redis+sentinel://{hosts}/{once.service}/0", prefix, timeout=2) as go:
             (answer,) = await go.play([{"op": "primary"}])
         python = Sentinels(sentinels, {})
         try:
