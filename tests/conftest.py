@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis import Redis as BlockingRedis
 
 from stateful_route.core.urls import redact_url
 from stateful_route.testing.binaries import MissingBinaries, find_binaries
@@ -35,6 +36,7 @@ MARKED_BY_FIXTURE = {
     "tls_files": "tls",
     "private_redis": "e2e",
     "sentinel_group": "sentinel",
+    "stale_and_fresh_sentinels": "sentinel",
     "control_plane": "controlplane",
 }
 # Tests that start servers or processes of their own are outside the fast loop too.
@@ -163,6 +165,25 @@ def sentinel_group() -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.cleanup()
+
+
+@pytest.fixture(scope="session")
+def stale_and_fresh_sentinels() -> Iterator[tuple[SentinelGroup, SentinelGroup]]:
+    """Two deployments watching a service of the same name, shared by the session (tests only
+    ask their Sentinels): the second has failed over once, so its Sentinels name its primary with
+    a higher config epoch than the first's Sentinels name theirs."""
+    never, once = SentinelGroup(), SentinelGroup()
+    try:
+        never.start()
+        once.start()
+        old = once.primary_port()
+        with BlockingRedis(host="127.0.0.1", port=once.sentinel_ports[0], socket_timeout=5) as sentinel:
+            sentinel.sentinel_failover(once.service)
+        once.wait_for_new_primary(old)
+        yield never, once
+    finally:
+        never.cleanup()
+        once.cleanup()
 
 
 @pytest.fixture

@@ -13,9 +13,12 @@ import (
 )
 
 // unavailableReplies are Redis error replies that say Redis cannot serve now (a cluster down
-// or reconfiguring, a replica read-only mid-failover, a server loading its data), as
-// store/faults.py counts them: StoreUnavailable, not StoreError.
-var unavailableReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING"}
+// or reconfiguring, a replica read-only mid-failover, a server loading its data), or cannot
+// serve this client (a wrong or missing password: redis-py's AuthenticationError is a
+// ConnectionError), as store/faults.py counts them: StoreUnavailable, not StoreError.
+var unavailableReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "READONLY", "MASTERDOWN", "LOADING",
+	"WRONGPASS", "NOAUTH", "ERR invalid password", "ERR AUTH <password> called without any password",
+	"ERR Client sent AUTH, but no password is set"}
 
 // tooNew is the error every script raises for a route of a newer layout (lua/include/layout.lua;
 // store/faults.py reads it with the same pattern).

@@ -492,8 +492,9 @@ func (c *RedisConfig) UniversalOptions() (*redis.UniversalOptions, error) {
 }
 
 // NewClient connects per the URL: a *redis.Client, a *redis.ClusterClient with cluster=true,
-// or a failover client for the primary behind Redis Sentinel (the Sentinels are reached
-// without the primary's credentials). Nothing is connected until the first command.
+// or a *PrimaryClient for the primary behind Redis Sentinel, found as the Python client finds
+// it (every Sentinel at once, see PrimaryClient; the Sentinels are reached with the URL's TLS
+// options but without the primary's credentials). Nothing is connected until the first command.
 func (c *RedisConfig) NewClient() (redis.UniversalClient, error) {
 	opts, err := c.UniversalOptions()
 	if err != nil {
@@ -503,7 +504,8 @@ func (c *RedisConfig) NewClient() (redis.UniversalClient, error) {
 	case Cluster:
 		return redis.NewClusterClient(opts.Cluster()), nil
 	case Sentinel:
-		return redis.NewFailoverClient(opts.Failover()), nil
+		simple := opts.Simple()
+		return newPrimaryClient(c.MasterName, c.Addrs, simple), nil
 	default:
 		return redis.NewClient(opts.Simple()), nil
 	}

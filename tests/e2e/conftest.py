@@ -1,4 +1,5 @@
-"""Fixtures for end-to-end tests: kmock's Kubernetes emulator and the operator against it."""
+"""Fixtures for end-to-end tests: kmock's Kubernetes emulator and the operator against it, and the
+Go client's replay program."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stateful_route.testing.sim import Cluster, emulated_cluster
+from tests.go_replay import build_replay, go_tool
 
 
 @pytest.fixture
@@ -15,3 +17,12 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     """An emulated cluster (kmock over HTTP on loopback) with our namespace, CRD and a kubeconfig."""
     async with emulated_cluster(tmp_path) as made:
         yield made
+
+
+@pytest.fixture(scope="session")
+def go_replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Go client's replay program (tests/go_replay.py), built once (skipped without Go:
+    `make test` requires it)."""
+    if go_tool() is None:
+        pytest.skip("Go is not installed (make test requires Go >= 1.26)")
+    return build_replay(tmp_path_factory.mktemp("go-replay"))

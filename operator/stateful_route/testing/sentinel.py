@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import redis
 
-from stateful_route.testing.local_redis import NoRedis, PrivateRedis, free_port
+from stateful_route.testing.local_redis import NoRedis, PrivateRedis, Tls, free_port
 
 __all__ = ["SentinelGroup"]
 
@@ -19,7 +19,8 @@ class SentinelGroup:
     """``replicas`` replicas of one primary, watched by ``sentinels`` Sentinels that agree on a
     failure with a quorum of two and call the primary down after ``down_after_ms``; the data
     servers require ``password`` when one is given (the Sentinels do not), and keep an
-    append-only file when ``persistent`` (so a restarted server comes back with its data)."""
+    append-only file when ``persistent`` (so a restarted server comes back with its data). With
+    ``tls`` every server, Sentinels included, serves TLS only, and replicates over it."""
 
     def __init__(
         self,
@@ -30,17 +31,21 @@ class SentinelGroup:
         down_after_ms: int = 1000,
         password: str | None = None,
         persistent: bool = False,
+        tls: Tls | None = None,
     ) -> None:
         self.service = service
         self.down_after_ms = down_after_ms
         self.password = password
+        self.tls = tls
         # Every data server's options; replicas log in to the primary with the password.
         self.options: tuple[str, ...] = () if password is None else ("--masterauth", password)
         if persistent:
             self.options += ("--appendonly", "yes")
-        self.data = [PrivateRedis(*self.options, password=password)]
+        if tls is not None:
+            self.options += ("--tls-replication", "yes")
+        self.data = [PrivateRedis(*self.options, password=password, tls=tls)]
         self.data += [
-            PrivateRedis(*self.options, *self._replica_of(self.data[0].port), password=password)
+            PrivateRedis(*self.options, *self._replica_of(self.data[0].port), password=password, tls=tls)
             for _ in range(replicas)
         ]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
@@ -51,7 +56,9 @@ class SentinelGroup:
         """``redis+sentinel://`` naming every Sentinel and the service."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
         auth = "" if self.password is None else f":{quote(self.password, safe='')}@"
-        return f"redis+sentinel://{auth}{hosts}/{self.service}/0"
+        if self.tls is None:
+            return f"redis+sentinel://{auth}{hosts}/{self.service}/0"
+        return f"rediss+sentinel://{auth}{hosts}/{self.service}/0?ssl_ca_certs={quote(self.tls.ca)}"
 
     def start(self) -> SentinelGroup:
         """Start every server, then wait until each Sentinel sees the replicas and its peers."""
@@ -60,7 +67,7 @@ class SentinelGroup:
         self.wait_synced([server.port for server in self.data[1:]])
         for port in self.sentinel_ports:
             sentinel = _SentinelServer(
-                port, self.data[0].port, self.service, self.down_after_ms, self.password
+                port, self.data[0].port, self.service, self.down_after_ms, self.password, self.tls
             )
             self.sentinels.append(sentinel.start())
         self._wait(self._settled, "sentinel discovery")
@@ -68,7 +75,7 @@ class SentinelGroup:
 
     def primary_port(self) -> int:
         """The port the Sentinels name as the primary now."""
-        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=1, decode_responses=True) as client:
+        with self._client(self.sentinel_ports[0]) as client:
             _host, port = client.sentinel_get_master_addr_by_name(self.service)
         return int(port)
 
@@ -112,7 +119,7 @@ class SentinelGroup:
         def promoted() -> bool:
             ports = set()
             for port in self.sentinel_ports:
-                with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+                with self._client(port) as client:
                     ports.add(int(client.sentinel_get_master_addr_by_name(self.service)[1]))
             (new,) = ports if len(ports) == 1 else (old,)
             return new != old and self._info(new).get("role") == "master"
@@ -125,13 +132,25 @@ class SentinelGroup:
         for server in [*self.sentinels, *self.data]:
             server.cleanup()
 
+    def _client(self, port: int, password: str | None = None) -> redis.Redis:
+        """A client of the server (or Sentinel) on ``port``, over TLS when the group uses it."""
+        return redis.Redis(
+            host="127.0.0.1",  # the name the test certificate holds
+            port=port,
+            password=password,
+            socket_timeout=1,
+            decode_responses=True,
+            ssl=self.tls is not None,
+            ssl_ca_certs=None if self.tls is None else self.tls.ca,
+        )
+
     @staticmethod
     def _replica_of(port: int) -> tuple[str, ...]:
         return ("--replicaof", "127.0.0.1", str(port))
 
     def _settled(self) -> bool:
         for port in self.sentinel_ports:
-            with redis.Redis(port=port, socket_timeout=1, decode_responses=True) as client:
+            with self._client(port) as client:
                 state = client.sentinel_master(self.service)
             if (
                 state["num-slaves"] < len(self.data) - 1
@@ -142,9 +161,7 @@ class SentinelGroup:
 
     def _info(self, port: int) -> dict[str, object]:
         try:
-            with redis.Redis(
-                port=port, password=self.password, socket_timeout=1, decode_responses=True
-            ) as client:
+            with self._client(port, password=self.password) as client:
                 return dict(client.info("replication"))
         except (redis.RedisError, OSError):
             return {}
@@ -167,13 +184,25 @@ class _SentinelServer(PrivateRedis):
     """``redis-server FILE --sentinel``: Sentinel rewrites its config file, so it lives in the folder."""
 
     def __init__(
-        self, port: int, primary: int, service: str, down_after_ms: int, password: str | None
+        self,
+        port: int,
+        primary: int,
+        service: str,
+        down_after_ms: int,
+        password: str | None,
+        tls: Tls | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(tls=tls)
         self.port = port
         config = Path(self.folder.name) / "sentinel.conf"
+        listen = f"port {port}\n"
+        if tls is not None:  # TLS only, to clients, the data servers and the other Sentinels
+            listen = (
+                f"port 0\ntls-port {port}\ntls-cert-file {tls.cert}\ntls-key-file {tls.key}\n"
+                f"tls-ca-cert-file {tls.ca}\ntls-auth-clients no\ntls-replication yes\n"
+            )
         config.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.folder.name}\n"
+            f"{listen}bind 127.0.0.1\ndir {self.folder.name}\n"
             f"sentinel monitor {service} 127.0.0.1 {primary} 2\n"
             f"sentinel down-after-milliseconds {service} {down_after_ms}\n"
             f"sentinel failover-timeout {service} {max(10 * down_after_ms, 5000)}\n"
