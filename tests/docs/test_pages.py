@@ -38,6 +38,18 @@ def test_every_fence_names_its_language() -> None:
     assert bare == [], "name the language (sh, python, text, yaml, go) of each block"
 
 
+def test_no_block_swallows_a_heading() -> None:
+    """A fence left open turns the rest of the page into code: its headings vanish from the site."""
+    swallowed = [
+        f"{block.where}: {line}"
+        for page in pages()
+        for block in blocks(page)
+        for line in block.text.splitlines()
+        if block.lang not in ("sh", "python", "text", "yaml") and line.startswith("## ")
+    ]
+    assert swallowed == [], "a fenced block holds a Markdown heading: close the fence before it"
+
+
 def test_every_shell_block_says_how_it_is_checked() -> None:
     for block in sh_blocks():
         assert block.marker is not None, f"{block.where}: no <!-- sh: … --> before it"
