@@ -20,6 +20,14 @@ BAD_URLS = {
     "password with a slash": "redis://:Sekr/Etpw@127.0.0.1:6379/0",
     "option not a number": "redis://127.0.0.1:6379/0?socket_timeout=abc",
     "not a redis url": "http://127.0.0.1:6379/0",
+    # Options no connection takes, or values it refuses: bad input now, not a traceback or "Redis
+    # unavailable" at the first command; the option's name may be a pasted secret, so not echoed.
+    "unknown option": "redis://:Sekr@127.0.0.1:6379/0?Etpw=1",
+    "TLS option on a plain url": "redis://127.0.0.1:6379/0?ssl_keyfile=/Sekr/Etpw",
+    "refused value": "rediss://127.0.0.1:6379/0?ssl_cert_reqs=SekrEtpw",
+    "protocol out of range": "redis://127.0.0.1:6379/0?protocol=9",
+    "unknown option, sentinel": "redis+sentinel://127.0.0.1:1/mymaster?Etpw=Sekr",
+    "unknown option, cluster": "redis://127.0.0.1:6379/0?cluster=true&Etpw=Sekr",
 }
 
 

@@ -57,6 +57,27 @@ def test_no_piece_of_a_password_survives_redaction(password: str, user: str, for
             assert problem.__context__ is None or problem.__suppress_context__
 
 
+QUERY_FORMS = [
+    "redis://127.0.0.1:6379/0?{option}={secret}",
+    "rediss://h:6380/0?ssl_ca_certs=/etc/ca.pem&{option}={secret}&db=0",
+    "redis+sentinel://s1,s2/mymaster/0?{option}={secret}#frag",
+]
+
+
+@given(
+    password=PASSWORDS,
+    option=st.sampled_from(["password", "sentinel_password", "ssl_password", "Password"]),
+    form=st.sampled_from(QUERY_FORMS),
+)
+def test_a_password_given_as_a_query_option_is_hidden_too(password: str, option: str, form: str):
+    """redis-py takes ``?password=`` as the password: it is as secret as the userinfo's."""
+    url = form.format(option=option, secret=quote(password, safe=""))
+    assert leaked(password, redact_url(url)) == []
+    assert leaked(password, redact_text(f"error: {url}: redis unavailable")) == []
+    assert leaked(password, repr(OperatorConfig(redis_url=url))) == []
+    assert redact_url(url).startswith(url.partition("?")[0])  # the rest is still shown
+
+
 # A password that begins with digits, then a character that ends a URL's authority.
 EARLY_END = st.tuples(st.text("0123456789", min_size=1, max_size=5), st.sampled_from("/?#"), PASSWORDS).map(
     "".join

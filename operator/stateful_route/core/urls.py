@@ -3,9 +3,10 @@
 ``scheme://[userinfo@]hosts[/path][?query]``: the userinfo is taken as everything between ``://``
 and the *last* ``@``, so a password holding ``@``, ``:``, ``/`` or ``?`` (unencoded, as people
 paste them) is hidden whole; a query value holding ``@`` is hidden with it (safe rather than
-exact). This covers every scheme the project accepts (``redis``,
-``rediss``, ``redis+sentinel``, ``rediss+sentinel``, with or without ``?cluster=true``); a new
-scheme needs nothing here. Text that is not a URL is never echoed.
+exact). A password given as a query option (``?password=…``, ``sentinel_password``,
+``ssl_password``: any option whose name holds "password") is hidden too. This covers every scheme
+the project accepts (``redis``, ``rediss``, ``redis+sentinel``, ``rediss+sentinel``, with or
+without ``?cluster=true``); a new scheme needs nothing here. Text that is not a URL is never echoed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def redact_text(text: str) -> str:
     return _IN_TEXT.sub(lambda m: m.group("scheme") + _hide_userinfo(m.group("rest")), text)
 
 
+# A query option whose name holds "password": its value runs to the next '&', '#' or whitespace.
+_QUERY_PASSWORD = re.compile(r"(?P<name>[?&][^=&#\s]*password[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+
+
 def _hide_userinfo(rest: str) -> str:
     at = rest.rfind("@")
-    return rest if at < 0 else f"{MASK}@{rest[at + 1 :]}"
+    hidden = rest if at < 0 else f"{MASK}@{rest[at + 1 :]}"
+    return _QUERY_PASSWORD.sub(lambda m: m.group("name") + MASK, hidden)

@@ -21,11 +21,12 @@ from typing import Any, TypeAlias, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
-from redis.asyncio.connection import parse_url
+from redis.asyncio.connection import ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from stateful_route.core.errors import InvalidInput
 from stateful_route.store.sentinels import Sentinels
@@ -214,6 +215,7 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
             if cluster:
                 raise InvalidInput("redis_url", "cluster=true does not apply to a Sentinel URL")
             parse_sentinel_url(url)
+            _check_options(url.lower().startswith("rediss+"), urlsplit(url).query)
         elif not plain.startswith(("redis://", "rediss://")):
             raise InvalidInput(
                 "redis_url", "must start with redis://, rediss://, redis+sentinel:// or rediss+sentinel://"
@@ -223,9 +225,15 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
             if not re.fullmatch(r"/?|/\d+", urlsplit(plain).path):
                 # redis-py reads "/0/1" as db 1 and "/x" as db 0: say so instead of guessing.
                 raise InvalidInput("redis_url", "the database after the host must be a number, as in /0")
+            if cluster:  # a cluster client takes options of its own: its constructor (no I/O) checks them
+                RedisCluster.from_url(plain)
+            else:
+                _check_options(plain.startswith("rediss://"), urlsplit(plain).query)
         return then()
     except InvalidInput:
         raise
+    except TypeError:  # a query option no client takes (its name may be a pasted secret: not echoed)
+        raise InvalidInput("redis_url", "has a query option the Redis client does not take") from None
     except ValueError as exc:  # not chained: redis-py's message may quote the URL's parts
         message = str(exc)
         if message.startswith("Invalid value for ") and message.endswith(" in connection URL."):
@@ -233,6 +241,27 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
         if message.startswith("Port "):
             raise InvalidInput("redis_url", _BAD_PORT + _ENCODE) from None
         raise InvalidInput("redis_url", "cannot be parsed" + _ENCODE) from None
+
+
+def _check_options(tls: bool, query: str) -> None:
+    """Build (without connecting) the connection the URL's query options describe, so that an
+    option no connection takes, or a value it refuses, is bad input now rather than a traceback
+    or "Redis unavailable" at the first command. Neither the option's name nor its value is echoed
+    unless redis-py's message quotes none of the query: a password may sit there."""
+    pool = ConnectionPool.from_url(f"{'rediss' if tls else 'redis'}://localhost/0?{query}")
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        name = str(exc).rpartition("argument ")[2].strip("'")
+        if name.startswith("ssl_") and not tls:
+            raise InvalidInput("redis_url", f"{name} needs rediss:// or rediss+sentinel://") from None
+        raise InvalidInput("redis_url", "has a query option the Redis client does not take") from None
+    except RedisError as exc:
+        message = str(exc)
+        values = [value for _, value in parse_qsl(query, keep_blank_values=True) if value]
+        quoted = any(value in message for value in values)
+        shown = "an option has a value it refuses" if quoted else message
+        raise InvalidInput("redis_url", f"has an invalid query option: {shown}") from None
 
 
 def _after_authority(url: str) -> str:
