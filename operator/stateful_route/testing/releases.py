@@ -19,7 +19,7 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from stateful_route.core.errors import NoAvailablePod, PodPending
+from stateful_route.core.errors import NoAvailablePod, PodPending, StoreUnavailable
 from stateful_route.testing.sim import NS, Reachable
 
 __all__ = ["ARCHIVE", "PREVIOUS", "PeerError", "PeerProcess", "package_of", "previous_operator", "unpack"]
@@ -108,8 +108,8 @@ class PeerProcess:
             future.set_exception(PeerError("the peer exited"))
 
     async def do(self, *command: object) -> list[str]:
-        """Run one command (see ``peer``); NoAvailablePod and PodPending are raised as such,
-        any other error as PeerError."""
+        """Run one command (see ``peer``); NoAvailablePod, PodPending and StoreUnavailable are
+        raised as such, any other error as PeerError."""
         assert self.process is not None
         assert self.process.stdin is not None
         key = str(next(self.ids))
@@ -121,6 +121,8 @@ class PeerProcess:
             raise PodPending(self.namespace, self.service, 0.0)
         if status == "!NoAvailablePod":
             raise NoAvailablePod(self.namespace, self.service)
+        if status == "!StoreUnavailable":
+            raise StoreUnavailable(" ".join(answer))
         if status != "ok":
             raise PeerError(f"{command}: {status[1:]} {' '.join(answer)}")
         return list(answer)
