@@ -492,8 +492,15 @@ def main(
     seed: Annotated[int, typer.Option(help="Seeds the fault schedule and the users asked.")] = 20261128,
     users: Annotated[int, typer.Option(help="Users placed before the faults start.")] = USERS,
     operator_stops: Annotated[bool, typer.Option(help="Stop and restart operator replicas too.")] = True,
+    mixed: Annotated[
+        bool, typer.Option(help="Instead: release 0.1.0 beside this one under churn (bench.mixed).")
+    ] = False,
 ) -> None:
     """Run the chaos schedule and print its table; exit 1 on any violation."""
+    if mixed:
+        from bench import mixed as mixed_releases  # only this mode needs the 0.1.0 archive
+
+        raise typer.Exit(mixed_releases.run(duration, seed, users))
     logs.configure("kv", level=logging.ERROR)  # faults make the operator and gateways warn a lot
     report = asyncio.run(chaos(duration, seed, users, operator_stops=operator_stops))
     Console().print(report.table())

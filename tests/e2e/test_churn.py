@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
 
 from stateful_route import ClientDriver, RouteTable
 from stateful_route.store.keys import changes_channel
+from stateful_route.testing.churning import churn
 from stateful_route.testing.judge import Findings, Timeline, ask, counts_agree, observe
-from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
+from stateful_route.testing.sim import NS, ROUTE, operator
 from tests.e2e.test_route_lifecycle import wait_for_table
 from tests.routes import poll_until
 
@@ -24,48 +24,6 @@ CLIENTS = 4
 CHURN_SECONDS = 40
 STALENESS_BOUND = 1.0
 SEED = 20261128
-
-
-async def churn(cluster: Cluster, rng: random.Random, seconds: float) -> Counter[str]:
-    """Random pod trouble, at most two pods at a time, each episode undone after a while."""
-    loop = asyncio.get_running_loop()
-    done: Counter[str] = Counter()
-    busy: set[int] = set()
-
-    async def episode(pod: int, kind: str) -> None:
-        try:
-            if kind == "flap":  # NotReady for less than the grace
-                await cluster.set_ready(pod, False)
-                await asyncio.sleep(rng.uniform(0.2, 0.6))
-                await cluster.set_ready(pod, True)
-            elif kind == "not-ready":  # longer than the grace: evicted
-                await cluster.set_ready(pod, False)
-                await asyncio.sleep(rng.uniform(2.0, 3.5))
-                await cluster.set_ready(pod, True)
-            elif kind == "delete":  # the StatefulSet controller brings it back
-                await cluster.delete_pod(pod)
-                await asyncio.sleep(rng.uniform(1.0, 2.5))
-                await cluster.create_pod(pod)
-            else:  # drain, or shut down, from kubectl
-                await cluster.annotate(pod, "DenyNewCall" if kind == "drain" else "Shutdown")
-                await asyncio.sleep(rng.uniform(1.0, 3.0))
-                await cluster.annotate(pod, None)
-            done[kind] += 1
-        finally:
-            busy.discard(pod)
-
-    episodes = []
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        await asyncio.sleep(rng.uniform(0.3, 1.2))
-        free = [p for p in range(PODS) if p not in busy]
-        if len(busy) < 2 and free:
-            pod = rng.choice(free)
-            busy.add(pod)
-            kind = rng.choice(["flap", "not-ready", "delete", "drain", "shutdown"])
-            episodes.append(asyncio.create_task(episode(pod, kind)))
-    await asyncio.gather(*episodes)
-    return done
 
 
 async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, prefix):
@@ -95,7 +53,7 @@ async def test_churn_keeps_the_promise(cluster, redis, make_redis, redis_url, pr
         ]
         checks = 0
         try:
-            churning = asyncio.create_task(churn(cluster, rng, CHURN_SECONDS))
+            churning = asyncio.create_task(churn(cluster, rng, CHURN_SECONDS, PODS))
             while not churning.done():
                 await asyncio.sleep(5)
                 agree, _ = await counts_agree(redis, table, (NS, ROUTE), PODS)

@@ -17,6 +17,7 @@ from stateful_route import ClientDriver, PodState, RouteTable, ServerDriver
 from stateful_route.controller.reconciler import Reconciler
 from stateful_route.controller.spec import RouteRef, RouteSpec
 from stateful_route.core.constants import LAYOUT
+from stateful_route.core.errors import StoreUnavailable
 from stateful_route.core.state import PodPhase
 from stateful_route.store.eviction import evict
 from stateful_route.store.links import LinkStore
@@ -197,13 +198,27 @@ async def test_the_operator_migrates_a_route_when_it_configures_it(redis, prefix
     migrated then (counts exact), once per process, and the outcome is kept for its event."""
     old = await old_route(redis, prefix, users=300, persistent=60)
     await redis.hset(old.base + "cfg", "owner", "uid-1")
-    reconciler = Reconciler(redis, prefix=prefix)
+    told: list[tuple[str, str, str]] = []  # (route, state, event reason) as each was announced
+    reconciler = Reconciler(
+        redis,
+        prefix=prefix,
+        on_migration=lambda r, report: told.append((r.name, report.state, report.event()[0])),
+    )
     route = RouteRef(NS, SVC, "uid-1", RouteSpec(stateful_set="game", service=SVC))
     caplog.set_level("INFO", logger="stateful_route.operator")
     assert await reconciler.configure(route)
-    migration = reconciler.migrations[route.key]
+    assert told == [(SVC, "Running", "MigrationStarted"), (SVC, "Succeeded", "Migrated")]
+    report = reconciler.migrations[route.key]
+    migration = report.migration
+    assert migration is not None
     assert (migration.done, sum(migration.moved.values())) == (True, 300)
     assert "Migrated" not in migration.message  # the event's reason says it; the message counts
+    assert report.layout == LAYOUT
+    status = report.status()
+    assert status["state"] == "Succeeded"
+    assert "layoutBefore" not in status  # none recorded
+    assert (status["layoutAfter"], status["moved"]) == (LAYOUT, 300)
+    assert status["startedAt"] <= status["finishedAt"]
     assert "event=migration_progress" in caplog.text
     links = await links_by_pod(redis, prefix)
     assert (await RouteTable(redis, prefix=prefix).snapshot(NS, SVC)).links == {
@@ -212,6 +227,52 @@ async def test_the_operator_migrates_a_route_when_it_configures_it(redis, prefix
     reconciler.migrations.clear()
     assert await reconciler.configure(route)
     assert reconciler.migrations == {}
+    assert len(told) == 2  # once per process
+
+
+async def test_a_route_already_of_this_layout_reports_its_layout_and_no_migration(redis, prefix):
+    told: list[str] = []
+    reconciler = Reconciler(redis, prefix=prefix, on_migration=lambda _, report: told.append(report.state))
+    route = RouteRef(NS, SVC, "uid-1", RouteSpec(stateful_set="game", service=SVC))
+    assert await reconciler.configure(route)  # a new route: written with this layout
+    report = reconciler.migrations[route.key]
+    assert (report.layout, report.ran, told) == (LAYOUT, False, [])
+
+
+async def test_a_failed_migration_is_announced_and_reported_then_finished_by_the_retry(redis, prefix):
+    """Redis lost in the middle of a migration: the failure is said as it happens and in the
+    report the status is written from; the handler's retry migrates the route to the end."""
+    old = await old_route(redis, prefix, users=1500, persistent=300)
+    await redis.hset(old.base + "cfg", "owner", "uid-1")
+    told: list[tuple[str, str]] = []
+    reconciler = Reconciler(
+        redis, prefix=prefix, on_migration=lambda _, r: told.append((r.state, r.event()[0]))
+    )
+    route = RouteRef(NS, SVC, "uid-1", RouteSpec(stateful_set="game", service=SVC))
+    migrator = reconciler.store.migrator
+    real, calls = migrator._guard, 0
+
+    async def lost_at_the_fourth_call(call, seconds):
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            call.close()  # never sent
+            raise StoreUnavailable("Redis went away")
+        return await real(call, seconds)
+
+    migrator._guard = lost_at_the_fourth_call
+    with pytest.raises(StoreUnavailable):
+        await reconciler.configure(route)
+    assert told == [("Running", "MigrationStarted"), ("Failed", "MigrationFailed")]
+    status = reconciler.migrations.pop(route.key).status()
+    assert status["state"] == "Failed"
+    assert "Redis went away" in status["message"]
+    assert "finishedAt" in status
+    assert "moved" not in status  # what it did before failing is unknown here: the retry says it
+    migrator._guard = real
+    assert await reconciler.configure(route)
+    assert told[2:] == [("Running", "MigrationStarted"), ("Succeeded", "Migrated")]
+    assert reconciler.migrations[route.key].status()["layoutAfter"] == LAYOUT
 
 
 async def test_migration_online_beside_old_and_new_gateways_and_pods(redis, prefix):

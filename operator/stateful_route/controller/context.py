@@ -15,6 +15,7 @@ from stateful_route.controller import census, route_check
 from stateful_route.controller.census import Census
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.metrics import OperatorMetrics
+from stateful_route.controller.migrations import MigrationReport
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.rollouts import StatefulSetRecord
@@ -85,6 +86,8 @@ class OperatorContext:
     namespaces: tuple[str, ...] = ()  # those watched; none: every namespace
     redis: AnyRedis | None = None
     reconciler: Reconciler | None = None
+    # told of each route migration's start, end and failure (the handlers post them as events)
+    on_migration: Callable[[RouteRef, MigrationReport], None] | None = None
     closed: bool = False
     _swept: dict[str, float] = field(default_factory=dict, init=False)  # namespace -> last sweep
     # Handlers inside ``counted`` (their Redis work), and whether there are none.
@@ -111,6 +114,7 @@ class OperatorContext:
                 prefix=self.config.prefix,
                 timeout=self.config.redis_timeout,
                 on_leave=self.metrics.forget_route,  # no series of a service no longer maintained
+                on_migration=self.on_migration,
             )
         return self.reconciler
 

@@ -18,6 +18,7 @@ import kopf
 from stateful_route.controller import login, pods, rollouts, status
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.context import OperatorContext
+from stateful_route.controller.migrations import MigrationReport
 from stateful_route.controller.reconciler import Reconciler, Result
 from stateful_route.controller.spec import RouteRef, RouteSpec
 from stateful_route.core.constants import GROUP, PLURAL, STS_POD_NAME_LABEL, VERSION
@@ -122,12 +123,22 @@ async def _reconcile(
     return result
 
 
-def _report_migration(reconciler: Reconciler, route: RouteRef) -> None:
-    """An event on the route for a migration its configuration ran (see Reconciler._migrate)."""
-    migration = reconciler.migrations.pop(route.key, None)
-    if migration is not None:
-        reason = "Migrated" if migration.done else "MigrationUnfinished"
-        kopf.info(kopf.Body(route.body), reason=reason, message=migration.message)
+def announce_migration(route: RouteRef, report: MigrationReport) -> None:
+    """A Kubernetes event on the route as its migration starts, ends or fails (Reconciler._migrate)."""
+    reason, message = report.event()
+    post = kopf.warn if report.state == "Failed" else kopf.info
+    post(kopf.Body(route.body), reason=reason, message=message)
+
+
+def _report_migration(reconciler: Reconciler, route: RouteRef, patch: kopf.Patch) -> None:
+    """The route's layout, and its migration if there was one, into its status."""
+    report = reconciler.migrations.pop(route.key, None)
+    if report is None:
+        return
+    if report.layout is not None:
+        patch.status["layout"] = report.layout
+    if report.ran:
+        patch.status["migration"] = report.status()
 
 
 async def _reconcile_routes_of(
@@ -285,8 +296,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             memo.ctx.warnings.forget(uid)
             # A changed service or StatefulSet: the old table (and links) go, the new one is built.
             reconciler = await memo.ctx.open()
-            configured = await reconciler.configure(route, _previous(namespace, name, uid, old))
-        _report_migration(reconciler, route)
+            try:
+                configured = await reconciler.configure(route, _previous(namespace, name, uid, old))
+            finally:  # a failed migration is said in the status too
+                _report_migration(reconciler, route, patch)
         if configured:
             records = _records(route_pods, route, memo.ctx)
             await _reconcile(memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_changed")
@@ -345,9 +358,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 memo.ctx.warnings.forget(uid)
                 reconciler = await memo.ctx.open()
                 # Not configured yet: the older route of its service went, or route_changed failed.
-                if reconciler.current(uid) is None and not await reconciler.configure(route):
-                    return
-                _report_migration(reconciler, route)
+                try:
+                    if reconciler.current(uid) is None and not await reconciler.configure(route):
+                        return
+                finally:  # a failed migration is said in the status too
+                    _report_migration(reconciler, route, patch)
             if memo.ctx.census.due(route):
                 await memo.ctx.census.take(route, _indexed(route_pods, route))
             records = _records(route_pods, route, memo.ctx)

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from cachetools import LRUCache
 
 from stateful_route.controller import planning
+from stateful_route.controller.migrations import MigrationReport
 from stateful_route.controller.pods import PodRecord
 from stateful_route.controller.rollouts import StatefulSetRecord
 from stateful_route.controller.spec import Listed, OnTermination, Rebind, RouteName, RouteRef, RouteSpec
-from stateful_route.core.errors import NotOwner
+from stateful_route.core.errors import NotOwner, StatefulRouteError
 from stateful_route.core.state import PodPhase, PodState, RouteSnapshot, RoutingState
 from stateful_route.store.connection import AnyRedis
 from stateful_route.store.eviction import Eviction, evict
@@ -71,14 +72,18 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,  # grace starts are kept in Redis, so Unix time
         on_leave: Callable[[str, str], None] | None = None,
+        on_migration: Callable[[RouteRef, MigrationReport], None] | None = None,
     ) -> None:
         """``on_leave(namespace, service)`` is told of every service whose table this operator
-        removed (a route deleted, or moved to another service or StatefulSet)."""
+        removed (a route deleted, or moved to another service or StatefulSet);
+        ``on_migration(route, report)`` of each migration that has work to do, when it starts,
+        ends and fails."""
         self.table = RouteTable(redis, prefix=prefix, timeout=timeout)
         self.store = LinkStore(redis, self.table.keyring, timeout=timeout)
         self._clock = clock
         self._wall_clock = wall_clock
         self._on_leave = on_leave
+        self._on_migration = on_migration
         self._phases: dict[RouteName, dict[int, PodPhase]] = {}
         self._deferred: dict[RouteName, tuple[float, list[str]]] = {}  # since, evicted users to place
         self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
@@ -91,7 +96,8 @@ class Reconciler:
         self._removed: LRUCache[str, bool] = LRUCache(100_000)  # uids of deleted routes
         self.last_eviction: dict[RouteName, Eviction] = {}
         self._migrated: set[tuple[str, str]] = set()  # services migrated by this process
-        self.migrations: dict[RouteName, Migration] = {}  # done, not yet reported (handlers post them)
+        # each route's first migration in this process, not yet in its status (handlers write it)
+        self.migrations: dict[RouteName, MigrationReport] = {}
 
     def current(self, uid: str) -> RouteRef | None:
         """The route as last configured here, or None (not yet, refused, or deleted)."""
@@ -123,10 +129,16 @@ class Reconciler:
     async def _migrate(self, route: RouteRef) -> None:
         """Bring the route's Redis data to this release's layout, once per process (an operator
         that starts migrates every route it owns before reconciling it); a route already of this
-        layout costs two reads. Progress goes to the log, the outcome to ``migrations``."""
+        layout costs two reads. Progress goes to the log; the start, end or failure of one with
+        work to do to ``on_migration``, and the report to ``migrations`` (for the status)."""
         service = (route.namespace, route.spec.service)
         if service in self._migrated:
             return
+        report = MigrationReport(self._wall_clock())
+
+        def started(_: Migration) -> None:
+            log.info("event=migration_started namespace=%s route=%s", route.namespace, route.name)
+            self._announce(route, report)
 
         def progress(so_far: Migration, pod: int) -> None:
             log.info(
@@ -134,11 +146,26 @@ class Reconciler:
                 route.namespace, route.name, pod, sum(so_far.moved.values()), so_far.stale, so_far.checked,
             )  # fmt: skip
 
-        done = await self.store.migrator.migrate(*service, progress=progress)
+        try:
+            done = await self.store.migrator.migrate(*service, progress=progress, started=started)
+        except StatefulRouteError as exc:
+            report.fail(str(exc), self._wall_clock())
+            log.warning(
+                "event=migration_failed namespace=%s route=%s error=%r", route.namespace, route.name, str(exc)
+            )
+            self._announce(route, report)
+            self.migrations[route.key] = report
+            raise
+        report.finish(done, self._wall_clock())
         self._migrated.add(service)
-        if done.before != done.after or done.moved or done.stale:
+        self.migrations[route.key] = report
+        if report.ran:
             log.info("event=migrated namespace=%s route=%s %s", route.namespace, route.name, done.message)
-            self.migrations[route.key] = done
+            self._announce(route, report)
+
+    def _announce(self, route: RouteRef, report: MigrationReport) -> None:
+        if self._on_migration is not None:
+            self._on_migration(route, report)
 
     async def reconcile(
         self,

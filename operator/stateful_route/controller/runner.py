@@ -12,7 +12,7 @@ import kopf
 from stateful_route.controller import metrics as operator_metrics
 from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
-from stateful_route.controller.handlers import register
+from stateful_route.controller.handlers import announce_migration, register
 from stateful_route.core.urls import redact_url
 from stateful_route.core.version import VERSION
 
@@ -47,7 +47,9 @@ async def run(
     if metrics is None:
         # Per-route series fade out after five missed ticks: a paused HA replica's go silent.
         metrics = operator_metrics.OperatorMetrics(stale_after=5 * config.reconcile_interval)
-    ctx = OperatorContext(config, metrics=metrics, namespaces=tuple(namespaces))
+    ctx = OperatorContext(
+        config, metrics=metrics, namespaces=tuple(namespaces), on_migration=announce_migration
+    )
     if peering is not None and priority is None:
         priority = 1 + secrets.randbelow(1_000_000)
     with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:

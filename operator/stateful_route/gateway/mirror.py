@@ -55,6 +55,9 @@ async def _stopped(tasks: set[asyncio.Task[None]]) -> None:
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=0.1)
+    for task in tasks:  # a cancellation may have ended in an error: read, so none goes unretrieved
+        if not task.cancelled():
+            task.exception()
 
 
 def exists(snapshot: RouteSnapshot) -> bool:

@@ -174,16 +174,20 @@ class Migrator:
         service: str,
         *,
         progress: Callable[[Migration, int], None] | None = None,
+        started: Callable[[Migration], None] | None = None,
     ) -> Migration:
         """Bring the route to this layout (see the module). A route marked with this layout and
-        holding no layout-1 set costs two round trips and changes nothing. ``progress(so_far,
-        pod)`` is called after each pod. LayoutTooNew when a newer release wrote the route."""
+        holding no layout-1 set costs two round trips and changes nothing. ``started(so_far)`` is
+        called once there is work to do, before any, and ``progress(so_far, pod)`` after each
+        pod. LayoutTooNew when a newer release wrote the route."""
         route_keys = self.keyring.route(namespace, service)
         result = Migration(namespace, service, await self.layout(route_keys))
         legacy = await self.legacy_pods(route_keys)
         if result.before == LAYOUT and not legacy:
             result.after = LAYOUT
             return result
+        if started is not None:
+            started(result)
         for pod in legacy:
             await self.absorb(route_keys, pod, result)
             if progress is not None:

@@ -18,38 +18,59 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from redis import exceptions as redis_errors
 
-from stateful_route import ClientDriver, NoAvailablePod, PodPending, RouteTable, StatefulRouteError
+from stateful_route import NoAvailablePod, PodPending, RouteTable, StatefulRouteError
 from stateful_route.store.changes import parse
 from stateful_route.store.connection import AnyRedis
 
-__all__ = ["COUNT_LINKS", "Findings", "Timeline", "Verdict", "ask", "counts_agree", "observe"]
+__all__ = ["COUNT_LINKS", "Findings", "Gateway", "Timeline", "Verdict", "ask", "counts_agree", "observe"]
 
 # Counts links per pod from the link keys themselves and from every shard of the per-pod sets
-# (found by name, not through the store's own index), atomically.
+# (found by name, not through the store's own index), atomically. A temporary link's key expires
+# by Redis's clock frozen at its script's start, its shard entry by the script's TIME, up to a
+# millisecond later, and this script reads TIME after Redis froze its own: so a link expiring
+# within EDGE ms of now is counted on both sides as its key says (never judged by the ms).
 COUNT_LINKS = """
-local counted = {}
+local t = redis.call('TIME')
+local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local EDGE = 50
+local counted, edge = {}, {}
 for _, key in ipairs(redis.call('KEYS', ARGV[1] .. '*')) do
   local pod = string.match(redis.call('GET', key) or '', '^(%d+)')
-  if pod then counted[pod] = (counted[pod] or 0) + 1 end
+  if pod then
+    counted[pod] = (counted[pod] or 0) + 1
+    local expires = redis.call('PEXPIRETIME', key)
+    if expires >= 0 and expires < ms + EDGE then edge[pod] = (edge[pod] or 0) + 1 end
+  end
 end
-local now = redis.call('TIME')
-local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local out = {}
 for i = 0, tonumber(ARGV[3]) do
   local p = tostring(i)
-  local indexed = 0
+  local indexed = edge[p] or 0
   for _, shard in ipairs(redis.call('KEYS', ARGV[2] .. p .. ':*')) do
-    indexed = indexed + redis.call('ZCOUNT', shard, ms, '+inf')
+    indexed = indexed + redis.call('ZCOUNT', shard, ms + EDGE + 5, '+inf')
+    for _, uid in ipairs(redis.call('ZRANGEBYSCORE', shard, ms, '(' .. (ms + EDGE + 5))) do
+      -- near its expiry: counted here only if its link names this pod and is not at the edge
+      local key = ARGV[1] .. uid
+      local pod = string.match(redis.call('GET', key) or '', '^(%d+)')
+      local expires = redis.call('PEXPIRETIME', key)
+      if pod == p and (expires < 0 or expires >= ms + EDGE) then indexed = indexed + 1 end
+    end
   end
   out[#out + 1] = counted[p] or 0
   out[#out + 1] = indexed
 end
 return out
 """
+
+
+class Gateway(Protocol):
+    """What ``ask`` asks: a ClientDriver, or a gateway of another release in a subprocess."""
+
+    async def compute_linked_pod(self, ns: str, uid: str, service: str) -> int: ...
 
 
 @dataclass
@@ -258,7 +279,7 @@ async def observe(
 
 
 async def ask(
-    client: ClientDriver,
+    client: Gateway,
     findings: Findings,
     rng: random.Random,
     stop: asyncio.Event,
