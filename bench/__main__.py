@@ -45,6 +45,8 @@ async def measure(bench: Bench) -> None:
         await _figure_10(bench)
     if bench.wants("11"):
         await _figure_11(bench)
+    if bench.wants("15"):
+        await _figure_15(bench)
     if bench.wants("16"):
         await _figure_16(bench)
     if bench.wants("7"):
@@ -236,6 +238,25 @@ async def _figure_11(bench: Bench) -> None:
     )
 
 
+async def _figure_15(bench: Bench) -> None:
+    routes = 10_000
+    console.log(f"figure 15: an idle gateway's full mirror pass over {routes:,} routes")
+    done = await mirror.full_pass(bench, routes, seconds=5 if bench.quick else 10)
+    passes = sorted(done.passes) or [float("inf")]
+    p50, worst = passes[len(passes) // 2], passes[-1]
+    bench.rows.append(
+        Row(
+            f"15. an idle gateway's full mirror pass over {routes:,} routes of 4 pods (seconds: p50 / "
+            f"max of {len(done.passes)} passes; oldest view seen)",
+            f"{p50:.2f} / {worst:.2f} s; oldest view {done.oldest:.2f} s (max_age {done.max_age:g} s); "
+            f"CPU per pass: gateway {done.cpu:.2f} s, Redis {done.redis_cpu:.2f} s "
+            f"({done.redis_us:.1f} µs per snapshot)",
+            target=f"≤ {mirror.GOAL_PASS:g} s; no view older than max_age",
+            met=worst <= mirror.GOAL_PASS and done.oldest <= done.max_age,
+        )
+    )
+
+
 async def _figure_16(bench: Bench) -> None:
     users = 4_000 if bench.quick else 12_000
     console.log(f"figure 16: a route sharded over 3 Redis Cluster masters, 3 rounds of {users:,} users")
@@ -298,7 +319,7 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-11, 16; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-11, 15, 16; 1 and 2 go together); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""
