@@ -231,7 +231,8 @@ async def _figure_11(bench: Bench) -> None:
             f"{flood.writes:,} writes at {flood.rate:,.0f}/s; routability {change[0] * 1000:.0f} / "
             f"{change[1] * 1000:.0f} / {change[2] * 1000:.0f} ms; whole view {view[0] * 1000:.0f} / "
             f"{view[1] * 1000:.0f} / {view[2] * 1000:.0f} ms; {flood.reads_per_message:.2f} reads per "
-            f"message; every view latest {flood.caught_up * 1000:.0f} ms after the last write",
+            f"message; every view latest {flood.caught_up * 1000:.0f} ms after the last write; gateway "
+            f"CPU {flood.cpu_us:.0f} µs per message",
             target=f"latest state ≤ {mirror.GOAL_LAG * 1000:.0f} ms after publication",
             met=view[2] <= mirror.GOAL_LAG,
         )

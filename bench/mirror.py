@@ -94,6 +94,7 @@ class Flood:
     view: tuple[float, float, float]
     reads_per_message: float
     caught_up: float  # seconds after the last write until every view showed the last version
+    cpu_us: float  # the gateway process's CPU per message (µs), whatever the machine's load
 
 
 async def _caught_up(client: ClientDriver, latest: dict[str, int]) -> None:
@@ -166,7 +167,7 @@ async def flood(bench: Bench, rate: float, routes: int, seconds: float) -> Flood
             ]
             for process in writers:
                 process.start()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             counts = [await asyncio.to_thread(queue.get) for _ in writers]
             for process in writers:
                 await asyncio.to_thread(process.join)
@@ -178,8 +179,15 @@ async def flood(bench: Bench, rate: float, routes: int, seconds: float) -> Flood
             caught_up = time.perf_counter() - ended
             writes = sum(counts)
             read = client._mirror.reads - reads
+            cpu = time.process_time() - cpu
     return Flood(
-        writes, writes / elapsed, _spread(lags.change), _spread(lags.view), read / max(1, writes), caught_up
+        writes,
+        writes / elapsed,
+        _spread(lags.change),
+        _spread(lags.view),
+        read / max(1, writes),
+        caught_up,
+        cpu / max(1, writes) * 1e6,
     )
 
 

@@ -49,6 +49,8 @@ _ATTEMPTS = 3
 # Routes re-read per round trip (one pipeline of snapshots), and round trips in flight at once.
 _READS_PER_TRIP = 256
 _TRIPS = 2
+# Messages already received taken at once before the listener yields to other tasks.
+_BUFFERED = 1000
 
 
 async def _stopped(tasks: set[asyncio.Task[None]]) -> None:
@@ -278,10 +280,35 @@ class RouteMirror:
             )
             if message is not None:
                 self._apply(message)
+                await self._apply_buffered()
             if self._take_reconnected():  # messages may have been lost meanwhile
                 self._on_gap()
                 self._resync = True
                 self._wake.set()
+
+    async def _apply_buffered(self) -> None:
+        """Apply, in order, the messages already received whole: taken from the connection's
+        hiredis reader at once, rather than one ``get_message`` each (whose read path, with its
+        timeouts and retries, cost more than the message in a flood). Replies other than messages
+        go through redis-py's own handling (subscriptions, pongs). Without hiredis, nothing here:
+        each message then comes through ``get_message``."""
+        assert self._pubsub is not None
+        reader = getattr(getattr(self._pubsub.connection, "_parser", None), "_reader", None)
+        if reader is None:
+            return
+        handle: Any = self._pubsub.handle_message  # untyped in redis-py
+        for _ in range(_BUFFERED):
+            reply = reader.gets()
+            if reply is False or type(reply) is object:
+                return  # no whole reply left: hiredis's False, or the bare sentinel redis-py gives it
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(reply, list) and len(reply) == 3 and text(reply[0]) == "message":
+                self._apply({"channel": reply[1], "data": reply[2]})
+                continue
+            message = await handle(reply, ignore_subscribe_messages=True)
+            if message is not None and message.get("type") == "message":
+                self._apply(message)
 
     async def _reread(self) -> None:
         """Re-read the routes messages changed, as soon as any did, all in one round trip (so
