@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures, longest, mirror, placement, rollout
+from bench import figures, longest, mirror, placement, rollout, sharded
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -45,6 +45,10 @@ async def measure(bench: Bench) -> None:
         await _figure_10(bench)
     if bench.wants("11"):
         await _figure_11(bench)
+    if bench.wants("15"):
+        await _figure_15(bench)
+    if bench.wants("16"):
+        await _figure_16(bench)
     if bench.wants("7"):
         console.log("figure 7: a rolling update of 6 pods")
         for variant in rollout.VARIANTS:
@@ -227,11 +231,58 @@ async def _figure_11(bench: Bench) -> None:
             f"{flood.writes:,} writes at {flood.rate:,.0f}/s; routability {change[0] * 1000:.0f} / "
             f"{change[1] * 1000:.0f} / {change[2] * 1000:.0f} ms; whole view {view[0] * 1000:.0f} / "
             f"{view[1] * 1000:.0f} / {view[2] * 1000:.0f} ms; {flood.reads_per_message:.2f} reads per "
-            f"message; every view latest {flood.caught_up * 1000:.0f} ms after the last write",
+            f"message; every view latest {flood.caught_up * 1000:.0f} ms after the last write; gateway "
+            f"CPU {flood.cpu_us:.0f} µs per message",
             target=f"latest state ≤ {mirror.GOAL_LAG * 1000:.0f} ms after publication",
             met=view[2] <= mirror.GOAL_LAG,
         )
     )
+
+
+async def _figure_15(bench: Bench) -> None:
+    routes = 10_000
+    console.log(f"figure 15: an idle gateway's full mirror pass over {routes:,} routes")
+    done = await mirror.full_pass(bench, routes, seconds=5 if bench.quick else 10)
+    passes = sorted(done.passes) or [float("inf")]
+    p50, worst = passes[len(passes) // 2], passes[-1]
+    bench.rows.append(
+        Row(
+            f"15. an idle gateway's full mirror pass over {routes:,} routes of 4 pods (seconds: p50 / "
+            f"max of {len(done.passes)} passes; oldest view seen)",
+            f"{p50:.2f} / {worst:.2f} s; oldest view {done.oldest:.2f} s (max_age {done.max_age:g} s); "
+            f"CPU per pass: gateway {done.cpu:.2f} s, Redis {done.redis_cpu:.2f} s "
+            f"({done.redis_us:.1f} µs per snapshot)",
+            target=f"≤ {mirror.GOAL_PASS:g} s; no view older than max_age",
+            met=worst <= mirror.GOAL_PASS and done.oldest <= done.max_age,
+        )
+    )
+
+
+async def _figure_16(bench: Bench) -> None:
+    users = 4_000 if bench.quick else 12_000
+    console.log(f"figure 16: a route sharded over 3 Redis Cluster masters, 3 rounds of {users:,} users")
+    one, three = await sharded.measure(users)
+    share = max(three.users) / (sum(three.users) / len(three.users))
+    for i, (alone, spread) in enumerate(zip(one.phases, three.phases, strict=True)):
+        scale = spread.capacity / alone.capacity
+        balance = f"; balance {three.balance:.3f} (K = 1: {one.balance:.3f})" if i == 0 else ""
+        masters = ", ".join(f"{u / spread.ops:.1f}" for u in sorted(spread.usec, reverse=True))
+        bench.rows.append(
+            Row(
+                f"16. one route over 3 Cluster masters (K = 3 sub-routes by uid hash) against one "
+                f"master: {alone.name}, 3 × {users:,} users (capacity: ops/s of the busiest master's "
+                "CPU)",
+                f"{spread.capacity:,.0f}/s (CPU µs per op on each master {masters}; scripts alone "
+                f"{spread.script_capacity:,.0f}/s; one client {spread.ops / spread.seconds:,.0f}/s){balance}",
+                limit=f"one master {alone.capacity:,.0f}/s ({alone.usec_per_op:.1f} CPU µs per op; scripts "
+                f"alone {alone.script_capacity:,.0f}/s; one client {alone.ops / alone.seconds:,.0f}/s); "
+                f"ideal {len(three.users) / share:.2f}× (busiest sub-route {share:.3f}× the mean)",
+                ratio=f"{ratio(spread.capacity, alone.capacity)} CPU; "
+                f"{ratio(spread.script_capacity, alone.script_capacity)} scripts",
+                target=f"≥ {sharded.GOAL_SCALE}× one master; balance ≤ {sharded.GOAL_BALANCE}",
+                met=scale >= sharded.GOAL_SCALE and three.balance <= sharded.GOAL_BALANCE,
+            )
+        )
 
 
 POD_COUNTS = (8, 32, 128, 512)
@@ -269,7 +320,7 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-11; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-11, 15, 16; 1 and 2 go together); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""

@@ -1,4 +1,4 @@
-"""Figures 10 and 11: what a gateway's route mirror costs Redis, and how far behind it runs.
+"""Figures 10, 11 and 15: what a gateway's route mirror costs Redis, and how far behind it runs.
 
 10. An idle gateway after lookups of many names that have no route (and one that has): the
     views it keeps and the commands per second it sends while idle (INFO commandstats).
@@ -6,7 +6,10 @@
     second in all, over ``routes`` routes): how long after its publication a gateway applied
     each change's routability, and re-read the whole view covering it (the client metrics'
     ``change_lag`` / ``view_lag`` hooks), and how many snapshots it read per message.
-Run against a Redis nobody else uses: figure 10 reads its command counts.
+15. An idle gateway following 10,000 routes: how long each full pass of its mirror takes (the
+    client metrics' ``mirror_pass`` hook), the oldest view it holds meanwhile (the staleness
+    promise: none older than ``max_age``), and the CPU a pass costs the gateway and Redis.
+Run against a Redis nobody else uses: figures 10 and 15 read its command counts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable
 
 # The goal of figure 11: the latest state of each route applied within this of its publication.
 GOAL_LAG = 0.1
+# The goal of figure 15: a full pass over every followed route within max_age - refresh_interval.
+GOAL_PASS = 0.5
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class Flood:
     view: tuple[float, float, float]
     reads_per_message: float
     caught_up: float  # seconds after the last write until every view showed the last version
+    cpu_us: float  # the gateway process's CPU per message (µs), whatever the machine's load
 
 
 async def _caught_up(client: ClientDriver, latest: dict[str, int]) -> None:
@@ -161,7 +167,7 @@ async def flood(bench: Bench, rate: float, routes: int, seconds: float) -> Flood
             ]
             for process in writers:
                 process.start()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             counts = [await asyncio.to_thread(queue.get) for _ in writers]
             for process in writers:
                 await asyncio.to_thread(process.join)
@@ -173,6 +179,80 @@ async def flood(bench: Bench, rate: float, routes: int, seconds: float) -> Flood
             caught_up = time.perf_counter() - ended
             writes = sum(counts)
             read = client._mirror.reads - reads
+            cpu = time.process_time() - cpu
     return Flood(
-        writes, writes / elapsed, _spread(lags.change), _spread(lags.view), read / max(1, writes), caught_up
+        writes,
+        writes / elapsed,
+        _spread(lags.change),
+        _spread(lags.view),
+        read / max(1, writes),
+        caught_up,
+        cpu / max(1, writes) * 1e6,
     )
+
+
+@dataclass(frozen=True)
+class Pass:
+    """Figure 15: a gateway following ``routes`` routes, idle: its full passes over them (seconds,
+    p50 and max) and the oldest view seen while they ran (its age against ``max_age``)."""
+
+    routes: int
+    passes: tuple[float, ...]
+    oldest: float
+    max_age: float
+    cpu: float  # this process's CPU seconds per pass (what a pass costs, whatever the machine's load)
+    redis_us: float  # Redis time per route read (INFO commandstats: EVALSHA)
+    redis_cpu: float  # Redis's CPU seconds per pass (INFO cpu)
+
+
+async def full_pass(bench: Bench, routes: int, pods: int = 4, seconds: float = 10.0) -> Pass:
+    """Figure 15: ``routes`` routes of ``pods`` pods followed by one idle gateway for ``seconds``:
+    how long each full pass of its mirror takes, and the oldest view it holds at any moment
+    (sampled every 100 ms; the staleness promise is that none is older than ``max_age``)."""
+    services = [f"{SVC}-{i}" for i in range(routes)]
+    async with bench.route() as (redis, prefix):
+        table = RouteTable(redis, prefix=prefix, timeout=30)
+        for start in range(0, routes, 500):
+            await asyncio.gather(
+                *(
+                    table.put_pods(NS, s, [PodState(i) for i in range(pods)])
+                    for s in services[start : start + 500]
+                )
+            )
+        passes = _Passes()
+        async with ClientDriver(
+            bench.redis(8), namespace=NS, prefix=prefix, metrics=passes, max_routes=routes, timeout=10
+        ) as client:
+            for start in range(0, routes, 50):
+                await asyncio.gather(*(client.route_view(NS, s) for s in services[start : start + 50]))
+            max_age = client._mirror._max_age
+            passes.seconds.clear()
+            await redis.config_resetstat()
+            cpu, redis_cpu = time.process_time(), await _redis_cpu(redis)
+            oldest = 0.0
+            ends = time.monotonic() + seconds
+            while time.monotonic() < ends:
+                await asyncio.sleep(0.1)
+                now = time.monotonic()
+                views = client._views[NS].values()
+                oldest = max(oldest, max(now - (view.valid_until - max_age) for view in views))
+            cpu, redis_cpu = time.process_time() - cpu, await _redis_cpu(redis) - redis_cpu
+            evalsha = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
+            redis_us = float(evalsha.get("usec_per_call", 0.0))
+    done = max(1, len(passes.seconds))
+    return Pass(routes, tuple(passes.seconds), oldest, max_age, cpu / done, redis_us, redis_cpu / done)
+
+
+async def _redis_cpu(redis: Redis) -> float:
+    cpu = await redis.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+@dataclass
+class _Passes(_Lags):
+    """The client metrics hooks, keeping the mirror's full passes."""
+
+    seconds: list[float] = field(default_factory=list)
+
+    def mirror_pass(self, seconds: float) -> None:
+        self.seconds.append(seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stateful_route import ClientDriver, PodState, ServerDriver
+from stateful_route import ClientDriver, PodState, RoutingState, ServerDriver
 from tests.routes import NS, SVC, make_route, poll_until
 
 
@@ -60,3 +60,44 @@ async def test_the_mirror_survives_an_unexpected_exception_and_follows_the_chann
         await poll_until(
             lambda: asyncio.sleep(0, client.get_linked_in_cache(NS, "user-1", SVC) is None), within=0.5
         )
+
+
+async def test_messages_received_together_are_each_applied_in_order(redis, make_redis, prefix):
+    """The listener takes every message already received in one go (not one read each): a pod
+    that left the routable set and came back within a burst still costs its cached links, every
+    message is applied, and the burst ends on its last one. (Four writes in a row: their messages
+    usually reach the gateway in one chunk.)"""
+    table = await make_route(redis, prefix, pods=3)
+    lags = Lags()
+    async with ClientDriver(make_redis(), namespace=NS, prefix=prefix, metrics=lags) as client:
+        await asyncio.wait_for(client.subscribed.wait(), 2)
+        placed = {uid: await client.compute_linked_pod(NS, uid, SVC) for uid in (f"u{i}" for i in range(9))}
+        on_1 = [uid for uid, pod in placed.items() if pod == 1]
+        assert on_1
+        version = (await client.route_view(NS, SVC)).version
+        for routing in (RoutingState.SHUTDOWN, RoutingState.READY, RoutingState.SHUTDOWN, RoutingState.READY):
+            await table.update_pod(NS, SVC, PodState(1, routing=routing))
+
+        await poll_until(lambda: asyncio.sleep(0, client._views[NS][SVC].version == version + 4), within=2)
+        assert client._views[NS][SVC].routable == frozenset({0, 1, 2})
+        assert len(lags.change) == 4
+        for uid in on_1:
+            assert client.get_linked_in_cache(NS, uid, SVC) is None
+
+
+class Lags:
+    """Client metrics keeping the change channel's lags."""
+
+    def __init__(self) -> None:
+        self.change: list[float] = []
+
+    def cache_hit(self) -> None: ...
+
+    def cache_miss(self) -> None: ...
+
+    def redis_call(self, seconds: float) -> None: ...
+
+    def change_lag(self, seconds: float) -> None:
+        self.change.append(seconds)
+
+    def view_lag(self, seconds: float) -> None: ...

@@ -76,7 +76,7 @@ class ClientDriver:
         if interval >= max_age:
             raise InvalidInput("refresh_interval", f"must be shorter than max_age ({max_age})")
 
-        self._table = RouteTable(redis, prefix=prefix, timeout=timeout)
+        self._table = RouteTable(redis, prefix=prefix, timeout=timeout, routes=max_routes)
         self._keyring = self._table.keyring
         self._store = LinkStore(
             redis, self._keyring, timeout=timeout, observe=None if metrics is None else metrics.redis_call

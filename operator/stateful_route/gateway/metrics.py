@@ -3,7 +3,8 @@
 ``ClientDriver(metrics=None)`` (the default) costs nothing: no hook is called and the lookup
 path is the plain one. Pass any object with these three methods to count what you like; if it
 also has ``change_lag(seconds)`` and ``view_lag(seconds)`` (see ``ChangeLag``), the route
-mirror reports how far behind the change channel it is.
+mirror reports how far behind the change channel it is, and with ``mirror_pass(seconds)`` how
+long each re-read of every followed route takes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class ChangeLag(Protocol):
     def view_lag(self, seconds: float) -> None:
         """A route's whole view (pods, availability, counts) was re-read ``seconds`` after the
         earliest change it covers was published (later changes coalesced into the same read)."""
+
+    def mirror_pass(self, seconds: float) -> None:
+        """A re-read of every followed route took ``seconds``: while it stays under ``max_age``
+        minus ``refresh_interval``, no view ages past ``max_age`` (lookups never wait for a read)."""
 
 
 _LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -9,7 +9,10 @@ Bounded work: only routes whose table exists are followed (a name without one ge
 only while someone asks about them (``following.Followed``). A message applies its routability
 at once and marks its route for a re-read; one task re-reads every marked route in one round
 trip, so a flood of messages about a route costs one read, not one per message, and the channel
-is never left waiting behind reads.
+is never left waiting behind reads. A pass over every followed route keeps two round trips in
+flight (Redis runs one while this process encodes or decodes the other), and a snapshot equal to
+the route's last one is not decoded again (``RouteTable``), so an idle pass costs little more
+than the reads.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +46,11 @@ log = logging.getLogger("stateful_route.gateway.mirror")
 
 # Reads of one view before giving up: each is rejected only if a newer change arrived meanwhile.
 _ATTEMPTS = 3
-# Routes re-read per round trip (one pipeline of snapshots).
+# Routes re-read per round trip (one pipeline of snapshots), and round trips in flight at once.
 _READS_PER_TRIP = 256
+_TRIPS = 2
+# Messages already received taken at once before the listener yields to other tasks.
+_BUFFERED = 1000
 
 
 async def _stopped(tasks: set[asyncio.Task[None]]) -> None:
@@ -116,6 +122,7 @@ class RouteMirror:
         self._on_gap = on_gap
         self._change_lag = getattr(metrics, "change_lag", None)
         self._view_lag = getattr(metrics, "view_lag", None)
+        self._pass = getattr(metrics, "mirror_pass", None)
         self.followed = Followed(max_routes, keep, clock)
         # Routes a message changed since their last read: when the earliest such message was
         # published (Redis clock, seconds; None: unknown).
@@ -276,10 +283,35 @@ class RouteMirror:
             )
             if message is not None:
                 self._apply(message)
+                await self._apply_buffered()
             if self._take_reconnected():  # messages may have been lost meanwhile
                 self._on_gap()
                 self._resync = True
                 self._wake.set()
+
+    async def _apply_buffered(self) -> None:
+        """Apply, in order, the messages already received whole: taken from the connection's
+        hiredis reader at once, rather than one ``get_message`` each (whose read path, with its
+        timeouts and retries, cost more than the message in a flood). Replies other than messages
+        go through redis-py's own handling (subscriptions, pongs). Without hiredis, nothing here:
+        each message then comes through ``get_message``."""
+        assert self._pubsub is not None
+        reader = getattr(getattr(self._pubsub.connection, "_parser", None), "_reader", None)
+        if reader is None:
+            return
+        handle: Any = self._pubsub.handle_message  # untyped in redis-py
+        for _ in range(_BUFFERED):
+            reply = reader.gets()
+            if reply is False or type(reply) is object:
+                return  # no whole reply left: hiredis's False, or the bare sentinel redis-py gives it
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(reply, list) and len(reply) == 3 and text(reply[0]) == "message":
+                self._apply({"channel": reply[1], "data": reply[2]})
+                continue
+            message = await handle(reply, ignore_subscribe_messages=True)
+            if message is not None and message.get("type") == "message":
+                self._apply(message)
 
     async def _reread(self) -> None:
         """Re-read the routes messages changed, as soon as any did, all in one round trip (so
@@ -291,24 +323,41 @@ class RouteMirror:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, every - loop.time()))
             self._wake.clear()
-            if self._resync or loop.time() >= every:
+            started = loop.time()
+            full = self._resync or started >= every
+            if full:
                 self._resync = False
                 self._forget_idle()
                 routes = list(self.followed)
-                every = loop.time() + self._interval
+                every = started + self._interval
             else:
                 routes = list(self._dirty)
             published = self._dirty
             self._dirty = {}
-            for start in range(0, len(routes), _READS_PER_TRIP):
-                part = routes[start : start + _READS_PER_TRIP]
-                await self._read(part)
-                if self._view_lag is not None:
-                    now = time.time()
-                    for route in part:
-                        at = published.get(route)
-                        if at is not None:
-                            self._view_lag(now - at)
+            parts = iter(
+                [routes[start : start + _READS_PER_TRIP] for start in range(0, len(routes), _READS_PER_TRIP)]
+            )
+            # Trips share the parts, so Redis runs one while this process encodes or decodes another.
+            trips = [self._read_parts(parts, published) for _ in range(_TRIPS)]
+            for outcome in await asyncio.gather(*trips, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if full and self._pass is not None:
+                self._pass(loop.time() - started)
+
+    async def _read_parts(
+        self, parts: Iterator[list[ServiceId]], published: dict[ServiceId, float | None]
+    ) -> None:
+        """Read parts of a pass until none is left (or one fails); report the lag of each view
+        a message had marked."""
+        for part in parts:
+            await self._read(part)
+            if self._view_lag is not None:
+                now = time.time()
+                for route in part:
+                    at = published.get(route)
+                    if at is not None:
+                        self._view_lag(now - at)
 
     async def _subscribe(self) -> None:
         if isinstance(self._redis, RedisCluster):

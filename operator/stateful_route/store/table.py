@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from cachetools import LRUCache
 from redis.asyncio import RedisCluster
 
 from stateful_route.core import validation
@@ -44,10 +46,18 @@ class RouteTable:
     the pods' own reports, combined with the table when it is read, come from ``ServerDriver``.
     """
 
-    def __init__(self, redis: AnyRedis, *, prefix: str = "sr", timeout: float = 1.0) -> None:
+    def __init__(
+        self, redis: AnyRedis, *, prefix: str = "sr", timeout: float = 1.0, routes: int = 4096
+    ) -> None:
+        """``routes``: how many routes' keys and last snapshots are memoised (LRU); a reader of
+        more routes than this (a mirror following many) re-derives them on every read."""
         self._redis = redis
-        self.keyring = keys.Keyring(prefix)
+        validation.integer("routes", routes, minimum=1)
+        self.keyring = keys.Keyring(prefix, routes)
         self.timeout = validation.seconds("timeout", timeout, minimum=0.001)
+        # {route: (its last snapshot reply, that reply decoded)}: a route re-read unchanged (most
+        # of a mirror's periodic reads) is not decoded again.
+        self._decoded: LRUCache[ServiceId, tuple[list[Any], RouteSnapshot]] = LRUCache(routes)
         self._write = redis.register_script(scripts.WRITE_TABLE)
         self._snapshot = redis.register_script(scripts.SNAPSHOT)
         self._configure = redis.register_script(scripts.CONFIGURE)
@@ -183,7 +193,7 @@ class RouteTable:
             self._snapshot(keys=_snapshot_keys(route_keys), args=[route_keys.pod_links]),
             self.timeout,
         )
-        return _decode_snapshot(reply)
+        return self._decode((namespace, service), reply)
 
     async def snapshots(self, routes: Sequence[ServiceId]) -> list[RouteSnapshot]:
         """``snapshot`` of several routes (each one atomic read), in one round trip: a pipeline on
@@ -202,7 +212,17 @@ class RouteTable:
                     keys=_snapshot_keys(route_keys), args=[route_keys.pod_links], client=pipe
                 )
             replies = await guarded(pipe.execute(), deadline)
-        return [_decode_snapshot(reply) for reply in replies]
+        return [self._decode(route, reply) for route, reply in zip(routes, replies, strict=True)]
+
+    def _decode(self, route: ServiceId, reply: list[Any]) -> RouteSnapshot:
+        """The snapshot ``reply`` shows: the one decoded last time if the reply is the same
+        (snapshots are shared read-only, as a mirror's view already is by every reader)."""
+        known = self._decoded.get(route)
+        if known is not None and known[0] == reply:
+            return known[1]
+        snapshot = _decode_snapshot(reply)
+        self._decoded[route] = (reply, snapshot)
+        return snapshot
 
     async def prune(self, namespace: str, service: str, *, within: float | None = None) -> Pruned:
         """Drop the route's expired temporary links and re-score their pods, in calls that each
@@ -343,6 +363,13 @@ def _fields(pods: Iterable[PodState], instances: Mapping[int, str], held: Iterab
     return fields
 
 
+@functools.lru_cache(maxsize=4096)
+def _pod(index: int, ready: int, terminating: int, routing: int, load: int) -> PodState:
+    """A pod state as a snapshot encodes it; memoised, since the same few recur in every read
+    (a PodState is immutable, and checking its fields costs more than the rest of decoding)."""
+    return PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
+
+
 def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
     best, version, born, exact = (int(v) for v in reply[:4])
     pods: dict[int, PodState] = {}
@@ -350,7 +377,7 @@ def _decode_snapshot(reply: list[Any]) -> RouteSnapshot:
     available: set[int] = set()
     for i in range(4, len(reply), 7):
         index, ready, terminating, routing, load, count, is_available = (int(v) for v in reply[i : i + 7])
-        pods[index] = PodState(index, bool(ready), bool(terminating), RoutingState(routing), load)
+        pods[index] = _pod(index, ready, terminating, routing, load)
         links[index] = count
         if is_available:
             available.add(index)
