@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures, longest, mirror, placement, rollout
+from bench import figures, longest, mirror, opcost, placement, rollout
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -45,6 +45,8 @@ async def measure(bench: Bench) -> None:
         await _figure_10(bench)
     if bench.wants("11"):
         await _figure_11(bench)
+    if bench.wants("13") or bench.wants("14"):
+        await _figures_13_and_14(bench)
     if bench.wants("7"):
         console.log("figure 7: a rolling update of 6 pods")
         for variant in rollout.VARIANTS:
@@ -234,6 +236,40 @@ async def _figure_11(bench: Bench) -> None:
     )
 
 
+async def _figures_13_and_14(bench: Bench) -> None:
+    """Redis µs per operation at 8 and 512 pods, and the route's capacity for the 95/5 mix, each
+    next to the original's layout measured the same way."""
+    for pods in opcost.POD_COUNTS:
+        console.log(f"figure 13: Redis µs per operation, {pods} pods")
+        ours, original = await opcost.ours(bench, pods), await opcost.original(bench, pods)
+        noop = await opcost.noop_us(bench)
+        rows = bench.rows
+        for op, name in opcost.OPERATIONS.items():
+            cost, goal = getattr(ours, op), opcost.GOALS_US[op]
+            rows.append(
+                Row(
+                    f"13. Redis µs per operation, {pods} pods: {name}",
+                    cost.describe(),
+                    getattr(original, op).describe(),
+                    f"no-op EVALSHA {noop:.1f} µs",
+                    f"{cost.low / getattr(original, op).low:.1f}× original",
+                    f"≤ {goal:g} µs",
+                    cost.low <= goal,
+                )
+            )
+        rows.append(
+            Row(
+                f"14. one route's capacity, {pods} pods, 95 % kept / 5 % first placements "
+                "(operations/s of one Redis core)",
+                f"{ours.capacity():,.0f} (median {ours.capacity(median=True):,.0f})",
+                f"{original.capacity():,.0f}",
+                ratio=ratio(ours.capacity(), original.capacity()) + " original",
+                target=f"≥ {opcost.CAPACITY_GOAL:,}/s",
+                met=ours.capacity() >= opcost.CAPACITY_GOAL,
+            )
+        )
+
+
 POD_COUNTS = (8, 32, 128, 512)
 
 
@@ -269,7 +305,7 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-11; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-14; 1 and 2 go together, 13 and 14 too); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""
