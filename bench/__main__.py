@@ -237,37 +237,9 @@ async def _figure_11(bench: Bench) -> None:
 
 
 async def _figures_13_and_14(bench: Bench) -> None:
-    """Redis µs per operation at 8 and 512 pods, and the route's capacity for the 95/5 mix, each
-    next to the original's layout measured the same way."""
     for pods in opcost.POD_COUNTS:
-        console.log(f"figure 13: Redis µs per operation, {pods} pods")
-        ours, original = await opcost.ours(bench, pods), await opcost.original(bench, pods)
-        noop = await opcost.noop_us(bench)
-        rows = bench.rows
-        for op, name in opcost.OPERATIONS.items():
-            cost, goal = getattr(ours, op), opcost.GOALS_US[op]
-            rows.append(
-                Row(
-                    f"13. Redis µs per operation, {pods} pods: {name}",
-                    cost.describe(),
-                    getattr(original, op).describe(),
-                    f"no-op EVALSHA {noop:.1f} µs",
-                    f"{cost.low / getattr(original, op).low:.1f}× original",
-                    f"≤ {goal:g} µs",
-                    cost.low <= goal,
-                )
-            )
-        rows.append(
-            Row(
-                f"14. one route's capacity, {pods} pods, 95 % kept / 5 % first placements "
-                "(operations/s of one Redis core)",
-                f"{ours.capacity():,.0f} (median {ours.capacity(median=True):,.0f})",
-                f"{original.capacity():,.0f}",
-                ratio=ratio(ours.capacity(), original.capacity()) + " original",
-                target=f"≥ {opcost.CAPACITY_GOAL:,}/s",
-                met=ours.capacity() >= opcost.CAPACITY_GOAL,
-            )
-        )
+        console.log(f"figures 13 and 14: Redis µs per operation and capacity, {pods} pods")
+        bench.rows.extend(await opcost.rows(bench, pods))
 
 
 POD_COUNTS = (8, 32, 128, 512)
