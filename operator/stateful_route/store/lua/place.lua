@@ -34,7 +34,7 @@ local linked, persistent
 if cur then linked, persistent = parse_link(cur) end
 if linked and tostring(linked) ~= excluded then
   local raw = redis.call('HGET', base .. 'pods', linked)
-  if raw and parse_pod(linked, raw, redis.call('HGET', base .. 'srv', linked)).routable then
+  if raw and is_routable(raw, redis.call('HGET', base .. 'srv', linked)) then
     if persistent then return {linked, -1, 0, 0} end
     return {linked, redis.call('PTTL', KEYS[1]), 0, 0}
   end
