@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures, longest, mirror, placement, rollout, sharded
+from bench import figures, longest, mirror, opcost, placement, rollout, sharded
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -49,6 +49,8 @@ async def measure(bench: Bench) -> None:
         await _figure_15(bench)
     if bench.wants("16"):
         await _figure_16(bench)
+    if bench.wants("13") or bench.wants("14"):
+        await _figures_13_and_14(bench)
     if bench.wants("7"):
         console.log("figure 7: a rolling update of 6 pods")
         for variant in rollout.VARIANTS:
@@ -283,6 +285,10 @@ async def _figure_16(bench: Bench) -> None:
                 met=scale >= sharded.GOAL_SCALE and three.balance <= sharded.GOAL_BALANCE,
             )
         )
+async def _figures_13_and_14(bench: Bench) -> None:
+    for pods in opcost.POD_COUNTS:
+        console.log(f"figures 13 and 14: Redis µs per operation and capacity, {pods} pods")
+        bench.rows.extend(await opcost.rows(bench, pods))
 
 
 POD_COUNTS = (8, 32, 128, 512)
@@ -321,6 +327,7 @@ def main(
     only: Annotated[
         list[str] | None,
         typer.Option(help="Measure only this figure (1-11, 15, 16; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-14; 1 and 2 go together, 13 and 14 too); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""

@@ -53,13 +53,14 @@ CALLS: dict[str, Call] = {
 
 def test_every_script_checks_the_layout_first():
     """Each script's first statement after its includes is the check (nothing read or written
-    before it), and the calls above exercise every script but the migration's own."""
+    before it; PLACE's reads the route's settings in the same command), and the calls above
+    exercise every script but the migration's own."""
     for name in scripts.names():
         body = (Path(str(scripts.LUA)) / f"{name}.lua").read_text(encoding="utf-8").split("\n")
         code = [line for line in body if line and not line.startswith(("--", "#!"))]
         if name == "place":  # builds the config key from its base argument first
             assert code[0].startswith("local base = "), name
-            assert code[1] == "check_layout(base .. 'cfg')", name
+            assert code[1] == "local settings = check_layout_settings(base .. 'cfg')", name
         else:
             assert re.fullmatch(r"check_layout\(KEYS\[\d\]\)", code[0]), (name, code[0])
     assert set(CALLS) | {"migrate_links", "migrate_verify", "migrate_finish"} >= set(scripts.names())

@@ -38,6 +38,14 @@ local function has_table(config)
   return redis.call('EXISTS', config) == 1
 end
 
+-- Whether a pod is routable, from its table entry and its own report (false: none): ready, not
+-- terminating, and a routing state below DenyAll (2) in both. The one rule of routability
+-- (parse_pod's `routable`), matched without building the pod: PLACE's kept path runs it per call.
+local function is_routable(raw, report)
+  if not string.find(raw, '^1,[02-9],[01],%d+$') then return false end
+  return not report or string.find(report, '^[01],%d+$') ~= nil
+end
+
 -- A pod's effective state: the route table's entry combined with the pod's own report
 -- (the more restrictive routing state wins; a reported load replaces the table's).
 local function parse_pod(idx, raw, report)
@@ -50,7 +58,7 @@ local function parse_pod(idx, raw, report)
     p.load = tonumber(rl)
     p.reported = tonumber(rs)
   end
-  p.routable = p.ready and not p.terminating and p.routing < 2
+  p.routable = is_routable(raw, report)
   return p
 end
 
@@ -75,12 +83,25 @@ local LAYOUT = 2
 -- Refuse, before anything is read or written, a route written by a newer layout: this release
 -- would count and move its users wrongly. The error names both versions (store.faults turns it
 -- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
-local function check_layout(config)
-  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+local function refuse_newer(raw)
+  local found = tonumber(raw or '0') or 0
   if found > LAYOUT then
     error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
   end
   return found
+end
+
+local function check_layout(config)
+  return refuse_newer(redis.call('HGET', config, 'layout'))
+end
+
+-- check_layout for the hot path (PLACE): the same refusal, with the settings placement needs
+-- read in the same command (every command a script runs costs Redis about a microsecond). The
+-- config's raw {layout, cap, ttl, wait} (false where unset); route(...).settings takes it.
+local function check_layout_settings(config)
+  local settings = redis.call('HMGET', config, 'layout', 'cap', 'ttl', 'wait')
+  refuse_newer(settings[1])
+  return settings
 end
 
 -- Record this layout in the config of a route that has none yet (its first write creates it):

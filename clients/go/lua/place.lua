@@ -19,7 +19,9 @@
 -- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
--- The hot path of every new user: few arguments (each costs the client encoding time).
+-- The hot paths come first: a linked user's (a gateway's cache missed) is answered with five
+-- commands before the placement machinery below is even defined (defining it costs time on
+-- every call); the route's settings are read with the layout check, in one command.
 
 -- include "base": the clock, the encodings of links and pod states, and a route's keys.
 
@@ -55,6 +57,14 @@ local function has_table(config)
   return redis.call('EXISTS', config) == 1
 end
 
+-- Whether a pod is routable, from its table entry and its own report (false: none): ready, not
+-- terminating, and a routing state below DenyAll (2) in both. The one rule of routability
+-- (parse_pod's `routable`), matched without building the pod: PLACE's kept path runs it per call.
+local function is_routable(raw, report)
+  if not string.find(raw, '^1,[02-9],[01],%d+$') then return false end
+  return not report or string.find(report, '^[01],%d+$') ~= nil
+end
+
 -- A pod's effective state: the route table's entry combined with the pod's own report
 -- (the more restrictive routing state wins; a reported load replaces the table's).
 local function parse_pod(idx, raw, report)
@@ -67,7 +77,7 @@ local function parse_pod(idx, raw, report)
     p.load = tonumber(rl)
     p.reported = tonumber(rs)
   end
-  p.routable = p.ready and not p.terminating and p.routing < 2
+  p.routable = is_routable(raw, report)
   return p
 end
 
@@ -92,12 +102,25 @@ local LAYOUT = 2
 -- Refuse, before anything is read or written, a route written by a newer layout: this release
 -- would count and move its users wrongly. The error names both versions (store.faults turns it
 -- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
-local function check_layout(config)
-  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+local function refuse_newer(raw)
+  local found = tonumber(raw or '0') or 0
   if found > LAYOUT then
     error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
   end
   return found
+end
+
+local function check_layout(config)
+  return refuse_newer(redis.call('HGET', config, 'layout'))
+end
+
+-- check_layout for the hot path (PLACE): the same refusal, with the settings placement needs
+-- read in the same command (every command a script runs costs Redis about a microsecond). The
+-- config's raw {layout, cap, ttl, wait} (false where unset); route(...).settings takes it.
+local function check_layout_settings(config)
+  local settings = redis.call('HMGET', config, 'layout', 'cap', 'ttl', 'wait')
+  refuse_newer(settings[1])
+  return settings
 end
 
 -- Record this layout in the config of a route that has none yet (its first write creates it):
@@ -105,6 +128,21 @@ end
 local function mark_new_route(config)
   if redis.call('EXISTS', config) == 0 then redis.call('HSET', config, 'layout', LAYOUT) end
 end
+
+local base = ARGV[1]
+local settings = check_layout_settings(base .. 'cfg')
+local excluded = ARGV[3]
+local cur = get_link(KEYS[1])
+local linked, persistent
+if cur then linked, persistent = parse_link(cur) end
+if linked and tostring(linked) ~= excluded then
+  local raw = redis.call('HGET', base .. 'pods', linked)
+  if raw and is_routable(raw, redis.call('HGET', base .. 'srv', linked)) then
+    if persistent then return {linked, -1, 0, 0} end
+    return {linked, redis.call('PTTL', KEYS[1]), 0, 0}
+  end
+end
+
 -- include "shards": a pod's links, kept in small sorted sets (shards).
 
 -- A pod's links live in *shards*: small sorted sets (uid -> expiry in ms, +inf when
@@ -298,10 +336,18 @@ local function outdated(phases_key, idx)
 end
 
 -- The route's policy: the link cap (0 = none) and the temporary link TTL in ms (the caller's
--- fallback when the route has none).
+-- fallback when the route has none). From `rt.settings` when the script read them already
+-- (check_layout_settings).
 local function policy(rt, fallback_ttl)
-  local cfg = redis.call('HMGET', rt.config, 'cap', 'ttl')
-  return tonumber(cfg[1] or '0'), tonumber(cfg[2] or fallback_ttl)
+  local cfg = rt.settings or redis.call('HMGET', rt.config, 'layout', 'cap', 'ttl')
+  return tonumber(cfg[2] or '0'), tonumber(cfg[3] or fallback_ttl)
+end
+
+-- The route's present rollout wait in ms (0 = none), or `default` when it sets none.
+local function route_wait(rt, default)
+  local wait
+  if rt.settings then wait = rt.settings[4] else wait = redis.call('HGET', rt.config, 'wait') end
+  return tonumber(wait or default)
 end
 
 -- The pods' own reports: {index = "<routing>,<load>"}.
@@ -408,13 +454,15 @@ end
 -- spare set, after one `sweep`. Its expired links are pruned first (within this call's budget),
 -- which only lowers its score, so it stays the head. O(log pods). `swept`: `sweep_all` ran at
 -- `now` already (every overdue pod swept, or the budget spent), so neither the sweep nor the
--- prune could do more.
+-- prune could do more. No prune either when the sweep found no pod overdue: `expiries` scores
+-- every pod at or below its earliest temporary link, so then no pod holds an expired link (the
+-- common case, and one command less).
 local function choose(rt, exclude, now, swept)
-  if not swept then sweep(rt, now) end
+  local due = not swept and sweep(rt, now)
   for _, pool in ipairs({rt.available, rt.spare}) do
     for _, idx in ipairs(redis.call('ZRANGE', pool, 0, 1)) do
       if idx ~= exclude then
-        if not swept then
+        if due then
           local pruned = prune(rt, idx, now)
           if pruned > 0 then redis.call('ZINCRBY', pool, -pruned, idx) end
         end
@@ -446,7 +494,7 @@ local function link_temporary(rt, link_key, uid, idx, ttl, now)
   index_link(rt, idx, uid, now + ttl)
   redis.call('ZADD', rt.expiries, 'LT', now + ttl, idx)
 end
--- include "waiting": users waiting for an updated pod during a rolling update.
+-- include "waiting": users waiting for an updated pod during a rolling update. Uses "pods".
 
 -- A user waiting for an updated pod (see PLACE) is marked "<when its wait began>,<wait ms>".
 -- The mark outlives the wait by 10 minutes, so a wait spent is not begun again while the user's
@@ -461,29 +509,17 @@ end
 local function still_waiting(rt, marked, now)
   local began, wait = string.match(marked, '^(%d+),(%d+)$')
   if not began then return 0 end
-  local now_wait = tonumber(redis.call('HGET', rt.config, 'wait') or wait)
+  local now_wait = route_wait(rt, wait)
   return tonumber(began) + math.min(tonumber(wait), now_wait) - now
 end
 
-local base = ARGV[1]
-check_layout(base .. 'cfg')
+local uid = string.sub(KEYS[1], #base + 3)
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'ps:')
-local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
-local cur = get_link(KEYS[1])
-local old, corrupt = nil, 0
-if cur then
-  local idx, persistent = parse_link(cur)
-  if not idx then
-    corrupt = 1
-  elseif tostring(idx) ~= exclude and pod_routable(rt, idx) then
-    if persistent then return {idx, -1, 0, 0} end
-    return {idx, redis.call('PTTL', KEYS[1]), 0, 0}
-  else
-    old = idx
-  end
-end
+rt.settings = settings
+local old, corrupt = linked, 0
+if cur and not linked then corrupt = 1 end
 local now = now_ms()
-local best, pool = choose(rt, exclude, now)
+local best, pool = choose(rt, excluded, now)
 if not best then return nil end
 local mark, phases = base .. 'w:' .. uid, base .. 'phase'
 local marked = redis.call('GET', mark)
@@ -492,7 +528,7 @@ if marked then
   if left > 0 and outdated(phases, best) then return {-1, left, 0, 0} end
   redis.call('DEL', mark)
 elseif old ~= nil and outdated(phases, old) and outdated(phases, best) then
-  local wait = tonumber(redis.call('HGET', rt.config, 'wait') or '0')
+  local wait = route_wait(rt, '0')
   if wait > 0 then
     mark_waiting(mark, now, wait)
     return {-1, wait, 0, 0}

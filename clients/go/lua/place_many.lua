@@ -42,6 +42,14 @@ local function has_table(config)
   return redis.call('EXISTS', config) == 1
 end
 
+-- Whether a pod is routable, from its table entry and its own report (false: none): ready, not
+-- terminating, and a routing state below DenyAll (2) in both. The one rule of routability
+-- (parse_pod's `routable`), matched without building the pod: PLACE's kept path runs it per call.
+local function is_routable(raw, report)
+  if not string.find(raw, '^1,[02-9],[01],%d+$') then return false end
+  return not report or string.find(report, '^[01],%d+$') ~= nil
+end
+
 -- A pod's effective state: the route table's entry combined with the pod's own report
 -- (the more restrictive routing state wins; a reported load replaces the table's).
 local function parse_pod(idx, raw, report)
@@ -54,7 +62,7 @@ local function parse_pod(idx, raw, report)
     p.load = tonumber(rl)
     p.reported = tonumber(rs)
   end
-  p.routable = p.ready and not p.terminating and p.routing < 2
+  p.routable = is_routable(raw, report)
   return p
 end
 
@@ -79,12 +87,25 @@ local LAYOUT = 2
 -- Refuse, before anything is read or written, a route written by a newer layout: this release
 -- would count and move its users wrongly. The error names both versions (store.faults turns it
 -- into LayoutTooNew). Returns the route's recorded layout (0: none recorded).
-local function check_layout(config)
-  local found = tonumber(redis.call('HGET', config, 'layout') or '0') or 0
+local function refuse_newer(raw)
+  local found = tonumber(raw or '0') or 0
   if found > LAYOUT then
     error({err = 'LAYOUT_TOO_NEW route layout ' .. found .. ', this release knows ' .. LAYOUT})
   end
   return found
+end
+
+local function check_layout(config)
+  return refuse_newer(redis.call('HGET', config, 'layout'))
+end
+
+-- check_layout for the hot path (PLACE): the same refusal, with the settings placement needs
+-- read in the same command (every command a script runs costs Redis about a microsecond). The
+-- config's raw {layout, cap, ttl, wait} (false where unset); route(...).settings takes it.
+local function check_layout_settings(config)
+  local settings = redis.call('HMGET', config, 'layout', 'cap', 'ttl', 'wait')
+  refuse_newer(settings[1])
+  return settings
 end
 
 -- Record this layout in the config of a route that has none yet (its first write creates it):
@@ -285,10 +306,18 @@ local function outdated(phases_key, idx)
 end
 
 -- The route's policy: the link cap (0 = none) and the temporary link TTL in ms (the caller's
--- fallback when the route has none).
+-- fallback when the route has none). From `rt.settings` when the script read them already
+-- (check_layout_settings).
 local function policy(rt, fallback_ttl)
-  local cfg = redis.call('HMGET', rt.config, 'cap', 'ttl')
-  return tonumber(cfg[1] or '0'), tonumber(cfg[2] or fallback_ttl)
+  local cfg = rt.settings or redis.call('HMGET', rt.config, 'layout', 'cap', 'ttl')
+  return tonumber(cfg[2] or '0'), tonumber(cfg[3] or fallback_ttl)
+end
+
+-- The route's present rollout wait in ms (0 = none), or `default` when it sets none.
+local function route_wait(rt, default)
+  local wait
+  if rt.settings then wait = rt.settings[4] else wait = redis.call('HGET', rt.config, 'wait') end
+  return tonumber(wait or default)
 end
 
 -- The pods' own reports: {index = "<routing>,<load>"}.
@@ -395,13 +424,15 @@ end
 -- spare set, after one `sweep`. Its expired links are pruned first (within this call's budget),
 -- which only lowers its score, so it stays the head. O(log pods). `swept`: `sweep_all` ran at
 -- `now` already (every overdue pod swept, or the budget spent), so neither the sweep nor the
--- prune could do more.
+-- prune could do more. No prune either when the sweep found no pod overdue: `expiries` scores
+-- every pod at or below its earliest temporary link, so then no pod holds an expired link (the
+-- common case, and one command less).
 local function choose(rt, exclude, now, swept)
-  if not swept then sweep(rt, now) end
+  local due = not swept and sweep(rt, now)
   for _, pool in ipairs({rt.available, rt.spare}) do
     for _, idx in ipairs(redis.call('ZRANGE', pool, 0, 1)) do
       if idx ~= exclude then
-        if not swept then
+        if due then
           local pruned = prune(rt, idx, now)
           if pruned > 0 then redis.call('ZINCRBY', pool, -pruned, idx) end
         end

@@ -19,34 +19,39 @@
 -- replaced by a placement.
 -- A link to a pod that is no longer routable (or to ARGV[3]) is moved from *that* pod
 -- (compare-and-swap: the read and the move happen in this one script), so racing callers agree.
--- The hot path of every new user: few arguments (each costs the client encoding time).
+-- The hot paths come first: a linked user's (a gateway's cache missed) is answered with five
+-- commands before the placement machinery below is even defined (defining it costs time on
+-- every call); the route's settings are read with the layout check, in one command.
 
 --- @include "base"
 --- @include "layout"
+
+local base = ARGV[1]
+local settings = check_layout_settings(base .. 'cfg')
+local excluded = ARGV[3]
+local cur = get_link(KEYS[1])
+local linked, persistent
+if cur then linked, persistent = parse_link(cur) end
+if linked and tostring(linked) ~= excluded then
+  local raw = redis.call('HGET', base .. 'pods', linked)
+  if raw and is_routable(raw, redis.call('HGET', base .. 'srv', linked)) then
+    if persistent then return {linked, -1, 0, 0} end
+    return {linked, redis.call('PTTL', KEYS[1]), 0, 0}
+  end
+end
+
 --- @include "shards"
 --- @include "pods"
 --- @include "placement"
 --- @include "waiting"
 
-local base = ARGV[1]
-check_layout(base .. 'cfg')
+local uid = string.sub(KEYS[1], #base + 3)
 local rt = route(base .. 'pods', base .. 'srv', base .. 'cfg', base .. 'avail', base .. 'ps:')
-local uid, exclude = string.sub(KEYS[1], #base + 3), ARGV[3]
-local cur = get_link(KEYS[1])
-local old, corrupt = nil, 0
-if cur then
-  local idx, persistent = parse_link(cur)
-  if not idx then
-    corrupt = 1
-  elseif tostring(idx) ~= exclude and pod_routable(rt, idx) then
-    if persistent then return {idx, -1, 0, 0} end
-    return {idx, redis.call('PTTL', KEYS[1]), 0, 0}
-  else
-    old = idx
-  end
-end
+rt.settings = settings
+local old, corrupt = linked, 0
+if cur and not linked then corrupt = 1 end
 local now = now_ms()
-local best, pool = choose(rt, exclude, now)
+local best, pool = choose(rt, excluded, now)
 if not best then return nil end
 local mark, phases = base .. 'w:' .. uid, base .. 'phase'
 local marked = redis.call('GET', mark)
@@ -55,7 +60,7 @@ if marked then
   if left > 0 and outdated(phases, best) then return {-1, left, 0, 0} end
   redis.call('DEL', mark)
 elseif old ~= nil and outdated(phases, old) and outdated(phases, best) then
-  local wait = tonumber(redis.call('HGET', rt.config, 'wait') or '0')
+  local wait = route_wait(rt, '0')
   if wait > 0 then
     mark_waiting(mark, now, wait)
     return {-1, wait, 0, 0}

@@ -32,6 +32,14 @@ local function has_table(config)
   return redis.call('EXISTS', config) == 1
 end
 
+-- Whether a pod is routable, from its table entry and its own report (false: none): ready, not
+-- terminating, and a routing state below DenyAll (2) in both. The one rule of routability
+-- (parse_pod's `routable`), matched without building the pod: PLACE's kept path runs it per call.
+local function is_routable(raw, report)
+  if not string.find(raw, '^1,[02-9],[01],%d+$') then return false end
+  return not report or string.find(report, '^[01],%d+$') ~= nil
+end
+
 -- A pod's effective state: the route table's entry combined with the pod's own report
 -- (the more restrictive routing state wins; a reported load replaces the table's).
 local function parse_pod(idx, raw, report)
@@ -44,7 +52,7 @@ local function parse_pod(idx, raw, report)
     p.load = tonumber(rl)
     p.reported = tonumber(rs)
   end
-  p.routable = p.ready and not p.terminating and p.routing < 2
+  p.routable = is_routable(raw, report)
   return p
 end
 

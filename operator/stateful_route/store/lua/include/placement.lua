@@ -77,13 +77,15 @@ end
 -- spare set, after one `sweep`. Its expired links are pruned first (within this call's budget),
 -- which only lowers its score, so it stays the head. O(log pods). `swept`: `sweep_all` ran at
 -- `now` already (every overdue pod swept, or the budget spent), so neither the sweep nor the
--- prune could do more.
+-- prune could do more. No prune either when the sweep found no pod overdue: `expiries` scores
+-- every pod at or below its earliest temporary link, so then no pod holds an expired link (the
+-- common case, and one command less).
 local function choose(rt, exclude, now, swept)
-  if not swept then sweep(rt, now) end
+  local due = not swept and sweep(rt, now)
   for _, pool in ipairs({rt.available, rt.spare}) do
     for _, idx in ipairs(redis.call('ZRANGE', pool, 0, 1)) do
       if idx ~= exclude then
-        if not swept then
+        if due then
           local pruned = prune(rt, idx, now)
           if pruned > 0 then redis.call('ZINCRBY', pool, -pruned, idx) end
         end

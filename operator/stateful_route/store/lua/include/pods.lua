@@ -22,10 +22,18 @@ local function outdated(phases_key, idx)
 end
 
 -- The route's policy: the link cap (0 = none) and the temporary link TTL in ms (the caller's
--- fallback when the route has none).
+-- fallback when the route has none). From `rt.settings` when the script read them already
+-- (check_layout_settings).
 local function policy(rt, fallback_ttl)
-  local cfg = redis.call('HMGET', rt.config, 'cap', 'ttl')
-  return tonumber(cfg[1] or '0'), tonumber(cfg[2] or fallback_ttl)
+  local cfg = rt.settings or redis.call('HMGET', rt.config, 'layout', 'cap', 'ttl')
+  return tonumber(cfg[2] or '0'), tonumber(cfg[3] or fallback_ttl)
+end
+
+-- The route's present rollout wait in ms (0 = none), or `default` when it sets none.
+local function route_wait(rt, default)
+  local wait
+  if rt.settings then wait = rt.settings[4] else wait = redis.call('HGET', rt.config, 'wait') end
+  return tonumber(wait or default)
 end
 
 -- The pods' own reports: {index = "<routing>,<load>"}.

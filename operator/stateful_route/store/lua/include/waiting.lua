@@ -1,4 +1,4 @@
--- include "waiting": users waiting for an updated pod during a rolling update.
+-- include "waiting": users waiting for an updated pod during a rolling update. Uses "pods".
 
 -- A user waiting for an updated pod (see PLACE) is marked "<when its wait began>,<wait ms>".
 -- The mark outlives the wait by 10 minutes, so a wait spent is not begun again while the user's
@@ -13,6 +13,6 @@ end
 local function still_waiting(rt, marked, now)
   local began, wait = string.match(marked, '^(%d+),(%d+)$')
   if not began then return 0 end
-  local now_wait = tonumber(redis.call('HGET', rt.config, 'wait') or wait)
+  local now_wait = route_wait(rt, wait)
   return tonumber(began) + math.min(tonumber(wait), now_wait) - now
 end
