@@ -285,6 +285,8 @@ async def _figure_16(bench: Bench) -> None:
                 met=scale >= sharded.GOAL_SCALE and three.balance <= sharded.GOAL_BALANCE,
             )
         )
+
+
 async def _figures_13_and_14(bench: Bench) -> None:
     for pods in opcost.POD_COUNTS:
         console.log(f"figures 13 and 14: Redis µs per operation and capacity, {pods} pods")
