@@ -113,8 +113,11 @@ class ServerDriver:
         keeps its remaining TTL. Returns the new pod, or None if the user was not linked here
         (or moved meanwhile) or no other pod is available (the link then stays here).
 
-        Push or persist the user's state before calling this (see ``hand_off_all``'s ``before``):
-        the user's next request goes to the new pod."""
+        Push or persist the user's state before calling this (see ``hand_off_all``'s ``before``).
+        Gateways drop their cached link when the hand-off's message reaches them (typically well
+        under a millisecond; at the latest when their view is re-read, within its 1 s bound): a
+        request a gateway answered from its cache in between still comes here, so bounce it (the
+        user is no longer yours: this call returned where it went)."""
         done = await self._store.hand_off(self._keys, validation.uid(uid), self.pod_index)
         return None if done is None else done.pod
 
