@@ -108,3 +108,23 @@ async def test_bad_arguments_exit_2_and_change_nothing(redis_url, prefix, args):
 async def test_no_such_route_exits_1(redis_url, prefix):
     code, _ = await cli("migrate", NS, "nothing", *opts(redis_url, prefix))
     assert code == 1
+
+
+async def test_migrate_after_an_old_driver_removed_users_from_a_marked_route(redis, redis_url, prefix):
+    """Outside review 1, D1: the operator marked the route, then an old pod driver removed 50
+    users (leaving their shard entries). ``migrate`` removes them: counts equal the links."""
+    old = OldRelease(redis, prefix)
+    await old.configure(owner="")
+    await old.put_pods(dict.fromkeys(range(3), READY))
+    for i in range(300):
+        await old.set_linked_pod(f"u{i}", int((await old.place(f"u{i}"))[0]))
+    code, text = await cli("migrate", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert (code, json.loads(text)[0]["done"]) == (0, True)
+    for i in range(50):
+        await old.remove(f"u{i}")
+    code, text = await cli("migrate", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert code == 0, text
+    (done,) = json.loads(text)
+    assert (done["layout_before"], done["stale"], done["checked"], done["done"]) == (LAYOUT, 50, 300, True)
+    code, text = await cli("pods", NS, SVC, *opts(redis_url, prefix), "--json")
+    assert sum(row["links"] for row in json.loads(text)) == 250

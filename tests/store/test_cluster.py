@@ -12,8 +12,10 @@ from stateful_route.store.connection import AnyRedis, connect, is_cluster_url
 from stateful_route.store.eviction import evict
 from stateful_route.store.keys import Keyring
 from stateful_route.store.links import LinkStore
+from stateful_route.store.migration import Migrator
 from stateful_route.testing.cleanup import delete_prefix
 from tests.routes import NS, poll_until
+from tests.store.layout_1 import OldRelease
 
 ROOM, LOBBY = "room", "lobby"
 
@@ -112,3 +114,24 @@ async def test_keys_of_one_route_live_in_one_slot_of_the_cluster(cluster_redis, 
     found = [key async for key in cluster_redis.scan_iter(match=f"{prefix}:{{{NS}/{ROOM}}}*")]
     assert len(found) > 400  # links, per-pod sets, the table
     assert len({await cluster_redis.cluster_keyslot(key) for key in found}) == 1
+
+
+async def test_a_full_migration_finds_every_layout_1_set_on_a_cluster(cluster_redis, prefix):
+    """The migration's SCAN for layout-1 sets (review 1, D2) covers every master: a set of a pod
+    above every index the route knows, and stale entries an old REMOVE left, on a cluster too."""
+    old = OldRelease(cluster_redis, prefix, service=ROOM)  # type: ignore[arg-type]
+    await old.configure()
+    await old.put_pods(dict.fromkeys(range(3), "1,0,0,0"))
+    for i in range(60):
+        await old.set_linked_pod(f"u{i}", int((await old.place(f"u{i}"))[0]))
+    table = RouteTable(cluster_redis, prefix=prefix)
+    migrator = Migrator(cluster_redis, table.keyring, 2.0)
+    assert (await migrator.migrate(NS, ROOM)).moved.keys() == {0, 1, 2}
+    for i in range(10):
+        await old.remove(f"u{i}")
+        await old.set_linked_pod(f"u{10 + i}", 5)
+    done = await migrator.migrate(NS, ROOM, full=True)
+    assert (done.done, done.moved, done.stale) == (True, {5: 10}, 20)
+    await table.put_pods(NS, ROOM, [PodState(i) for i in range(6)])
+    links = (await table.snapshot(NS, ROOM)).links
+    assert (sum(links.values()), links[5]) == (50, 10)

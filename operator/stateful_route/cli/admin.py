@@ -160,7 +160,7 @@ class Admin:
         done: list[dict[str, Any]] = []
         for n, s in routes:
             try:
-                done.append((await migrator.migrate(n, s)).as_dict())
+                done.append((await migrator.migrate(n, s, full=True)).as_dict())
             except LayoutTooNew as exc:
                 if service is not None:
                     raise

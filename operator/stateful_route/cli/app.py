@@ -411,8 +411,10 @@ def migrate(
 
     Moves each pod's users of layout 1 into its shards, checks every stored entry against its
     link, converts the phases and records the layout, at most 1,000 users per Redis call, while
-    gateways and pods keep working. Safe to stop and run again at any point; a second run
-    changes nothing. Exit 6 if a newer release wrote the route (with --all: any of them, after
+    gateways and pods keep working. A route already migrated is checked again in full: run it
+    once the last client of the earlier release is gone (what such a client did after the
+    operator migrated the route is repaired then). Safe to stop and run again at any point; a
+    second run changes nothing. Exit 6 if a newer release wrote the route (with --all: any of them, after
     migrating the others and listing every route).
 
     Example: stateful-route migrate games room --json; stateful-route migrate --all

@@ -1,10 +1,12 @@
 -- MIGRATE_FINISH (store.migration): mark a route as of this layout once its older data is moved.
 -- KEYS[1]: route table  KEYS[2]: pod reports  KEYS[3]: route config  KEYS[4]: available pods
 -- KEYS[5]: the route's phases  KEYS[6]: layout 1's expiries (p:exp)
--- ARGV[1]: per-pod link set prefix  ARGV[2..]: the layout-1 pod sets the migration moved
--- returns {1, 1 if the phases were converted else 0} when done; {0, a set still holding users}
--- when one of ARGV[2..] holds users again (a layout-1 writer still runs: migrate again later);
--- {1, 0} with nothing written when the route has no table (deleted meanwhile).
+-- ARGV[1]: per-pod link set prefix  ARGV[2..]: every layout-1 pod set the route may hold (those
+-- the migration found, and those of every index up to the highest the route knows)
+-- returns {1, 1 if the phases were converted else 0} when done; {0, {the sets holding users}}
+-- with nothing written when any of ARGV[2..] holds users (a layout-1 writer still runs, or
+-- wrote meanwhile: move them and call again); {1, 0} with nothing written when the route has
+-- no table (deleted meanwhile).
 -- Converts layout 1's phases (a JSON string) into today's hash, drops layout 1's expiries,
 -- re-scores every pod from exact counts and records this layout. One call, O(pods).
 
@@ -16,9 +18,11 @@
 
 check_layout(KEYS[3])
 if not has_table(KEYS[3]) then return {1, 0} end
+local left = {}
 for i = 2, #ARGV do
-  if redis.call('EXISTS', ARGV[i]) == 1 then return {0, ARGV[i]} end
+  if redis.call('EXISTS', ARGV[i]) == 1 then left[#left + 1] = ARGV[i] end
 end
+if #left > 0 then return {0, left} end
 local converted = 0
 if redis.call('TYPE', KEYS[5])['ok'] == 'string' then
   local ok, decoded = pcall(cjson.decode, redis.call('GET', KEYS[5]))
