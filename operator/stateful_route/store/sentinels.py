@@ -10,6 +10,7 @@ is asked, and so is every later one, until that Sentinel is back.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,6 +22,9 @@ from redis.exceptions import RedisError
 
 __all__ = ["ASK_WITHIN", "Sentinels"]
 
+# What a Sentinel that answered says when it names no usable primary: one it calls down, or
+# none (a Sentinel just started, not yet monitoring the service).
+_NO_PRIMARY = "a Sentinel names no usable primary (down, or not known to it yet)"
 ASK_WITHIN = 0.3  # seconds one round of asking the Sentinels may take, well under a call's timeout
 
 
@@ -62,7 +66,8 @@ class Sentinels(Sentinel):
                 if not ask.done():
                     self._let_go(ask)
         if not primaries:
-            raise MasterNotFoundError(f"No master found for {service_name!r} : {', '.join(errors)}")
+            said = ", ".join(f"{n} × {what}" if n > 1 else what for what, n in Counter(errors).items())
+            raise MasterNotFoundError(f"No master found for {service_name!r} : {said}")
         latest = max(primaries, key=lambda state: int(state.get("config-epoch", 0)))
         return latest["ip"], latest["port"]
 
@@ -91,4 +96,5 @@ class Sentinels(Sentinel):
         # The typing allows a bool (for the manager's return_responses=False); a client gives the dict.
         if isinstance(state, dict) and self.check_master_state(state, service_name):
             return state
+        errors.append(_NO_PRIMARY)
         return None
