@@ -94,7 +94,8 @@ def test_admin_commands_where_no_sentinel_names_a_primary_exit_3(when):
         group.start_sentinels()
         url = group.url if when == "named but down" else group.url.replace("not-up-yet", "unknown")
         for extra in ([], ["--json"]):
-            result = CliRunner().invoke(app, ["pods", "games", "room", "--redis-url", url, "--timeout", "1", *extra])
+            args = ["pods", "games", "room", "--redis-url", url, "--timeout", "1", *extra]
+            result = CliRunner().invoke(app, args)
             assert_one_redacted_line(result.exit_code, result.stderr)
             assert PASSWORD not in result.stdout
     finally:

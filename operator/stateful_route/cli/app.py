@@ -55,6 +55,8 @@ EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_TIMED_OUT, EXI
 EXIT_TOO_NEW = 6  # a newer release wrote the route: retrying cannot help, upgrading does
 # What one Redis call of ``handoff`` may wait, whatever its overall --timeout.
 HANDOFF_REDIS_WAIT = 2.0
+# What Redis (or the Sentinels naming its primary) may raise once found: typed, or redis-py's own.
+_REDIS_FAULTS: tuple[type[Exception], ...] = (StoreError, *faults.FAULTS)
 
 
 class _Commands(TyperGroup):
@@ -559,7 +561,7 @@ def demo(
         raise _fail(EXIT_INVALID, str(exc), as_json) from exc
     except local_redis.NamedRedisDown as exc:
         raise _fail(EXIT_UNAVAILABLE, str(exc), as_json) from exc
-    except (StoreError, *faults.FAULTS) as exc:
+    except _REDIS_FAULTS as exc:
         # Redis answered the probe, then failed: at once (Sentinels that do not name a primary
         # yet), or at any later moment of the run, its cleanup included.
         raise _fail(EXIT_UNAVAILABLE, _fault_line(used, exc), as_json) from exc

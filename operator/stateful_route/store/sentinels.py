@@ -67,7 +67,7 @@ class Sentinels(Sentinel):
         if not primaries:
             said = [error for error in errors if error is not _NO_PRIMARY]
             if unusable := errors.count(_NO_PRIMARY):
-                said.insert(0, f"{unusable} Sentinel(s) name no usable primary (down, or not yet known to them)")
+                said.insert(0, f"{unusable} Sentinel(s) name no usable primary (down, or not yet known)")
             raise MasterNotFoundError(f"No master found for {service_name!r} : {', '.join(said)}")
         latest = max(primaries, key=lambda state: int(state.get("config-epoch", 0)))
         return latest["ip"], latest["port"]
