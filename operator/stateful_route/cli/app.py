@@ -529,7 +529,8 @@ def demo(
     gateways placing thousands of users, and a story (drain, delete, flap, scale up).
 
     Uses --redis-url or REDIS_URL (exit 3 if it does not answer), else 127.0.0.1:6379, else starts a
-    private redis-server; touches only its own keys. Exits 0 when every invariant held, 1 otherwise.
+    private redis-server; touches only its own keys. Exits 0 when every invariant held, 1 otherwise,
+    3 when Redis fails during the run.
 
     Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
     """
