@@ -16,7 +16,10 @@ import pytest
 
 from stateful_route import ClientDriver, RouteTable, StoreUnavailable
 from stateful_route.store.connection import connect
+from stateful_route.testing.cleanup import delete_prefix
+from stateful_route.testing.sentinel import SentinelGroup
 from stateful_route.testing.sim import NS, ROUTE, operator
+from tests.e2e.test_route_lifecycle import status_of
 from tests.routes import poll_until, until_routable
 
 pytestmark = [pytest.mark.sentinel, pytest.mark.slow]
@@ -131,3 +134,32 @@ async def test_a_sentinel_failover_gives_typed_errors_then_recovers(cluster, sen
 
 def _flat(grouped: dict[int, list[str]]) -> dict[str, int]:
     return {uid: pod for pod, uids in grouped.items() for uid in uids}
+
+
+async def test_the_operator_waits_for_sentinels_that_name_no_primary_yet(cluster, prefix):
+    # A whole deployment started at once: the Sentinels are up, their primary not yet, so they
+    # name none (or, soon, one they call down). The operator says so in the route's status and
+    # keeps trying; once the primary is up, it writes the table.
+    group = SentinelGroup(replicas=0).start_sentinels()
+    try:
+        await cluster.start(2)
+
+        async def condition() -> dict[str, str]:
+            return dict(((await status_of(cluster)).get("conditions") or [{}])[0])
+
+        async def says(reason: str) -> bool:
+            return (await condition()).get("reason") == reason
+
+        async with operator(cluster, group.url, prefix, redis_timeout=0.5, status_interval=0.2) as task:
+            await poll_until(lambda: says("RedisUnavailable"), within=10, every=0.1)
+            assert not task.done()
+            await asyncio.to_thread(group.data[0].start)
+            redis = connect(group.url, socket_timeout=1, socket_connect_timeout=1)
+            try:
+                await table_is(RouteTable(redis, prefix=prefix), [0, 1], within=15)
+                await poll_until(lambda: says("PodsAvailable"), within=10, every=0.1)
+            finally:
+                await delete_prefix(redis, prefix)
+                await redis.aclose()
+    finally:
+        await asyncio.to_thread(group.cleanup)

@@ -27,11 +27,18 @@ from typer.core import TyperGroup
 
 from stateful_route.cli.output import err, literal, out
 from stateful_route.core import logs
-from stateful_route.core.errors import InvalidInput, LayoutTooNew, NoAvailablePod, StatefulRouteError
+from stateful_route.core.errors import (
+    InvalidInput,
+    LayoutTooNew,
+    NoAvailablePod,
+    StatefulRouteError,
+    StoreError,
+)
 from stateful_route.core.logs import LogFormat
 from stateful_route.core.state import RoutingState
 from stateful_route.core.urls import redact_text, redact_url
 from stateful_route.core.version import VERSION
+from stateful_route.store import faults
 from stateful_route.store.connection import check_url
 from stateful_route.testing import local_redis
 
@@ -48,6 +55,8 @@ EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE, EXIT_NO_POD, EXIT_TIMED_OUT, EXI
 EXIT_TOO_NEW = 6  # a newer release wrote the route: retrying cannot help, upgrading does
 # What one Redis call of ``handoff`` may wait, whatever its overall --timeout.
 HANDOFF_REDIS_WAIT = 2.0
+# What Redis (or the Sentinels naming its primary) may raise once found: typed, or redis-py's own.
+_REDIS_FAULTS: tuple[type[Exception], ...] = (StoreError, *faults.FAULTS)
 
 
 class _Commands(TyperGroup):
@@ -522,7 +531,8 @@ def demo(
     gateways placing thousands of users, and a story (drain, delete, flap, scale up).
 
     Uses --redis-url or REDIS_URL (exit 3 if it does not answer), else 127.0.0.1:6379, else starts a
-    private redis-server; touches only its own keys. Exits 0 when every invariant held, 1 otherwise.
+    private redis-server; touches only its own keys. Exits 0 when every invariant held, 1 otherwise,
+    3 when Redis fails during the run.
 
     Example: stateful-route demo --duration 30 --pods 4 --users 2000 --seed 7
     """
@@ -545,13 +555,19 @@ def demo(
             return contextlib.nullcontext()
         return live_display(out, live)
 
+    used = redis_url or local_redis.DEFAULT_URL
     try:
         with local_redis.redis_url(redis_url) as url, _interruptible():
+            used = url
             summary = asyncio.run(_stopped_by_signals(run_demo(url, options, display)))
     except local_redis.NoRedis as exc:
         raise _fail(EXIT_INVALID, str(exc), as_json) from exc
     except local_redis.NamedRedisDown as exc:
         raise _fail(EXIT_UNAVAILABLE, str(exc), as_json) from exc
+    except _REDIS_FAULTS as exc:
+        # Redis answered the probe, then failed: at once (Sentinels that do not name a primary
+        # yet), or at any later moment of the run, its cleanup included.
+        raise _fail(EXIT_UNAVAILABLE, _fault_line(used, exc), as_json) from exc
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
@@ -562,6 +578,12 @@ def demo(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(0 if summary.ok else 1)
+
+
+def _fault_line(url: str, exc: Exception) -> str:
+    """One line saying which Redis failed and how, with every URL's credentials hidden."""
+    said = " ".join(str(faults.typed(exc)).split())
+    return f"{redact_url(url)}: {redact_text(said)}"
 
 
 async def _stopped_by_signals(work: Awaitable[T]) -> T:

@@ -23,12 +23,14 @@ from stateful_route.demo.summary import Summary
 from stateful_route.demo.traffic import Traffic
 from stateful_route.demo.watcher import watch
 from stateful_route.store import connection
+from stateful_route.store.faults import guarded
 from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.sim import NS, ROUTE, emulated_cluster, operator_thread
 
 __all__ = ["run_demo"]
 
 GATEWAYS = 3
+FORGET_WITHIN = 10.0  # seconds the cleanup may take (a few SCAN and UNLINK calls)
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +57,7 @@ async def run_demo(
     metrics = OperatorMetrics()
     async with contextlib.AsyncExitStack() as stack:
         redis = await stack.enter_async_context(_redis(url, 20))
-        stack.push_async_callback(delete_prefix, redis, prefix)
+        stack.push_async_callback(_forget, redis, prefix)
         cluster = await stack.enter_async_context(emulated_cluster())
         live.kubeconfig = str(cluster.kubeconfig)
         table = RouteTable(redis, prefix=prefix)
@@ -101,6 +103,12 @@ async def run_demo(
         summary.deleted_pod_links = story.held_at_deletion
         await conclude(traffic, table, metrics)
         return summary
+
+
+async def _forget(redis: connection.AnyRedis, prefix: str) -> None:
+    """Remove every key of this run; a Redis that fails or hangs meanwhile is StoreUnavailable
+    within FORGET_WITHIN seconds, never a run that does not end."""
+    await guarded(delete_prefix(redis, prefix), FORGET_WITHIN)
 
 
 async def _has_pods(table: RouteTable, pods: int) -> bool:

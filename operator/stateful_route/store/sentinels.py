@@ -21,6 +21,9 @@ from redis.exceptions import RedisError
 
 __all__ = ["ASK_WITHIN", "Sentinels"]
 
+# Noted for a Sentinel that answered but named no usable primary: one it calls down, or none
+# (just started, it does not monitor the service yet); counted in the error's message.
+_NO_PRIMARY = "no usable primary"
 ASK_WITHIN = 0.3  # seconds one round of asking the Sentinels may take, well under a call's timeout
 
 
@@ -62,7 +65,10 @@ class Sentinels(Sentinel):
                 if not ask.done():
                     self._let_go(ask)
         if not primaries:
-            raise MasterNotFoundError(f"No master found for {service_name!r} : {', '.join(errors)}")
+            said = [error for error in errors if error is not _NO_PRIMARY]
+            if unusable := errors.count(_NO_PRIMARY):
+                said.insert(0, f"{unusable} Sentinel(s) name no usable primary (down, or not yet known)")
+            raise MasterNotFoundError(f"No master found for {service_name!r} : {', '.join(said)}")
         latest = max(primaries, key=lambda state: int(state.get("config-epoch", 0)))
         return latest["ip"], latest["port"]
 
@@ -86,9 +92,11 @@ class Sentinels(Sentinel):
         try:
             state = await sentinel.sentinel_master(service_name)
         except RedisError as exc:
-            errors.append(f"{sentinel} - {exc!r}")
+            where = sentinel.connection_pool.connection_kwargs  # not the client's repr: half a page
+            errors.append(f"{where.get('host')}:{where.get('port')}: {type(exc).__name__}: {exc}")
             return None
         # The typing allows a bool (for the manager's return_responses=False); a client gives the dict.
         if isinstance(state, dict) and self.check_master_state(state, service_name):
             return state
+        errors.append(_NO_PRIMARY)
         return None

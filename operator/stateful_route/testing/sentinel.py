@@ -65,12 +65,19 @@ class SentinelGroup:
         for server in self.data:
             server.start()
         self.wait_synced([server.port for server in self.data[1:]])
+        self.start_sentinels()
+        self._wait(self._settled, "sentinel discovery")
+        return self
+
+    def start_sentinels(self) -> SentinelGroup:
+        """Start only the Sentinels, each monitoring the primary's port, and return at once:
+        nothing waits for the data servers (which ``start`` starts) or for the Sentinels to
+        find each other, as right after a whole deployment is started."""
         for port in self.sentinel_ports:
             sentinel = _SentinelServer(
                 port, self.data[0].port, self.service, self.down_after_ms, self.password, self.tls
             )
             self.sentinels.append(sentinel.start())
-        self._wait(self._settled, "sentinel discovery")
         return self
 
     def primary_port(self) -> int:
