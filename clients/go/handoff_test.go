@@ -67,7 +67,7 @@ func TestHandOffAllFaultMidwayWithRedisGoneLeavesLeftUnknown(t *testing.T) {
 	prefix := "srgoho"
 	k := newRouteKeys(prefix, "pods", "room")
 	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
-	s, err := NewServerDriver(rdb, "pods", "room", 0, ServerOptions{Prefix: prefix, Timeout: 50 * time.Millisecond})
+	s, err := NewServerDriver(rdb, "pods", "room", 0, ServerOptions{Prefix: prefix, Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +84,8 @@ func TestHandOffAllFaultMidwayWithRedisGoneLeavesLeftUnknown(t *testing.T) {
 	if !errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err %v, want ErrStoreUnavailable", err)
 	}
-	if result != (HandOffResult{Moved: 1, Left: -1}) {
-		t.Fatalf("result %+v, want Moved 1, Left -1", result)
+	if result.Left != -1 || result.Moved > 1 || result.Failed != 0 || result.Waiting != 0 {
+		t.Fatalf("result %+v, want Left -1, Moved at most 1", result)
 	}
 	if spent := time.Since(start); spent > 5*time.Second {
 		t.Fatalf("took %v", spent)
