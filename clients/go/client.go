@@ -39,7 +39,8 @@ type Options struct {
 	// CacheSize: the most links cached (default 100,000).
 	CacheSize int
 	// Timeout of each Redis call (default 1 s); a batch gets Timeout more per further 1,000
-	// uids. Past it a call fails with ErrStoreUnavailable.
+	// uids. Past it a call fails with ErrStoreUnavailable; a caller's deadline that comes
+	// first ends it with context.DeadlineExceeded instead (see the package documentation).
 	Timeout time.Duration
 	// MaxAge: a route view older than this is never used, whatever the change channel said: it
 	// is read again first (default 1 s, at most 1 s: the consistency bound). Changes arrive on

@@ -22,7 +22,8 @@ var (
 	// error). ErrStoreUnavailable errors match it too, as Python's StoreUnavailable is a
 	// StoreError.
 	ErrStore = errors.New("statefulroute: store error")
-	// ErrStoreUnavailable: Redis did not answer within the timeout, or the connection failed.
+	// ErrStoreUnavailable: Redis did not answer within the driver's Timeout (the caller's
+	// context still live: see the package documentation), or the connection failed.
 	ErrStoreUnavailable = errors.New("statefulroute: store unavailable")
 	// ErrLayoutTooNew: the route's Redis layout is newer than this release knows (a newer
 	// release wrote it); the script refused before reading or writing anything
@@ -94,8 +95,9 @@ func (e *PodPendingError) Is(target error) bool {
 
 // StoreError is a Redis fault met by Op: ErrStoreUnavailable when Unavailable (a timeout, a
 // refused or cut connection, a cluster down or reconfiguring), else ErrStore. Err is the cause
-// (a go-redis or network error, or context.DeadlineExceeded for the driver's own timeout).
-// Its message never holds a password. Python: StoreUnavailable / StoreError.
+// (a go-redis or network error; for the driver's own Timeout, an error matching
+// os.ErrDeadlineExceeded): it never matches context.DeadlineExceeded or context.Canceled, which
+// are the caller's. Its message never holds a password. Python: StoreUnavailable / StoreError.
 type StoreError struct {
 	Op          string
 	Unavailable bool

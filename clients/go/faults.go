@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -38,14 +39,17 @@ func layoutError(op, msg string) error {
 	return &LayoutTooNewError{Op: op, Found: f, Known: k}
 }
 
-// fault turns an error met by op into the package's errors: the caller's own cancellation or
-// deadline is returned wrapped as it is; any other fault is a *StoreError, unavailable unless
-// Redis answered with an error of its own. Never call it with redis.Nil.
+// fault turns an error met by op into the package's errors. The caller's context decides
+// first (callerErr): when it is done, or its deadline has passed, the call ended for the caller
+// and its error is returned wrapped as it is, whatever the call met (go-redis's socket deadline,
+// set from the same instant, may fire before the context's own timer). Any other fault is a
+// *StoreError, unavailable unless Redis answered with an error of its own, whose cause never
+// matches a context error (storeCause). Never call it with redis.Nil.
 func fault(ctx context.Context, op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if ctxErr := ctx.Err(); ctxErr != nil {
+	if ctxErr := callerErr(ctx); ctxErr != nil {
 		return fmt.Errorf("statefulroute: %s: %w", op, ctxErr)
 	}
 	var reply redis.Error
@@ -63,7 +67,46 @@ func fault(ctx context.Context, op string, err error) error {
 			return &StoreError{Op: op, Err: err}
 		}
 	}
-	return &StoreError{Op: op, Unavailable: true, Err: err}
+	return &StoreError{Op: op, Unavailable: true, Err: storeCause(err)}
+}
+
+// callerErr is ctx's error, or context.DeadlineExceeded once its deadline has passed even if its
+// timer has not fired yet: a call that gives up past the caller's deadline gave up for it.
+func callerErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if deadline, ok := ctx.Deadline(); ok && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// storeCause is err, or, when err matches a context error (the driver's own Timeout, or a
+// go-redis error wrapping one), the same message detached from it: a store fault must not
+// pass for the caller's deadline or cancellation.
+func storeCause(err error) error {
+	deadline := errors.Is(err, context.DeadlineExceeded)
+	if !deadline && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return &timedOut{msg: err.Error(), deadline: deadline}
+}
+
+// timedOut is a context error's message (and, for a deadline, os.ErrDeadlineExceeded: the
+// timeout a net.Error reports) without the context error.
+type timedOut struct {
+	msg      string
+	deadline bool
+}
+
+func (e *timedOut) Error() string { return e.msg }
+
+func (e *timedOut) Unwrap() error {
+	if e.deadline {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
 }
 
 // corrupt is a reply the store cannot read.
@@ -95,6 +138,6 @@ func within[T any](ctx context.Context, d time.Duration, op string, call func(co
 		return r.out, r.err
 	case <-inner.Done():
 		var zero T
-		return zero, fault(ctx, op, inner.Err())
+		return zero, fault(ctx, op, fmt.Errorf("no answer within %v: %w", d, inner.Err()))
 	}
 }

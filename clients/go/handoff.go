@@ -27,9 +27,12 @@ type HandOffOptions struct {
 
 // HandOffResult is what HandOffAll did (Python's HandOffResult).
 type HandOffResult struct {
-	Moved   int // links moved to another pod
-	Failed  int // users whose Before callback failed: their link stayed here
-	Left    int // users still linked here when it finished (failed and interrupted ones included)
+	Moved  int // links moved to another pod
+	Failed int // users whose Before callback failed: their link stayed here
+	// Left: users still linked here when it finished (failed and interrupted ones included).
+	// With an error, counted in Redis after the fault, or -1 when not known (Redis did not
+	// answer, or the caller cancelled): never 0 while users are linked here.
+	Left    int
 	Waiting int // of Left, users only outdated pods could take (a rolling update): see HandOffAll
 }
 
@@ -43,9 +46,10 @@ type HandOffResult struct {
 // at once, and they are Waiting (evicted after Shutdown, they wait for an updated pod: the
 // route's rolloutWaitSeconds). Within bounds the whole call. Shutdown is reported in every case
 // (within the driver's Timeout), so the operator evicts whoever is Left (and rebinds them if the
-// route is Eager). A Redis fault returns ErrStoreUnavailable/ErrStore (after trying to report
-// Shutdown); the caller's cancellation (context.Canceled) returns at once, reporting nothing
-// more.
+// route is Eager). An earlier deadline of ctx ends it as Within does (no error). A Redis fault
+// returns ErrStoreUnavailable/ErrStore after trying to report Shutdown, with Moved and Failed so
+// far and Left counted in Redis (-1 if it does not answer); the caller's cancellation
+// (context.Canceled) returns at once with Left -1, reporting nothing more.
 func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (HandOffResult, error) {
 	if opts.Concurrency == 0 {
 		opts.Concurrency = 16
@@ -72,16 +76,12 @@ func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (Han
 	// Store calls that must finish once begun (a link move, the Shutdown report) outlive the
 	// deadline, bounded by Timeout; the caller's cancellation is checked between them.
 	store := context.WithoutCancel(ctx)
-	shutdown := func() error { return s.SetRoutingState(store, RoutingShutdown) }
 	err := s.Register(bounded)
 	if err == nil {
 		err = s.SetRoutingState(bounded, RoutingDenyNewCall)
 	}
 	if err != nil && !pastDeadline(bounded, err) {
-		if !errors.Is(err, context.Canceled) {
-			_ = shutdown()
-		}
-		return HandOffResult{}, err
+		return s.interrupted(store, HandOffResult{}, err)
 	}
 	run := &handOffRun{
 		s: s, before: opts.Before, workers: opts.Concurrency, retry: opts.RetryEvery,
@@ -91,12 +91,9 @@ func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (Han
 	}
 	result, err := run.passes()
 	if err != nil {
-		if !errors.Is(err, context.Canceled) {
-			_ = shutdown() // the operator then evicts whoever is left; the caller gets the fault
-		}
-		return result, err
+		return s.interrupted(store, result, err)
 	}
-	if err := shutdown(); err != nil {
+	if err := s.SetRoutingState(store, RoutingShutdown); err != nil {
 		return result, err
 	}
 	s.log.Info("pod handed off", "event", "hand_off_all", "moved", result.Moved, "failed", result.Failed,
@@ -104,9 +101,27 @@ func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (Han
 	return result, nil
 }
 
-// pastDeadline: err is the bounded context's own deadline (not a store timeout or a cancellation).
+// interrupted ends a HandOffAll that err cut short. After a fault it reports Shutdown (the
+// operator then evicts whoever is left; the caller gets the fault) and counts who is left, unless
+// Redis did not answer: then, as after the caller's cancellation, Left is -1 (not known).
+func (s *ServerDriver) interrupted(store context.Context, result HandOffResult, err error) (HandOffResult, error) {
+	result.Left, result.Waiting = -1, 0
+	if errors.Is(err, context.Canceled) {
+		return result, err
+	}
+	if errors.Is(s.SetRoutingState(store, RoutingShutdown), ErrStoreUnavailable) {
+		return result, err
+	}
+	if left, countErr := s.countLinked(store); countErr == nil {
+		result.Left = left
+	}
+	return result, err
+}
+
+// pastDeadline: err is the bounded context's own deadline (not a store timeout or a
+// cancellation), its timer fired or not (callerErr).
 func pastDeadline(bounded context.Context, err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) && errors.Is(bounded.Err(), context.DeadlineExceeded)
+	return errors.Is(err, context.DeadlineExceeded) && errors.Is(callerErr(bounded), context.DeadlineExceeded)
 }
 
 // handOffRun is one HandOffAll (pod/handoff.py hand_off_users): passes over the pod's users,
@@ -132,7 +147,7 @@ type handOffRun struct {
 
 func (r *handOffRun) passes() (HandOffResult, error) {
 	if err := r.loop(); err != nil {
-		return r.result(0), err
+		return r.result(0), err // the caller counts who is left
 	}
 	if !r.listed { // cut off before knowing whom the pod holds: count them (one store timeout)
 		left, err := r.s.countLinked(r.store)

@@ -3,6 +3,7 @@ package statefulroute
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
@@ -148,6 +149,9 @@ func (m *routeMirror) view(ctx context.Context, k routeKeys, whole bool) (*route
 		if v := views[0]; v.validUntil.After(time.Now()) && !(whole && v.partial) {
 			return v, nil
 		}
+	}
+	if err := callerErr(ctx); err != nil { // the reads outlasted the caller's deadline
+		return nil, fmt.Errorf("statefulroute: route view: %w", err)
 	}
 	return nil, &StoreError{Op: "route view", Unavailable: true,
 		Err: errors.New("no view of " + k.namespace + "/" + k.service + " younger than max_age could be read")}

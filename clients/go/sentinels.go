@@ -166,8 +166,8 @@ collect:
 				break collect
 			}
 		case <-round.Done():
-			if ctx.Err() != nil {
-				return "", fmt.Errorf("statefulroute: asking the Sentinels: %w", ctx.Err())
+			if err := callerErr(ctx); err != nil {
+				return "", fmt.Errorf("statefulroute: asking the Sentinels: %w", err)
 			}
 			problems = append(problems, fmt.Sprintf("the others did not answer within %s", AskWithin))
 			break collect // the asks left end by themselves

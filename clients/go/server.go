@@ -52,7 +52,8 @@ var (
 type ServerOptions struct {
 	// Prefix of every key (default "sr"); the same as the gateways'.
 	Prefix string
-	// Timeout of each Redis call (default 1 s); past it a call fails with ErrStoreUnavailable.
+	// Timeout of each Redis call (default 1 s); past it a call fails with ErrStoreUnavailable
+	// (a caller's deadline that comes first: context.DeadlineExceeded, see the package doc).
 	Timeout time.Duration
 	// Logger for events (hand-offs, failed callbacks, corrupt links); default slog.Default().
 	Logger *slog.Logger

@@ -372,12 +372,12 @@ func TestHandOffAllReturnsTheCallersCancellation(t *testing.T) {
 	p := pods(t, rdb, prefix, 2)
 	linkUsers(t, p[0], 3)
 	ctx, cancel := context.WithCancel(context.Background())
-	_, err := p[0].HandOffAll(ctx, HandOffOptions{Concurrency: 1, Before: func(ctx context.Context, uid string) error {
+	result, err := p[0].HandOffAll(ctx, HandOffOptions{Concurrency: 1, Before: func(ctx context.Context, uid string) error {
 		cancel()
 		return nil
 	}})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("err %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || result.Left != -1 {
+		t.Fatalf("%+v, %v; want Left -1 (not known), context.Canceled", result, err)
 	}
 	for _, bad := range []HandOffOptions{{Concurrency: -1}, {Within: -time.Second}, {RetryEvery: time.Microsecond}} {
 		if _, err := p[0].HandOffAll(context.Background(), bad); !errors.Is(err, ErrInvalidInput) {
@@ -397,7 +397,8 @@ func TestHandOffAllReturnsStoreUnavailableWhenRedisIsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.HandOffAll(context.Background(), HandOffOptions{Within: time.Second}); !errors.Is(err, ErrStoreUnavailable) {
-		t.Fatalf("err %v, want ErrStoreUnavailable", err)
+	result, err := s.HandOffAll(context.Background(), HandOffOptions{Within: time.Second})
+	if !errors.Is(err, ErrStoreUnavailable) || result.Left != -1 {
+		t.Fatalf("%+v, %v; want Left -1 (not known), ErrStoreUnavailable", result, err)
 	}
 }

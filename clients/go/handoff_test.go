@@ -1,0 +1,93 @@
+package statefulroute
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// HandOffAll never reports Left: 0 while users are linked here, as pod/handoff.py's
+// hand_off_users never does.
+
+// strandedPod is pod 0 of a route whose only other pod is not Ready, with users linked to it.
+func strandedPod(t *testing.T, rdb *redis.Client, prefix string, users int) (routeKeys, *ServerDriver, []string) {
+	t.Helper()
+	k := newRouteKeys(prefix, "pods", "room")
+	writeTable(t, rdb, k, step{Pods: notReady(podSpecs(0, 1), 1)})
+	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
+	return k, s, linkUsers(t, s, users)
+}
+
+// With no pod to take them, the users are retried until Within, then counted as left. A pause
+// between passes ends at the deadline itself (RetryEvery > Within), where the call listing the
+// users next may see go-redis's socket deadline fire before the context's: many short runs.
+func TestHandOffAllWithNowhereToGoLeavesEveryoneAtItsDeadline(t *testing.T) {
+	rdb, prefix := connectedRedis(t)
+	k, s, users := strandedPod(t, rdb, prefix, 5)
+	for i := range 50 {
+		start := time.Now()
+		result, err := s.HandOffAll(context.Background(), HandOffOptions{Within: 20 * time.Millisecond, RetryEvery: time.Second})
+		if err != nil || result != (HandOffResult{Left: len(users)}) {
+			t.Fatalf("run %d: %+v, %v", i, result, err)
+		}
+		if spent := time.Since(start); spent < 20*time.Millisecond {
+			t.Fatalf("run %d: stopped after %v, before Within", i, spent)
+		}
+	}
+	for _, uid := range users {
+		if link, _ := linkOf(t, rdb, k, uid); link != "0p" {
+			t.Fatalf("%s: link %q", uid, link)
+		}
+	}
+}
+
+// A Redis fault midway is returned with what was done, Left counted in Redis when it answers...
+func TestHandOffAllFaultMidwayCountsWhoIsLeft(t *testing.T) {
+	rdb, prefix := connectedRedis(t)
+	k, s, users := strandedPod(t, rdb, prefix, 5)
+	result, err := s.HandOffAll(context.Background(), HandOffOptions{Concurrency: 1,
+		Before: func(ctx context.Context, uid string) error {
+			return rdb.Set(ctx, k.available, "not a sorted set", 0).Err() // HAND_OFF reads it
+		}})
+	if !errors.Is(err, ErrStore) || errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("err %v, want ErrStore", err)
+	}
+	if result != (HandOffResult{Left: len(users)}) {
+		t.Fatalf("result %+v, want Left %d", result, len(users))
+	}
+}
+
+// ...and -1 (not known) when it does not.
+func TestHandOffAllFaultMidwayWithRedisGoneLeavesLeftUnknown(t *testing.T) {
+	rdb, freeze, _ := frozenRedis(t)
+	prefix := "srgoho"
+	k := newRouteKeys(prefix, "pods", "room")
+	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
+	s, err := NewServerDriver(rdb, "pods", "room", 0, ServerOptions{Prefix: prefix, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkUsers(t, s, 3)
+	calls := 0
+	start := time.Now()
+	result, err := s.HandOffAll(context.Background(), HandOffOptions{Concurrency: 1,
+		Before: func(ctx context.Context, uid string) error {
+			if calls++; calls == 2 { // one user moved, then Redis stops answering
+				freeze()
+			}
+			return nil
+		}})
+	if !errors.Is(err, ErrStoreUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v, want ErrStoreUnavailable", err)
+	}
+	if result.Left != -1 || result.Moved > 1 || result.Failed != 0 || result.Waiting != 0 {
+		t.Fatalf("result %+v, want Left -1, Moved at most 1", result)
+	}
+	if spent := time.Since(start); spent > 5*time.Second {
+		t.Fatalf("took %v", spent)
+	}
+}
