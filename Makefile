@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo demo-runs test lint docs bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
+.PHONY: demo demo-runs test fast lint docs bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -59,6 +59,12 @@ docs: $(STAMP)
 
 test: lint docs go-test control-plane
 	$(BIN)/pytest $(ARGS)
+
+# The fast loop: every test that starts no servers or processes of its own (`-m "not e2e"`), in two
+# pytest-xdist workers (each starts a private redis-server when REDIS_URL and 6379 give none; the
+# tests share one Redis safely: each writes under its own key prefix).
+fast: $(STAMP)
+	$(BIN)/pytest -q -m "not e2e" -n 2 $(ARGS)
 
 # The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go build (the examples
 # too), go vet, staticcheck

@@ -43,8 +43,13 @@ async def clients(
 
 async def poll_until(check: Callable[[], Awaitable[bool]], within: float, every: float = 0.005) -> None:
     """Wait until ``check()`` is true; TimeoutError (failing the test) after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     async with asyncio.timeout(within):
         while not await check():
+            # Also by the clock: a check that swallows the timeout's cancellation (seen with many
+            # operators and Redis clients in one process) would otherwise keep this loop going.
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"not true within {within} s")
             await asyncio.sleep(every)
 
 

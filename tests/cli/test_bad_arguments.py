@@ -106,6 +106,7 @@ BAD_OPERATOR_OPTIONS = {
     "second namespace bad": (["-n", NS, "-n", "games.eu"], "namespace"),
     "namespace too long": (["-n", "n" * 64], "namespace"),
     "peering not a name": (["-A", "--peering", "Bad Peer"], "peering"),
+    "peering lifetime too short": (["-A", "--peering", "p", "--peering-lifetime", "9"], "peering_lifetime"),
     "liveness not http": (["-A", "--liveness", "ftp://0.0.0.0:8080/healthz"], "liveness"),
     "liveness port not a number": (["-A", "--liveness", "http://0.0.0.0:x/healthz"], "liveness"),
     "kubeconfig missing": (["-n", NS, "--kubeconfig", "/nonexistent/kubeconfig"], "kubeconfig"),

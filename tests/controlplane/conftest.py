@@ -4,18 +4,16 @@ namespace of each test's own whose pods the kubelet stand-in runs."""
 from __future__ import annotations
 
 import gc
-import secrets
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
 import pytest
-from kubernetes.client.exceptions import ApiException
 
 from stateful_route.testing.controlplane import ControlPlane
 from stateful_route.testing.kubelet import Kubelet
+from tests.controlplane.namespaces import create_namespace, delete_namespace
 
 ROOT = Path(__file__).parents[2]
 CRD_NAME = "statefulroutes.stateful-route.dev"
@@ -40,26 +38,10 @@ def core(control_plane: ControlPlane) -> Iterator[kubernetes.client.CoreV1Api]:
 def namespace(
     control_plane: ControlPlane, kubelet: Kubelet, core: kubernetes.client.CoreV1Api
 ) -> Iterator[str]:
-    """A fresh namespace the kubelet stand-in manages, ready for pods (its `default`
-    ServiceAccount exists, without which the API server refuses pods); deleted afterwards."""
-    name = f"t-{secrets.token_hex(3)}"
-    core.create_namespace({"metadata": {"name": name}})
-    kubelet.manage(name)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            core.read_namespaced_service_account("default", name)
-            break
-        except ApiException as error:
-            if error.status != 404 or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    """A fresh namespace the kubelet stand-in manages, ready for pods; deleted afterwards."""
+    name = create_namespace(core, kubelet)
     yield name
-    # The namespace controller deletes what is left, in the background; its pods go at once
-    # (grace 0), so that no preStop hook runs for a test that is over. A terminating namespace
-    # takes no new pods, so the StatefulSet controller cannot bring them back.
-    core.delete_namespace(name)
-    core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
+    delete_namespace(core, name)
 
 
 # The official kubernetes client leaves urllib3's sockets to the test API server for the garbage

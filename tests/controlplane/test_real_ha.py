@@ -1,8 +1,9 @@
 """HA against the real API server: two operator processes (`stateful-route operator --peering`,
 as manifests/ha runs them: all namespaces, the manifests' ServiceAccount with the peering RBAC,
 the ClusterKopfPeering of manifests/ha). The active one is killed (SIGKILL: a crash, so it
-cannot leave the peering); the standby takes over within the bound docs/operations.md states: kopf's
-peering lifetime (60 s) after the crashed replica's last keep-alive, plus a reconciliation."""
+cannot leave the peering); the standby takes over within the bound docs/operations.md states: the peering
+lifetime (`--peering-lifetime`, kopf's 60 s by default; 15 s here) after the crashed replica's
+last keep-alive, plus a reconciliation."""
 
 from __future__ import annotations
 
@@ -32,10 +33,10 @@ from tests.controlplane.test_real_statefulset import ROUTE, Api, until_table
 from tests.routes import poll_until
 
 PEERING = "stateful-route"
-LIFETIME = (
-    60  # kopf's peering lifetime: a crashed replica counts as alive this long after its last keep-alive
-)
-RESUME = 5  # then the standby re-lists and reconciles (about 2 s here): the docs' "plus one reconciliation"
+# The replicas' peering lifetime: a crashed replica counts as alive this long after its last
+# keep-alive. Short, so that the test waits 15 s for the expiry instead of kopf's default 60.
+LIFETIME = 15
+RESUME = 5  # then the standby re-lists and reconciles (about 2 s here): the docs' "plus a reconciliation"
 PEERING_CRD = "clusterkopfpeerings.kopf.dev"
 
 
@@ -80,6 +81,7 @@ def replicas(
         for priority in priorities:
             command = [
                 program, "operator", "--all-namespaces", "--peering", PEERING, "--priority", str(priority),
+                "--peering-lifetime", str(LIFETIME),
                 "--kubeconfig", str(login), "--redis-url", redis_url, "--prefix", prefix,
                 "--metrics-port", str(free_port()), "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
             ]  # fmt: skip

@@ -475,6 +475,13 @@ def operator(
         int | None,
         typer.Option(help="With --peering: the highest priority acts (random if unset, so replicas differ)."),
     ] = None,
+    peering_lifetime: Annotated[
+        int,
+        typer.Option(
+            help="With --peering: seconds a replica counts as alive after its last keep-alive, so how long "
+            "a crashed active replica holds the standbys back."
+        ),
+    ] = 60,
     metrics_port: Annotated[
         int | None, typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port (/metrics).")
     ] = 9090,
@@ -497,7 +504,11 @@ def operator(
     try:  # every option checked before kopf starts: one line, exit 2
         check_url(redis_url)
         config = OperatorConfig(
-            redis_url=redis_url, prefix=prefix, kubeconfig=kubeconfig, metrics_port=metrics_port
+            redis_url=redis_url,
+            prefix=prefix,
+            kubeconfig=kubeconfig,
+            metrics_port=metrics_port,
+            peering_lifetime=peering_lifetime,
         )
         check_watch(namespace or (), peering, priority, liveness or None)
     except InvalidInput as exc:

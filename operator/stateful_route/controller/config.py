@@ -11,7 +11,11 @@ from urllib.parse import urlsplit
 from stateful_route.core import validation
 from stateful_route.core.urls import redact_url
 
-__all__ = ["OperatorConfig", "check_watch"]
+__all__ = ["MIN_PEERING_LIFETIME", "OperatorConfig", "check_watch"]
+
+# kopf renews a replica's peering entry every lifetime - 5..10 s (at least every second): a
+# shorter lifetime would leave too little room for a slow renewal.
+MIN_PEERING_LIFETIME = 10
 
 # A Kubernetes object name (a KopfPeering's): a DNS-1123 subdomain.
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
@@ -30,6 +34,9 @@ class OperatorConfig:
     metrics_port: int | None = None  # Prometheus /metrics (0: a free port); off when None
     census_interval: float = 30.0  # how often each route's pods are listed to catch a stale index
     census_clock_margin: float = 60.0  # only pods older than this can be proved deleted
+    # With peering: how long a replica counts as alive after its last keep-alive (sent 5-10 s
+    # before that), so how long a crashed active replica holds its standbys back. kopf's default.
+    peering_lifetime: int = 60
 
     def __post_init__(self) -> None:
         """Every field but the URL (``check_url``; connecting reports it) checked, InvalidInput
@@ -40,6 +47,9 @@ class OperatorConfig:
         for name in ("reconcile_interval", "status_interval", "census_interval"):
             validation.seconds(name, getattr(self, name), minimum=0.001)
         validation.seconds("census_clock_margin", self.census_clock_margin)
+        validation.integer(
+            "peering_lifetime", self.peering_lifetime, minimum=MIN_PEERING_LIFETIME, maximum=3600
+        )
         if self.kubeconfig is not None and (type(self.kubeconfig) is not str or not self.kubeconfig):
             raise validation.invalid("kubeconfig", "must be a non-empty path")
         if self.kubeconfig is not None and not os.path.isfile(self.kubeconfig):

@@ -173,6 +173,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Resources and namespaces are discovered once at start: no cluster-wide watch of
         # namespaces and CRDs, which keeps the RBAC small (the CRD is installed with us).
         settings.scanning.disabled = True
+        settings.peering.lifetime = config.peering_lifetime
         await memo.ctx.census.prepare()
         await memo.ctx.open()
         # Routes deleted while no operator ran, without their deletion handler (kopf's finalizer

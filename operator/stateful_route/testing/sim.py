@@ -541,6 +541,7 @@ async def operator_thread(
     priority: int | None = None,
     metrics: OperatorMetrics | None = None,
     namespaces: list[str] | None = None,
+    thread_name: str | None = None,
     **options: Any,
 ) -> AsyncIterator[threading.Thread]:
     """The real operator in a thread with its own event loop, as one replica of a Deployment.
@@ -552,9 +553,8 @@ async def operator_thread(
     workarounds.plain_traceback_carets()  # a second thread now formats tracebacks too
     replica = _replica(cluster, redis_url, prefix, peering, priority, metrics, namespaces, options)
     stop, ready = threading.Event(), threading.Event()
-    thread = threading.Thread(
-        target=lambda: asyncio.run(replica(stop, ready)), name=f"operator-{priority}", daemon=True
-    )
+    name = thread_name or f"operator-{priority}"
+    thread = threading.Thread(target=lambda: asyncio.run(replica(stop, ready)), name=name, daemon=True)
     thread.start()
     try:
         if not await asyncio.to_thread(ready.wait, 10):
