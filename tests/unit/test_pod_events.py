@@ -8,7 +8,8 @@ import asyncio
 import dataclasses
 import random
 
-from stateful_route.controller.context import Coalescer, PodsSeen
+from stateful_route.controller import rollouts
+from stateful_route.controller.context import Coalescer, Seen
 from stateful_route.controller.pods import PodRecord
 from stateful_route.core.state import RoutingState
 
@@ -18,26 +19,35 @@ def pod(uid: str = "u0", *, ready: bool = True) -> PodRecord:
 
 
 def test_only_an_event_that_changes_the_record_is_news():
-    seen = PodsSeen()
+    seen: Seen[PodRecord] = Seen()
     first = pod()
-    assert seen.news(None, first)  # kopf's listing at start: never seen
-    seen.handled(first)
-    assert not seen.news("MODIFIED", pod())  # another annotation, a status field: equal record
-    assert seen.news("MODIFIED", pod(ready=False))
-    assert seen.news("MODIFIED", dataclasses.replace(first, routing=RoutingState.SHUTDOWN))
-    assert seen.news("MODIFIED", pod("u1"))  # another pod (a new uid at the ordinal)
-    assert seen.news("DELETED", first)  # always: the pod leaves the table
-    assert seen.news("MODIFIED", first)  # and is forgotten
-    assert seen.news("MODIFIED", None)  # no record: nothing to compare
+    assert seen.news(None, "u0", first)  # kopf's listing at start: never seen
+    seen.handled("u0", first)
+    assert not seen.news("MODIFIED", "u0", pod())  # another annotation, a status field: equal record
+    assert seen.news("MODIFIED", "u0", pod(ready=False))
+    assert seen.news("MODIFIED", "u0", dataclasses.replace(first, routing=RoutingState.SHUTDOWN))
+    assert seen.news("MODIFIED", "u1", pod("u1"))  # another pod (a new uid at the ordinal)
+    assert seen.news("DELETED", "u0", first)  # always: the pod leaves the table
+    assert seen.news("MODIFIED", "u0", first)  # and is forgotten
+    assert seen.news("MODIFIED", "u0", None)  # no record: nothing to compare
 
 
 def test_a_record_is_news_until_a_reconciliation_handled_it():
     """A reconciliation that failed leaves the record news: the next equal event tries again."""
-    seen = PodsSeen()
-    assert seen.news("MODIFIED", pod())
-    assert seen.news("MODIFIED", pod())
-    seen.handled(pod())
-    assert not seen.news("MODIFIED", pod())
+    seen: Seen[PodRecord] = Seen()
+    assert seen.news("MODIFIED", "u0", pod())
+    assert seen.news("MODIFIED", "u0", pod())
+    seen.handled("u0", pod())
+    assert not seen.news("MODIFIED", "u0", pod())
+
+
+def test_a_stateful_sets_status_counts_are_no_news():
+    seen: Seen[rollouts.StatefulSetRecord] = Seen()
+    body = {"metadata": {"name": "game"}, "spec": {"replicas": 3}, "status": {"readyReplicas": 2}}
+    seen.handled("s", rollouts.record(body))
+    assert not seen.news("MODIFIED", "s", rollouts.record({**body, "status": {"readyReplicas": 3}}))
+    assert seen.news("MODIFIED", "s", rollouts.record({**body, "status": {"updateRevision": "game-b"}}))
+    assert seen.news("MODIFIED", "s", rollouts.record({**body, "spec": {"replicas": 4}}))
 
 
 async def test_a_burst_runs_one_reconciliation_and_at_most_one_more_with_the_latest_state():

@@ -10,7 +10,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from stateful_route.controller import census, route_check
 from stateful_route.controller.census import Census
@@ -24,10 +24,11 @@ from stateful_route.core.errors import StatefulRouteError, StoreUnavailable
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
 
-__all__ = ["Coalescer", "OperatorContext", "PodsSeen", "StatusThrottle", "WarnOnce"]
+__all__ = ["Coalescer", "OperatorContext", "Seen", "StatusThrottle", "WarnOnce"]
 
 log = logging.getLogger("stateful_route.operator")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StatusThrottle:
@@ -74,28 +75,28 @@ class WarnOnce:
         self._told.pop(uid, None)
 
 
-class PodsSeen:
-    """Each pod's record as last reconciled, by uid. An event that changes nothing the operator
-    reads of a pod (another annotation, a status field, kopf's own re-listing) changes no table,
-    so it costs a comparison instead of a reconciliation; the route's tick reconciles every
-    second whatever the events."""
+class Seen(Generic[R]):
+    """Each object's record (a pod's, a StatefulSet's) as last reconciled, by uid. An event that
+    changes nothing the operator reads of it (another annotation, a status field such as a
+    StatefulSet's ready count, kopf's own re-listing) changes no table, so it costs a comparison
+    instead of a reconciliation; the route's tick reconciles every second whatever the events."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, PodRecord] = {}
+        self._seen: dict[str, R] = {}
 
-    def news(self, kind: str | None, record: PodRecord | None) -> bool:
+    def news(self, kind: str | None, uid: str, record: R | None) -> bool:
         """Whether this event (its ``type``; None when kopf lists) may change a table."""
         if record is None:
             return True
         if kind == "DELETED":
-            self._seen.pop(record.uid, None)
+            self._seen.pop(uid, None)
             return True
-        return self._seen.get(record.uid) != record
+        return self._seen.get(uid) != record
 
-    def handled(self, record: PodRecord | None) -> None:
+    def handled(self, uid: str, record: R | None) -> None:
         """The record was reconciled (or a reconciliation that reads it is under way)."""
         if record is not None:
-            self._seen[record.uid] = record
+            self._seen[uid] = record
 
 
 class Coalescer:
@@ -135,7 +136,8 @@ class OperatorContext:
     config: OperatorConfig
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     warnings: WarnOnce = field(default_factory=WarnOnce)
-    seen: PodsSeen = field(default_factory=PodsSeen)
+    seen_pods: Seen[PodRecord] = field(default_factory=Seen)
+    seen_stateful_sets: Seen[StatefulSetRecord] = field(default_factory=Seen)
     coalescer: Coalescer = field(default_factory=Coalescer)
     status: StatusThrottle = field(init=False)
     census: Census = field(init=False)

@@ -245,19 +245,23 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             kopf.warn(
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
-        if not memo.ctx.seen.news(type, rec):
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        if not memo.ctx.seen_pods.news(type, uid, rec):
             memo.ctx.metrics.pod_events.labels("unchanged").inc()
             return
         ran = await _reconcile_routes_of(
             memo.ctx, (namespace, sts), routes, route_pods, stateful_sets, "pod_changed"
         )
-        memo.ctx.seen.handled(rec)  # a reconciliation that failed is retried by the route's tick
+        memo.ctx.seen_pods.handled(uid, rec)  # a reconciliation that failed is retried by the tick
         memo.ctx.metrics.pod_events.labels("reconciled" if ran else "coalesced").inc()
 
     @kopf.on.event(*STATEFUL_SETS, id="stateful_set_changed", registry=registry)
     async def stateful_set_changed(
+        type: str | None,
+        body: kopf.Body,
         namespace: str,
         name: str,
+        uid: str,
         routes: kopf.Index[Any, RouteRef],
         route_pods: kopf.Index[Any, pods.PodRecord],
         stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
@@ -266,9 +270,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         if memo.ctx.closed:
             return  # the operator is stopping
+        # The controller writes the status at every pod change (ready counts): mostly no news.
+        rec = rollouts.record(body)
+        if not memo.ctx.seen_stateful_sets.news(type, uid, rec):
+            return
         await _reconcile_routes_of(
             memo.ctx, (namespace, name), routes, route_pods, stateful_sets, "stateful_set_changed"
         )
+        memo.ctx.seen_stateful_sets.handled(uid, rec)
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
