@@ -9,7 +9,7 @@ LOCK := requirements.lock
 UV_VERSION := 0.13.10
 LATEST_VENV := .venv-latest
 
-.PHONY: demo demo-runs test fast lint docs bench chaos clean model scenarios lock test-latest go-test go-bench control-plane
+.PHONY: demo demo-runs test fast lint docs bench bench-scale chaos clean model scenarios lock test-latest go-test go-bench control-plane
 
 # The lock holds the build backend too, so the editable install needs nothing unpinned.
 $(STAMP): pyproject.toml $(LOCK)
@@ -107,6 +107,11 @@ demo-runs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# Figure 12 (BENCHMARKS.md): the operator at 1,000 pods against the real control plane (its binaries
+# from `make control-plane`), ~10 minutes; `python -m bench.operator_scale --help`. Not part of `make test`.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.operator_scale $(ARGS)
 
 # Every fault at once for 5 minutes (ARGS="--duration 60 --seed 7"); not part of `make test`.
 chaos: $(STAMP)

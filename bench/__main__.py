@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bench import figures, longest, mirror, opcost, placement, rollout, sharded
+from bench import figures, longest, mirror, opcost, operator_scale, placement, rollout, sharded
 from bench.figures import Bench, Row, ratio
 from bench.report import NOTES, machine, mark, markdown
 from stateful_route.testing import local_redis
@@ -51,6 +52,8 @@ async def measure(bench: Bench) -> None:
         await _figure_16(bench)
     if bench.wants("13") or bench.wants("14"):
         await _figures_13_and_14(bench)
+    if "12" in bench.only:  # only when asked: it needs the control plane (`make control-plane`)
+        await _figure_12(bench)
     if bench.wants("7"):
         console.log("figure 7: a rolling update of 6 pods")
         for variant in rollout.VARIANTS:
@@ -293,6 +296,14 @@ async def _figures_13_and_14(bench: Bench) -> None:
         bench.rows.extend(await opcost.rows(bench, pods))
 
 
+async def _figure_12(bench: Bench) -> None:
+    """The operator against a real control plane (its binaries: ``make control-plane``)."""
+    with tempfile.TemporaryDirectory(prefix="sr-scale-") as folder:
+        scale = await operator_scale.measure(Path(folder), bench.url)
+    operator_scale.report(scale)
+    bench.rows.extend(operator_scale.rows(scale))
+
+
 POD_COUNTS = (8, 32, 128, 512)
 
 
@@ -328,8 +339,10 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-11, 15, 16; 1 and 2 go together); repeatable."),
-        typer.Option(help="Measure only this figure (1-14; 1 and 2 go together, 13 and 14 too); repeatable."),
+        typer.Option(
+            help="Measure only this figure (1-16; 1 and 2 go together, 13 and 14 too; 12 only when "
+            "named: it needs the control plane); repeatable."
+        ),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""

@@ -99,3 +99,37 @@ async def test_no_series_outlives_the_service_the_operator_maintains(cluster, re
 
 async def _empty(metrics: OperatorMetrics, service: str) -> bool:
     return not route_series(metrics, service)
+
+
+async def test_pod_events_that_change_nothing_the_operator_reads_are_counted_not_reconciled(
+    cluster, redis, redis_url, prefix
+):
+    await cluster.start(3)
+    port = free_port()
+
+    def events(outcome: str) -> float:
+        return scrape(port).get(("stateful_route_pod_events_total", (("outcome", outcome),)), 0.0)
+
+    async with operator(cluster, redis_url, prefix, metrics_port=port):
+        table = RouteTable(redis, prefix=prefix)
+        await wait_for_table(table, [0, 1, 2])
+        reconciled, unchanged = (
+            await asyncio.to_thread(events, "reconciled"),
+            await asyncio.to_thread(events, "unchanged"),
+        )
+        for n in range(9):
+            await cluster.touch(n % 3, str(n))
+
+        async def counted() -> bool:
+            return await asyncio.to_thread(events, "unchanged") >= unchanged + 9
+
+        await poll_until(counted, within=5, every=0.05)
+        assert await asyncio.to_thread(events, "reconciled") == reconciled
+        # A change the operator reads is reconciled at once (not left to the tick).
+        await cluster.set_ready(1, False)
+
+        async def reconciled_once() -> bool:
+            return await asyncio.to_thread(events, "reconciled") == reconciled + 1
+
+        await poll_until(reconciled_once, within=5, every=0.05)
+        assert 1 not in (await table.snapshot(NS, ROUTE)).available

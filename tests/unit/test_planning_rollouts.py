@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -127,3 +128,37 @@ def test_a_rollback_mid_rollout_outdates_the_pods_already_updated():
     # A pod without the revision label: only the status can say, and it says no rollout.
     unlabelled = planned([dataclasses.replace(r, revision=None) for r in records], sts)
     assert unlabelled.outdated == frozenset()
+
+
+def test_a_stateful_sets_selector_becomes_a_label_selector_for_its_own_pods():
+    """The confirming list and the census ask for these pods only, not the namespace's."""
+    selector = {
+        "matchLabels": {"app": "game", "tier": "a"},
+        "matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["x", "y"]},
+            {"key": "canary", "operator": "NotIn", "values": ["yes"]},
+            {"key": "owner", "operator": "Exists"},
+            {"key": "legacy", "operator": "DoesNotExist"},
+        ],
+    }
+    assert rollouts.label_selector(selector) == (
+        "app=game,tier=a,zone in (x,y),canary notin (yes),owner,!legacy,statefulset.kubernetes.io/pod-name"
+    )
+    sts = rollouts.record({"metadata": {"name": "game"}, "spec": {"selector": {"matchLabels": {"app": "g"}}}})
+    assert sts.selector == "app=g,statefulset.kubernetes.io/pod-name"
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        None,
+        "app=game",
+        {},
+        {"matchLabels": {}},
+        {"matchExpressions": [{"key": "zone", "operator": "Near", "values": ["x"]}]},
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": []}]},
+        {"matchExpressions": [{"operator": "Exists"}]},
+    ],
+)
+def test_a_selector_that_cannot_be_written_lists_every_stateful_set_pod_as_before(selector):
+    assert rollouts.label_selector(selector) is None

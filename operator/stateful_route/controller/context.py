@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from stateful_route.controller import census, route_check
 from stateful_route.controller.census import Census
@@ -24,10 +25,11 @@ from stateful_route.core.errors import StatefulRouteError, StoreUnavailable
 from stateful_route.store import connection
 from stateful_route.store.connection import AnyRedis
 
-__all__ = ["OperatorContext", "StatusThrottle", "WarnOnce"]
+__all__ = ["Coalescer", "OperatorContext", "Seen", "StatusThrottle", "WarnOnce"]
 
 log = logging.getLogger("stateful_route.operator")
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StatusThrottle:
@@ -74,6 +76,60 @@ class WarnOnce:
         self._told.pop(uid, None)
 
 
+class Seen(Generic[R]):
+    """Each object's record (a pod's, a StatefulSet's) as last reconciled, by uid. An event that
+    changes nothing the operator reads of it (another annotation, a status field such as a
+    StatefulSet's ready count, kopf's own re-listing) changes no table, so it costs a comparison
+    instead of a reconciliation; the route's tick reconciles every second whatever the events."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, R] = {}
+
+    def news(self, kind: str | None, uid: str, record: R | None) -> bool:
+        """Whether this event (its ``type``; None when kopf lists) may change a table."""
+        if record is None:
+            return True
+        if kind == "DELETED":
+            self._seen.pop(uid, None)
+            return True
+        return self._seen.get(uid) != record
+
+    def handled(self, uid: str, record: R | None) -> None:
+        """The record was reconciled (or a reconciliation that reads it is under way)."""
+        if record is not None:
+            self._seen[uid] = record
+
+
+class Coalescer:
+    """One reconciliation running and at most one waiting, per route. A burst of pod events (a
+    storm: 200 pods deleted, a rolling update) would otherwise queue one reconciliation per
+    event, each listing the pods and writing the table, and the table would trail the pods by
+    the length of the queue. The waiting one reads kopf's index when it starts, after every
+    event that found it waiting, so those events have nothing left to do."""
+
+    def __init__(self) -> None:
+        self._waiting: set[str] = set()
+        # Held by the coroutines that use them: a route's lock goes once nobody waits on it.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def run(self, key: str, work: Callable[[], Awaitable[None]]) -> bool:
+        """Run ``work`` for ``key``, after the run under way if any, unless another run already
+        waits (which does the same work later); whether it ran."""
+        if key in self._waiting:
+            return False
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._waiting.add(key)
+        try:
+            async with lock:
+                self._waiting.discard(key)
+                await work()
+        finally:
+            self._waiting.discard(key)
+        return True
+
+
 @dataclass
 class OperatorContext:
     """Shared by every handler through kopf's memo."""
@@ -81,6 +137,9 @@ class OperatorContext:
     config: OperatorConfig
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     warnings: WarnOnce = field(default_factory=WarnOnce)
+    seen_pods: Seen[PodRecord] = field(default_factory=Seen)
+    seen_stateful_sets: Seen[StatefulSetRecord] = field(default_factory=Seen)
+    coalescer: Coalescer = field(default_factory=Coalescer)
     status: StatusThrottle = field(init=False)
     census: Census = field(init=False)
     namespaces: tuple[str, ...] = ()  # those watched; none: every namespace
@@ -128,13 +187,19 @@ class OperatorContext:
         if self.redis is not None:
             await self.redis.aclose()
         self.redis = self.reconciler = None
+        self.census.close()
 
-    async def listed(self, route: RouteRef) -> list[PodRecord] | None:
-        """The route's pods as the API server lists them now; None (logged) if it cannot say."""
-        kubeconfig = self.config.kubeconfig
-        return await _asked(
-            route, census.listed_records(route.namespace, route.spec.stateful_set, kubeconfig)
+    async def listed(self, route: RouteRef, selector: str | None = None) -> list[PodRecord] | None:
+        """The route's pods as the API server lists them now (those ``selector`` matches, if
+        given: its StatefulSet's); None (logged) if it cannot say."""
+        listing = census.listed_records(
+            route.namespace,
+            route.spec.stateful_set,
+            self.config.kubeconfig,
+            selector=selector,
+            client=self.census.client,
         )
+        return await _asked(route, listing)
 
     async def exists(self, route: RouteRef) -> bool | None:
         """Whether the API server still lists the route; None (logged) if it cannot say."""
@@ -243,7 +308,7 @@ class OperatorContext:
                 route,
                 records,
                 stateful_set,
-                confirm=lambda: self.listed(route),
+                confirm=lambda: self.listed(route, None if stateful_set is None else stateful_set.selector),
                 exists=lambda: self.exists(route),
             )
         if result is None:

@@ -1,8 +1,9 @@
 """The kopf wiring: each handler is a line or two over the context and plain functions.
 
-Only this module, ``runner`` (which starts kopf) and ``login`` (which hands kopf credentials)
-import kopf. Pods are only *watched* (``@kopf.index`` + ``@kopf.on.event``): no finalizers, no
-annotations, nothing written to them. State-tracking handlers are used for our own
+Only this module, ``runner`` (which starts kopf), ``login`` (which hands kopf credentials) and
+``diffbase`` (a cheaper build of kopf's last-handled configuration) import kopf. Pods are only
+*watched* (``@kopf.index`` + ``@kopf.on.event``): no finalizers, no annotations, nothing written
+to them. State-tracking handlers are used for our own
 StatefulRoutes only.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from stateful_route.controller import login, pods, rollouts, status
+from stateful_route.controller import diffbase, login, pods, rollouts, status
 from stateful_route.controller.config import OperatorConfig
 from stateful_route.controller.context import OperatorContext
 from stateful_route.controller.migrations import MigrationReport
@@ -148,12 +149,20 @@ async def _reconcile_routes_of(
     route_pods: kopf.Index[Any, pods.PodRecord],
     stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
     handler: str,
-) -> None:
-    """Reconcile every route over one StatefulSet (namespace, name)."""
+) -> bool:
+    """Reconcile every route over one StatefulSet (namespace, name), each with the pods and the
+    StatefulSet as indexed when its turn comes (see ``Coalescer``); False if a reconciliation
+    already waiting took one route's over."""
+    ran = True
     # A copy: the live index changes while we await, and iterating it then would skip routes.
     for route in list(routes.get(stateful_set_key, [])):
-        records = _records(route_pods, route, ctx)
-        await _reconcile(ctx, route, records, _stateful_set(stateful_sets, route), handler)
+
+        async def work(route: RouteRef = route) -> None:
+            records = _records(route_pods, route, ctx)
+            await _reconcile(ctx, route, records, _stateful_set(stateful_sets, route), handler)
+
+        ran = await ctx.coalescer.run(route.uid, work) and ran
+    return ran
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -163,7 +172,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = diffbase.LeanDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         settings.posting.level = 20  # INFO: evictions are posted as events
@@ -227,6 +236,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.event("pods", labels=ROUTE_PODS, id="pod_changed", registry=registry)
     async def pod_changed(
+        type: str | None,
         body: kopf.Body,
         namespace: str,
         routes: kopf.Index[Any, RouteRef],
@@ -247,14 +257,23 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             kopf.warn(
                 body, reason="BadRoutingState", message=f"ignored routing-state {rec.bad_annotation!r:.60}"
             )
-        await _reconcile_routes_of(
+        uid = str(body.get("metadata", {}).get("uid", ""))
+        if not memo.ctx.seen_pods.news(type, uid, rec):
+            memo.ctx.metrics.pod_events.labels("unchanged").inc()
+            return
+        ran = await _reconcile_routes_of(
             memo.ctx, (namespace, sts), routes, route_pods, stateful_sets, "pod_changed"
         )
+        memo.ctx.seen_pods.handled(uid, rec)  # a reconciliation that failed is retried by the tick
+        memo.ctx.metrics.pod_events.labels("reconciled" if ran else "coalesced").inc()
 
     @kopf.on.event(*STATEFUL_SETS, id="stateful_set_changed", registry=registry)
     async def stateful_set_changed(
+        type: str | None,
+        body: kopf.Body,
         namespace: str,
         name: str,
+        uid: str,
         routes: kopf.Index[Any, RouteRef],
         route_pods: kopf.Index[Any, pods.PodRecord],
         stateful_sets: kopf.Index[Any, rollouts.StatefulSetRecord],
@@ -263,9 +282,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     ) -> None:
         if memo.ctx.closed:
             return  # the operator is stopping
+        # The controller writes the status at every pod change (ready counts): mostly no news.
+        rec = rollouts.record(body)
+        if not memo.ctx.seen_stateful_sets.news(type, uid, rec):
+            return
         await _reconcile_routes_of(
             memo.ctx, (namespace, name), routes, route_pods, stateful_sets, "stateful_set_changed"
         )
+        memo.ctx.seen_stateful_sets.handled(uid, rec)
 
     @kopf.on.resume(*ROUTES, id="route_changed", registry=registry)
     @kopf.on.create(*ROUTES, id="route_changed", registry=registry)
@@ -365,7 +389,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
                 finally:  # a failed migration is said in the status too
                     _report_migration(reconciler, route, patch)
             if memo.ctx.census.due(route):
-                await memo.ctx.census.take(route, _indexed(route_pods, route))
+                found = _stateful_set(stateful_sets, route)
+                selector = None if found is None else found.selector
+                await memo.ctx.census.take(route, _indexed(route_pods, route), selector)
             records = _records(route_pods, route, memo.ctx)
             result = await _reconcile(
                 memo.ctx, route, records, _stateful_set(stateful_sets, route), "route_tick"

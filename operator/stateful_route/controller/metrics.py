@@ -125,6 +125,13 @@ class OperatorMetrics:
         self.handler_seconds = Histogram(
             "stateful_route_handler_seconds", "Time spent in each handler.", ["handler"], registry=r
         )
+        self.pod_events = Counter(
+            "stateful_route_pod_events",
+            "Pod events received, by outcome: reconciled, coalesced (a reconciliation already waiting "
+            "does it), unchanged (nothing the operator reads changed).",
+            ["outcome"],
+            registry=r,
+        )
         self.redis_errors = Counter(
             "stateful_route_redis_errors", "Redis faults met while reconciling.", ["handler"], registry=r
         )

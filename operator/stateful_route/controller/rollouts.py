@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from stateful_route.controller.pods import PodRecord
+from stateful_route.core.constants import STS_POD_NAME_LABEL
 
-__all__ = ["StatefulSetRecord", "record"]
+__all__ = ["StatefulSetRecord", "label_selector", "record"]
+
+_OPERATORS = {"In": "in", "NotIn": "notin"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +24,9 @@ class StatefulSetRecord:
     partition: int = 0
     current_revision: str | None = None
     update_revision: str | None = None
+    # Its pods' label selector (with the StatefulSet pod label), for listing only its own pods;
+    # None when its selector cannot be written as one.
+    selector: str | None = None
 
     @property
     def rolling(self) -> bool:
@@ -49,6 +55,27 @@ def _count(value: Any, default: int) -> int:
     return value if type(value) is int and value >= 0 else default
 
 
+def label_selector(selector: Any) -> str | None:
+    """A StatefulSet's ``spec.selector`` as a label selector string, narrowed to StatefulSet pods
+    (those the operator indexes); None if it is absent or not one Kubernetes could have accepted."""
+    if not isinstance(selector, Mapping):
+        return None
+    parts = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
+    for expression in selector.get("matchExpressions") or ():
+        key, op, values = expression.get("key"), expression.get("operator"), expression.get("values") or []
+        if not key:
+            return None
+        if op in _OPERATORS and values:
+            parts.append(f"{key} {_OPERATORS[op]} ({','.join(map(str, values))})")
+        elif op == "Exists":
+            parts.append(str(key))
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+        else:
+            return None
+    return ",".join([*parts, STS_POD_NAME_LABEL]) if parts else None
+
+
 def record(body: Mapping[str, Any]) -> StatefulSetRecord:
     """The record of a StatefulSet body (Kubernetes' defaults for absent fields)."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
@@ -59,4 +86,5 @@ def record(body: Mapping[str, Any]) -> StatefulSetRecord:
         partition=_count(rolling.get("partition"), 0),
         current_revision=status.get("currentRevision") or None,
         update_revision=status.get("updateRevision") or None,
+        selector=label_selector(spec.get("selector")),
     )

@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -84,8 +85,17 @@ class ControlPlane:
     """etcd, kube-apiserver and kube-controller-manager in ``folder`` (certificates, data, logs,
     kubeconfigs); a context manager that stops them all on exit."""
 
-    def __init__(self, folder: Path, binaries: Binaries | None = None, *, start_within: float = 90) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        binaries: Binaries | None = None,
+        *,
+        start_within: float = 90,
+        apiserver_args: Sequence[str] = (),
+    ) -> None:
+        """``apiserver_args`` go to kube-apiserver after the usual flags (an audit log, say)."""
         self.folder = folder
+        self.apiserver_args = list(apiserver_args)
         self.binaries = binaries or find_binaries()
         self.start_within = start_within
         self.port = free_port()
@@ -175,6 +185,7 @@ class ControlPlane:
             "--service-account-signing-key-file", str(pki.sa_key),
             "--allow-privileged=true",
             "--profiling=false",
+            *self.apiserver_args,
         ], self.folder))  # fmt: skip
 
     def _start_controller_manager(self, pki: Pki, kubeconfig: Path) -> None:

@@ -192,6 +192,15 @@ class Cluster:
             "application/merge-patch+json",
         )
 
+    async def touch(self, index: int, value: str) -> None:
+        """A pod event that changes nothing the operator reads: another annotation."""
+        await self._call(
+            "PATCH",
+            f"/api/v1/namespaces/{NS}/pods/{STS}-{index}",
+            {"metadata": {"annotations": {"example.com/touched": value}}},
+            "application/merge-patch+json",
+        )
+
     async def delete_pod(self, index: int, *, grace: float = 0, sts: str = STS) -> None:
         """`kubectl delete pod`: at once with ``grace`` 0; otherwise graceful (see ``terminate``),
         and the pod is removed in the background when its grace ends. Pods of another
@@ -264,7 +273,7 @@ class Cluster:
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
             "metadata": {"name": STS, "namespace": NS, "uid": self.sts_uid, "resourceVersion": "1"},
-            "spec": {"replicas": replicas, "serviceName": STS,
+            "spec": {"replicas": replicas, "serviceName": STS, "selector": {"matchLabels": {"app": STS}},
                      "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}},
             "status": {"replicas": replicas, "currentRevision": self.revision,
                        "updateRevision": self.revision},
