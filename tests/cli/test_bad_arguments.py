@@ -28,6 +28,7 @@ BAD_URLS = {
     "protocol out of range": "redis://127.0.0.1:6379/0?protocol=9",
     "unknown option, sentinel": "redis+sentinel://127.0.0.1:1/mymaster?Etpw=Sekr",
     "unknown option, cluster": "redis://127.0.0.1:6379/0?cluster=true&Etpw=Sekr",
+    "cluster neither true nor false": "redis://:SekrEtpw@127.0.0.1:6379/0?cluster=maybe",
 }
 
 

@@ -12,6 +12,7 @@ without ``?cluster=true``); a new scheme needs nothing here. Text that is not a 
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
 __all__ = ["MASK", "UNPRINTABLE", "redact_text", "redact_url"]
 
@@ -37,11 +38,18 @@ def redact_text(text: str) -> str:
     return _IN_TEXT.sub(lambda m: m.group("scheme") + _hide_userinfo(m.group("rest")), text)
 
 
-# A query option whose name holds "password": its value runs to the next '&', '#' or whitespace.
-_QUERY_PASSWORD = re.compile(r"(?P<name>[?&][^=&#\s]*password[^=&#\s]*=)[^&#\s]*", re.IGNORECASE)
+# A query option and its value: from '?' or '&' to the next '&', '#' or whitespace.
+_QUERY_OPTION = re.compile(r"(?P<lead>[?&])(?P<name>[^=&#\s]*)=(?P<value>[^&#\s]*)")
+
+
+def _hide_password_option(option: re.Match[str]) -> str:
+    # redis-py decodes option names, so ``pass%77ord`` is ``password`` too.
+    if "password" not in unquote(option.group("name")).lower():
+        return option.group(0)
+    return f"{option.group('lead')}{option.group('name')}={MASK}"
 
 
 def _hide_userinfo(rest: str) -> str:
     at = rest.rfind("@")
     hidden = rest if at < 0 else f"{MASK}@{rest[at + 1 :]}"
-    return _QUERY_PASSWORD.sub(lambda m: m.group("name") + MASK, hidden)
+    return _QUERY_OPTION.sub(_hide_password_option, hidden)

@@ -45,6 +45,7 @@ __all__ = [
 AnyRedis: TypeAlias = Redis | RedisCluster
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 _SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
 _SENTINEL_PORT = 26379
 
@@ -210,6 +211,9 @@ def _parsed(url: str, then: Callable[[], T]) -> T:
         # as host "user" and port "2024"; a connection error would print both.
         raise InvalidInput("redis_url", "has an '@' after its host" + _ENCODE)
     try:
+        flags = [value.lower() for name, value in parse_qsl(urlsplit(url).query) if name == "cluster"]
+        if any(flag not in _TRUE | _FALSE for flag in flags):
+            raise InvalidInput("redis_url", "cluster must be true or false (1/0, yes/no, on/off)")
         plain, cluster = _split(url)
         if is_sentinel_url(url):
             if cluster:
