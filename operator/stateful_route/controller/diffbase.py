@@ -6,11 +6,16 @@ deep-copies the whole body, then drops ``metadata`` (all but labels and annotati
 ``status``. A pod's managedFields and status are most of its body, so that copy was the largest
 single cost of a pod event at 1,000 pods (BENCHMARKS.md, figure 12). Here the body is cut down to
 what the essence can hold before kopf builds it: the same essence, a fraction of the copying.
+
+kopf reads the essence only for kinds with change-detecting handlers (create, update, delete,
+resume) or timers; it builds one for every event anyway, then deep-copies it again to strip its
+own annotations. Told which kinds those are, the storage gives the others (pods, StatefulSets:
+watched only) an empty essence, and neither copy is made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any, cast
 
 import kopf
@@ -31,9 +36,17 @@ def _outside(field: Any) -> bool:
 
 
 class LeanDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    """``kopf.AnnotationsDiffBaseStorage`` whose ``build`` copies only what the essence keeps."""
+    """``kopf.AnnotationsDiffBaseStorage`` whose ``build`` copies only what the essence keeps,
+    and nothing of objects whose kind is not in ``kinds`` (if given): their essence is empty."""
+
+    def __init__(self, *, prefix: str, key: str, kinds: Collection[str] | None = None) -> None:
+        super().__init__(prefix=prefix, key=key)
+        self._kinds = None if kinds is None else frozenset(kinds)
 
     def build(self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None) -> Any:
+        kind = body.get("kind")
+        if self._kinds is not None and kind is not None and kind not in self._kinds:
+            return kopf.BodyEssence()
         fields = list(extra_fields or ())
         if any(_outside(field) for field in fields):  # not ours today: kopf's own way, whole
             return super().build(body=body, extra_fields=fields)

@@ -254,8 +254,12 @@ class Reconciler:
         # A table write prunes only a bounded number of expired links' shards (so that no call
         # blocks Redis for long after a mass expiry): finish here, in short calls, so scores and
         # the counts below (status, metrics) are exact again every tick.
-        await self.table.prune(ns, service)
-        fenced = await self.table.snapshot(ns, service)
+        pruned = await self.table.prune(ns, service)
+        # Nothing written, nothing pruned, and the first read's counts exact: the table is as that
+        # read showed (a second read could only add links placed meanwhile, which the next tick
+        # reads), so a tick that changes nothing reads it once.
+        unchanged = not wrote and not pruned.dropped and before.exact
+        fenced = before if unchanged else await self.table.snapshot(ns, service)
         route_keys = self.table.keyring.route(ns, service)
         rebind_ttl = spec.link_ttl if spec.rebind is Rebind.EAGER else None
         # Early in a rolling update no pod runs the new revision yet: users rebound now would

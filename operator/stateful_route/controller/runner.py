@@ -12,7 +12,8 @@ import kopf
 from stateful_route.controller import metrics as operator_metrics
 from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
-from stateful_route.controller.handlers import announce_migration, register
+from stateful_route.controller.handler_logs import routine_successes_at_debug
+from stateful_route.controller.handlers import ROUTINE, announce_migration, register
 from stateful_route.core.urls import redact_url
 from stateful_route.core.version import VERSION
 
@@ -52,7 +53,10 @@ async def run(
     )
     if peering is not None and priority is None:
         priority = 1 + secrets.randbelow(1_000_000)
-    with operator_metrics.serve(ctx.metrics, config.metrics_port) as port:
+    with (
+        operator_metrics.serve(ctx.metrics, config.metrics_port) as port,
+        routine_successes_at_debug(ROUTINE),
+    ):
         log.info(
             "event=operator_start version=%s redis=%s prefix=%s namespaces=%s peering=%s priority=%s "
             "metrics_port=%s",
