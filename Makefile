@@ -58,7 +58,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test: lint docs go-test control-plane
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest --durations=25 $(ARGS)
 
 # The fast loop: every test that starts no servers or processes of its own (`-m "not e2e"`), in two
 # pytest-xdist workers (each starts a private redis-server when REDIS_URL and 6379 give none; the
