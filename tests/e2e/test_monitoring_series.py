@@ -161,5 +161,6 @@ async def test_a_route_scaled_to_zero_keeps_its_available_pods_series_at_zero(
         stamp = await asyncio.to_thread(value, ops, "stateful_route_last_reconcile_timestamp_seconds")
         await until(ops, "stateful_route_last_reconcile_timestamp_seconds", lambda t: t > stamp)
         text = await asyncio.to_thread(metrics_text, ops)
-        assert last == 0 and "stateful_route_links{" not in text
+        assert last == 0
+        assert "stateful_route_links{" not in text
         assert f'stateful_route_available_pods{{namespace="{NS}",service="{ROUTE}"}} 0.0' in text, text
