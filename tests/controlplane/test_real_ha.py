@@ -165,3 +165,50 @@ async def test_the_standby_takes_over_within_the_peering_lifetime_after_the_acti
         assert "Forbidden" not in standby.output()  # kopf logs a refused call as APIForbiddenError
         print(f"takeover: {took:.1f} s after SIGKILL, {killed + took - expired:.1f} s after expiry")
     api.client.close()
+
+
+async def test_a_namespaced_operator_needs_its_namespaced_kopfpeering(
+    control_plane: ControlPlane,
+    kubelet: Kubelet,
+    peering: str,
+    namespace: str,
+    redis: aioredis.Redis,
+    redis_url: str,
+    prefix: str,
+    tmp_path: Path,
+):
+    # With only manifests/ha's ClusterKopfPeering, a --namespace operator would wait forever in
+    # silence (kopf meets in a namespaced KopfPeering then): it exits 2 naming what to create.
+    login = control_plane.service_account_kubeconfig(OPERATOR_NAMESPACE, OPERATOR_ACCOUNT)
+    command = [
+        str(Path(sys.executable).parent / "stateful-route"), "operator", "--namespace", namespace,
+        "--peering", PEERING, "--kubeconfig", str(login), "--redis-url", redis_url, "--prefix", prefix,
+        "--metrics-port", str(free_port()), "--liveness", f"http://127.0.0.1:{free_port()}/healthz",
+    ]  # fmt: skip
+    refused = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2, refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    # The API server checks the login's rights first: without the Role it says forbidden, not missing.
+    assert f"cannot read KopfPeering '{PEERING}' in namespace '{namespace}'" in line, line
+    assert "manifests/ha-namespaced/" in line
+
+    # manifests/ha-namespaced, in this namespace: the operator starts and acts.
+    added = rendered(control_plane, "ha-namespaced")
+    crds = [d for d in added if d["kind"] == "CustomResourceDefinition"]
+    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(crds))
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=30s")
+    for doc in added:
+        if doc["metadata"].get("namespace") == "games":
+            doc["metadata"]["namespace"] = namespace
+    control_plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(added))
+    api = Api(control_plane, namespace)
+    await api.create_stateful_set(2)
+    await api.create_route()
+    replica = Replica(command, tmp_path / "operator.log")
+    try:
+        await until_table(RouteTable(redis, prefix=prefix), namespace, [0, 1], within=60)
+        assert replica.process.poll() is None
+        assert "Forbidden" not in replica.output()
+    finally:
+        replica.stop()
+        api.client.close()

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 from stateful_route import ClientDriver, RouteTable
 from stateful_route.testing.local_redis import free_port
@@ -128,3 +132,30 @@ async def test_a_paused_replica_exports_no_per_pod_series(cluster, redis, redis_
             await asyncio.sleep(1)  # three reconcile intervals
             assert await asyncio.to_thread(last_reconciled, ports[0]) == paused
             assert await asyncio.to_thread(last_reconciled, ports[1]) > active
+
+
+def start_operator(cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """`stateful-route operator` logged in to the emulator; only for runs that must end by themselves."""
+    argv = [str(Path(sys.executable).with_name("stateful-route")), "operator", "--kubeconfig",
+            str(cluster.kubeconfig), "--metrics-port", "0", "--peering", PEERING, *args]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+async def test_an_operator_whose_peering_object_is_missing_exits_2_naming_it(cluster):
+    # kopf would wait for the missing object forever, without a word.
+    result = await asyncio.to_thread(start_operator, cluster, "--namespace", NS)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"no KopfPeering '{PEERING}' in namespace '{NS}'" in line, line
+    assert "Traceback" not in result.stderr
+
+    result = await asyncio.to_thread(start_operator, cluster, "--namespace", NS, "--log-format", "json")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    entry = json.loads(line)
+    assert (entry["event"], entry["field"], entry["level"]) == ("invalid_option", "peering", "error")
+    assert "KopfPeering" in entry["error"]
+
+    result = await asyncio.to_thread(start_operator, cluster, "--all-namespaces")
+    assert result.returncode == 2, result.stderr
+    assert f"no ClusterKopfPeering '{PEERING}'" in result.stderr, result.stderr

@@ -143,3 +143,24 @@ async def test_dashboard_and_alerts_read_only_exported_series(cluster, private_r
     suffixes = ("", "_total", "_bucket", "_count", "_sum")
     families = {f for f in exported.families if not f.endswith("_created")}
     assert {f for f in families if not {f + s for s in suffixes} & shown} == set()
+
+
+async def test_a_route_scaled_to_zero_keeps_its_available_pods_series_at_zero(
+    cluster, private_redis, make_redis, prefix
+):
+    # StatefulRouteNoAvailablePod matches available pods == 0: a route with no pod left must say 0,
+    # not lose the series (while its last reconciliation keeps advancing).
+    server = private_redis()
+    await cluster.start(2)
+    ops = free_port()
+    async with operator(cluster, server.url, prefix, metrics_port=ops):
+        await wait_for_table(RouteTable(make_redis(server.url), prefix=prefix), [0, 1])
+        await until(ops, "stateful_route_available_pods", lambda n: n == 2)
+        await cluster.scale(0)
+        last = await until(ops, "stateful_route_links", lambda n: n == 0)
+        stamp = await asyncio.to_thread(value, ops, "stateful_route_last_reconcile_timestamp_seconds")
+        await until(ops, "stateful_route_last_reconcile_timestamp_seconds", lambda t: t > stamp)
+        text = await asyncio.to_thread(metrics_text, ops)
+        assert last == 0
+        assert "stateful_route_links{" not in text
+        assert f'stateful_route_available_pods{{namespace="{NS}",service="{ROUTE}"}} 0.0' in text, text

@@ -223,3 +223,28 @@ def test_the_docs_prestop_statefulset_is_valid_and_calls_handoff():
     assert "stateful-route handoff games room" in command[-1]
     timeout = float(command[-1].split("--timeout")[1].split()[0])
     assert timeout < pod["terminationGracePeriodSeconds"]
+
+
+def test_the_namespaced_ha_render_lets_the_operator_patch_its_kopfpeering():
+    # With --namespace, kopf meets in a KopfPeering in each watched namespace (not the cluster one).
+    docs = render(ROOT / "manifests" / "ha-namespaced")
+    (peering,) = [d for d in docs if d["kind"] == "KopfPeering"]
+    namespace = peering["metadata"]["namespace"]
+    assert peering["metadata"]["name"] == "stateful-route"
+    (crd,) = [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+    assert (crd["metadata"]["name"], crd["spec"]["scope"]) == ("kopfpeerings.kopf.dev", "Namespaced")
+    here = [d for d in docs if d["metadata"].get("namespace") == namespace]
+    roles = {d["metadata"]["name"]: d for d in here if d["kind"] == "Role"}
+    bound = [
+        roles[d["roleRef"]["name"]]
+        for d in here
+        if d["kind"] == "RoleBinding" and OPERATOR_SA in d["subjects"]
+    ]
+    verbs = {
+        verb
+        for role in bound
+        for rule in role["rules"]
+        if "kopf.dev" in rule["apiGroups"] and "kopfpeerings" in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert {"get", "list", "watch", "patch"} <= verbs

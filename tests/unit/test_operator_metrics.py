@@ -67,9 +67,20 @@ def test_every_series_of_a_forgotten_route_goes():
     metrics.reconciled("games", "lobby", snapshot(), [], wrote=True)
     metrics.forget_route("games", "room")
     assert {service for _, service, _ in series(metrics)} == {"lobby"}
-    metrics.forget("games", "lobby", [0, 1, 2])  # every pod gone: the route's gauges go too
-    assert {name for name, _, _ in series(metrics)} == {
-        "stateful_route_table_writes_total",
-        "stateful_route_table_writes_created",
-        "stateful_route_last_reconcile_timestamp_seconds",
-    }
+    metrics.forget_route("games", "lobby")
+    assert series(metrics) == {}
+
+
+def test_a_route_scaled_to_zero_says_zero_available_pods():
+    # The "no available pod" alert matches == 0: a route with no pod left must not lose the series.
+    metrics = OperatorMetrics()
+    metrics.reconciled("games", "room", snapshot(), [], wrote=True)
+    empty = RouteSnapshot({}, {}, frozenset(), None)
+    metrics.reconciled("games", "room", empty, [], wrote=True)
+    metrics.forget("games", "room", [0, 1, 2])  # every pod gone
+    found = series(metrics)
+    assert found[("stateful_route_available_pods", "room", "")] == 0
+    assert not {pod for _, _, pod in found if pod}  # no per-pod series left
+    metrics.reconciled("games", "room", empty, [], wrote=False)
+    metrics.forget("games", "room", [])
+    assert series(metrics)[("stateful_route_available_pods", "room", "")] == 0

@@ -48,15 +48,13 @@ class RouteGauges(Collector):
             self._available[(namespace, service)] = len(snapshot.available)
 
     def forget(self, namespace: str, service: str, pods: list[int]) -> None:
-        """Drop pods that no longer exist (all of them: the route is gone)."""
+        """Drop pods that no longer exist. The route's count stays, 0 once no pod is left: a route
+        scaled to 0 is the case the "no available pod" alert is for (``forget_route`` drops it)."""
         with self._lock:
-            at, known = self._routes.get((namespace, service), (0.0, {}))
-            left = {i: v for i, v in known.items() if i not in pods}
-            if left:
-                self._routes[(namespace, service)] = (at, left)
-            else:
-                self._routes.pop((namespace, service), None)
-                self._available.pop((namespace, service), None)
+            found = self._routes.get((namespace, service))
+            if found is not None:
+                at, known = found
+                self._routes[(namespace, service)] = (at, {i: v for i, v in known.items() if i not in pods})
 
     def forget_route(self, namespace: str, service: str) -> None:
         """Drop every pod of a route."""
@@ -179,7 +177,7 @@ class OperatorMetrics:
                     metric.remove(*values)
 
     def forget(self, namespace: str, service: str, pods: list[int]) -> None:
-        """Drop the per-pod series of pods (or a route) that no longer exist."""
+        """Drop the per-pod series of pods that no longer exist (the route's own series stay)."""
         self.pods.forget(namespace, service, pods)
 
 

@@ -12,8 +12,13 @@ import kopf
 from stateful_route.controller import metrics as operator_metrics
 from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
+<<<<<<< HEAD
 from stateful_route.controller.handler_logs import routine_successes_at_debug
 from stateful_route.controller.handlers import ROUTINE, announce_migration, register
+=======
+from stateful_route.controller.handlers import announce_migration, register
+from stateful_route.controller.peering import check_peering
+>>>>>>> peeringfix
 from stateful_route.core.urls import redact_url
 from stateful_route.core.version import VERSION
 
@@ -40,9 +45,12 @@ async def run(
     wait, and take over when it leaves. Equal priorities would pause every instance (kopf's rule),
     so without one each instance draws a random priority.
     ``metrics`` lets an embedding program (the demo) read what the operator counted.
-    Bad options raise InvalidInput naming the option before anything starts.
+    Bad options raise InvalidInput naming the option before anything starts, a missing peering
+    object (kopf would wait for it forever, silently) included.
     """
     check_watch(namespaces, peering, priority, liveness)
+    if peering is not None:
+        await check_peering(peering, namespaces, config.kubeconfig)
     registry = kopf.OperatorRegistry()
     register(registry, config)
     if metrics is None:
