@@ -12,13 +12,9 @@ import kopf
 from stateful_route.controller import metrics as operator_metrics
 from stateful_route.controller.config import OperatorConfig, check_watch
 from stateful_route.controller.context import OperatorContext
-<<<<<<< HEAD
 from stateful_route.controller.handler_logs import routine_successes_at_debug
 from stateful_route.controller.handlers import ROUTINE, announce_migration, register
-=======
-from stateful_route.controller.handlers import announce_migration, register
 from stateful_route.controller.peering import check_peering
->>>>>>> peeringfix
 from stateful_route.core.urls import redact_url
 from stateful_route.core.version import VERSION
 
