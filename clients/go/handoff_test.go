@@ -91,3 +91,66 @@ func TestHandOffAllFaultMidwayWithRedisGoneLeavesLeftUnknown(t *testing.T) {
 		t.Fatalf("took %v", spent)
 	}
 }
+
+// Case A of an outside review: the first user is unlinked by its own Before (the hand-off finds
+// it gone), then linked here again by the next Before. It is handed off in the next pass like
+// any other user (Before runs again: its state here is new), and Left is counted in Redis.
+func TestHandOffAllHandsOffAUserLinkedHereAgainAfterItWasGone(t *testing.T) {
+	rdb, prefix := connectedRedis(t)
+	k := newRouteKeys(prefix, "pods", "room")
+	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
+	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
+	linkUsers(t, s, 2)
+	var calls []string
+	result, err := s.HandOffAll(context.Background(), HandOffOptions{Concurrency: 1, Within: 5 * time.Second,
+		Before: func(ctx context.Context, uid string) error {
+			calls = append(calls, uid)
+			switch len(calls) {
+			case 1:
+				_, err := s.RemoveLinkedPod(ctx, uid, 0)
+				return err
+			case 2:
+				_, _, err := s.SetLinkedPod(ctx, calls[0])
+				return err
+			}
+			return nil
+		}})
+	if err != nil || result != (HandOffResult{Moved: 2}) {
+		t.Fatalf("%+v, %v (calls %v)", result, err, calls)
+	}
+	if link, _ := linkOf(t, rdb, k, calls[0]); link != "1p" {
+		t.Fatalf("%s: link %q, want 1p", calls[0], link)
+	}
+	if len(calls) != 3 || calls[2] != calls[0] {
+		t.Fatalf("calls %v", calls)
+	}
+	if n, err := s.countLinked(context.Background()); err != nil || n != 0 {
+		t.Fatalf("linked here: %d, %v", n, err)
+	}
+}
+
+// Case B of an outside review, made deterministic: Before links a new user here, then waits
+// until the deadline abandons it. No listing ever saw the new user: Left counts it.
+func TestHandOffAllCountsAUserLinkedHereDuringItsLastPassAsLeft(t *testing.T) {
+	rdb, prefix := connectedRedis(t)
+	k := newRouteKeys(prefix, "pods", "room")
+	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
+	t.Cleanup(func() { deletePrefix(rdb, prefix) })
+	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
+	linkUsers(t, s, 1)
+	result, err := s.HandOffAll(context.Background(), HandOffOptions{Within: 300 * time.Millisecond,
+		Before: func(ctx context.Context, uid string) error {
+			if _, _, err := s.SetLinkedPod(ctx, "late"); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}})
+	if err != nil || result != (HandOffResult{Left: 2}) {
+		t.Fatalf("%+v, %v, want Left 2", result, err)
+	}
+	if link, _ := linkOf(t, rdb, k, "late"); link != "0p" {
+		t.Fatalf("late: link %q", link)
+	}
+}

@@ -278,3 +278,44 @@ async def test_hand_off_never_moves_a_user_onto_a_pod_marked_outdated(redis, pre
     assert await pod0.hand_off("waiting") == 1
     await table.put_phases(NS, SVC, {})
     assert await table.phases(NS, SVC) == {}
+
+
+async def test_hand_off_all_hands_off_a_user_linked_here_again_after_it_was_gone(redis, prefix):
+    # Case A of an outside review: the first user is unlinked by its own callback (the hand-off
+    # finds it gone), then linked here again by the next callback. It is handed off in the next
+    # pass like any other user (its callback runs again: its state here is new), and ``left``
+    # is the count in Redis, never 0 while it is linked here.
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    for uid in ("a", "b"):
+        await pod0.set_linked_pod(uid)
+    calls: list[str] = []
+
+    async def persist(uid: str) -> None:
+        calls.append(uid)
+        if len(calls) == 1:
+            assert await pod0.remove_linked_pod(uid)
+        elif len(calls) == 2:
+            assert await pod0.set_linked_pod(calls[0]) is None
+
+    result = await pod0.hand_off_all(concurrency=1, before=persist, within=5)
+    assert result == HandOffResult(moved=2, failed=0, left=0), calls
+    assert await redis.get(link_key(prefix, calls[0])) == b"1p"
+    assert calls == [calls[0], calls[1], calls[0]]
+    assert [uid async for uid in pod0.linked_users()] == []
+
+
+async def test_hand_off_all_counts_a_user_linked_here_during_its_last_pass_as_left(redis, prefix):
+    # Case B of an outside review, made deterministic: the callback links a new user here, then
+    # hangs until the deadline cancels it. No listing ever saw the new user: ``left`` counts it.
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    await pod0.set_linked_pod("a")
+
+    async def link_late_then_hang(uid: str) -> None:
+        await pod0.set_linked_pod("late")
+        await asyncio.Event().wait()
+
+    result = await pod0.hand_off_all(before=link_late_then_hang, within=0.3)
+    assert result == HandOffResult(moved=0, failed=0, left=2)
+    assert sorted([uid async for uid in pod0.linked_users()]) == ["a", "late"]
