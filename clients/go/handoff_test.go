@@ -3,6 +3,9 @@ package statefulroute
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,5 +155,64 @@ func TestHandOffAllCountsAUserLinkedHereDuringItsLastPassAsLeft(t *testing.T) {
 	}
 	if link, _ := linkOf(t, rdb, k, "late"); link != "0p" {
 		t.Fatalf("late: link %q", link)
+	}
+}
+
+// Seeded scenarios (pod/handoff.py's twin test): Before unlinks its own user, links it here again
+// (the hand-off found it gone) and links new users here while the passes run. Left is always
+// exactly who is linked here at the end, and pod 1 takes every user in the end.
+func TestHandOffAllLeftIsTheCountInRedisWhateverBeforeDoes(t *testing.T) {
+	rdb, prefix := connectedRedis(t)
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	for n := range uint64(8) {
+		scenario := fmt.Sprintf("%ss%d", prefix, n)
+		t.Cleanup(func() { deletePrefix(rdb, scenario) })
+		k := newRouteKeys(scenario, "pods", "room")
+		writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
+		s := serverDriver(t, rdb, scenario, "pods", "room", 0)
+		rng := rand.New(rand.NewPCG(seed, n))
+		users := linkUsers(t, s, 1+rng.IntN(11))
+		var (
+			mu      sync.Mutex // Before runs on several workers
+			removed []string
+			fresh   int
+		)
+		actions := rng.IntN(12)
+		meddle := func(ctx context.Context, uid string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if actions <= 0 {
+				return nil
+			}
+			actions--
+			switch choice := rng.IntN(3); {
+			case choice == 0: // its own user: the hand-off finds it gone
+				found, err := s.RemoveLinkedPod(ctx, uid, 0)
+				if found {
+					removed = append(removed, uid)
+				}
+				return err
+			case choice == 1 && len(removed) > 0: // found gone (or about to be), linked here again
+				i := rng.IntN(len(removed))
+				again := removed[i]
+				removed = append(removed[:i], removed[i+1:]...)
+				_, _, err := s.SetLinkedPod(ctx, again)
+				return err
+			case fresh < 6:
+				fresh++
+				_, _, err := s.SetLinkedPod(ctx, fmt.Sprintf("new%d", fresh))
+				return err
+			default:
+				_, _, err := s.SetLinkedPod(ctx, users[rng.IntN(len(users))])
+				return err
+			}
+		}
+		result, err := s.HandOffAll(context.Background(), HandOffOptions{
+			Concurrency: 1 + rng.IntN(3), Within: 5 * time.Second, Before: meddle})
+		here, countErr := s.countLinked(context.Background())
+		if err != nil || countErr != nil || result.Left != here || result != (HandOffResult{Moved: result.Moved}) {
+			t.Fatalf("seed %d+%d: %+v, %v; linked here %d, %v", seed, n, result, err, here, countErr)
+		}
 	}
 }
