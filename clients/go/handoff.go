@@ -29,9 +29,9 @@ type HandOffOptions struct {
 type HandOffResult struct {
 	Moved  int // links moved to another pod
 	Failed int // users whose Before callback failed: their link stayed here
-	// Left: users still linked here when it finished (failed and interrupted ones included).
-	// With an error, counted in Redis after the fault, or -1 when not known (Redis did not
-	// answer, or the caller cancelled): never 0 while users are linked here.
+	// Left: users linked here when it finished (failed and interrupted ones included), counted
+	// in Redis at the end; with an error, counted after the fault, or -1 when not known (Redis
+	// did not answer, or the caller cancelled): never 0 while users are linked here.
 	Left    int
 	Waiting int // of Left, users only outdated pods could take (a rolling update): see HandOffAll
 }
@@ -40,8 +40,9 @@ type HandOffResult struct {
 // to stop (a preStop hook).
 //
 // It reports DenyNewCall first (no new users arrive meanwhile), then for each linked user,
-// Concurrency at a time, calls Before(uid) and moves its link (HandOff). Users who find no other
-// pod available are retried until Within has passed, unless only outdated pods could take them
+// Concurrency at a time, calls Before(uid) and moves its link (HandOff); a user found unlinked
+// who is linked here again is handed off by a later pass (Before is called again: its state here
+// is new). Users who find no other pod available are retried until Within has passed, unless only outdated pods could take them
 // (early in a rolling update, when no updated pod can start before this one goes): then it stops
 // at once, and they are Waiting (evicted after Shutdown, they wait for an updated pod: the
 // route's rolloutWaitSeconds). Within bounds the whole call. Shutdown is reported in every case
@@ -86,8 +87,7 @@ func (s *ServerDriver) HandOffAll(ctx context.Context, opts HandOffOptions) (Han
 	run := &handOffRun{
 		s: s, before: opts.Before, workers: opts.Concurrency, retry: opts.RetryEvery,
 		ctx: bounded, store: store, deadline: deadline,
-		prepared: map[string]bool{}, failed: map[string]bool{}, gone: map[string]bool{},
-		here: map[string]bool{}, waiting: map[string]bool{},
+		prepared: map[string]bool{}, failed: map[string]bool{}, waiting: map[string]bool{},
 	}
 	result, err := run.passes()
 	if err != nil {
@@ -125,7 +125,7 @@ func pastDeadline(bounded context.Context, err error) bool {
 }
 
 // handOffRun is one HandOffAll (pod/handoff.py hand_off_users): passes over the pod's users,
-// with workers, until none is left here or the deadline.
+// with workers, until none is left here, a pass changes nothing, or the deadline.
 type handOffRun struct {
 	s        *ServerDriver
 	before   func(context.Context, string) error
@@ -136,53 +136,45 @@ type handOffRun struct {
 	deadline time.Time
 
 	mu       sync.Mutex
-	prepared map[string]bool // Before done
+	prepared map[string]bool // Before done (since the user was last found unlinked)
 	failed   map[string]bool // Before failed: the link stays
-	gone     map[string]bool // not linked here when their turn came
-	here     map[string]bool // last seen linked here and not moved since: Left at the end
 	waiting  map[string]bool // only outdated pods could take them, in the last pass
 	moved    int
-	listed   bool // one listing completed before the deadline
 }
 
+// handOutcome is what one user's hand-off did.
+type handOutcome int
+
+const (
+	handDone     handOutcome = iota // moved, or its Before failed or was cut off: it stays
+	handStranded                    // no other pod available: retried
+	handGone                        // not linked here (unlinked or moved meanwhile)
+)
+
+// passes runs the passes, then counts in Redis who is left (one store timeout): not from the
+// listings, so a user linked here after the last one is counted too.
 func (r *handOffRun) passes() (HandOffResult, error) {
 	if err := r.loop(); err != nil {
 		return r.result(0), err // the caller counts who is left
 	}
-	if !r.listed { // cut off before knowing whom the pod holds: count them (one store timeout)
-		left, err := r.s.countLinked(r.store)
-		return r.result(left), err
-	}
-	return r.result(-1), nil
+	left, err := r.s.countLinked(r.store)
+	return r.result(left), err
 }
 
-// result counts what was done; left < 0: the users still seen here.
 func (r *handOffRun) result(left int) HandOffResult {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	waiting := 0
-	for uid := range r.here {
-		if r.gone[uid] {
-			delete(r.here, uid)
-		} else if r.waiting[uid] {
-			waiting++
-		}
-	}
-	if left < 0 {
-		left = len(r.here)
-	} else {
-		waiting = 0
-	}
-	return HandOffResult{Moved: r.moved, Failed: len(r.failed), Left: left, Waiting: waiting}
+	return HandOffResult{Moved: r.moved, Failed: len(r.failed), Left: left, Waiting: min(len(r.waiting), left)}
 }
 
 func (r *handOffRun) loop() error {
 	for {
-		seen := map[string]bool{}
+		var pending []string
 		err := r.s.linkedUsers(r.ctx, func(uid string) bool {
 			r.mu.Lock()
-			seen[uid] = true
-			r.here[uid] = true // an interrupted listing still counts whom it found
+			if !r.failed[uid] {
+				pending = append(pending, uid)
+			}
 			r.mu.Unlock()
 			return true
 		})
@@ -192,32 +184,21 @@ func (r *handOffRun) loop() error {
 			}
 			return err
 		}
-		r.mu.Lock()
-		for uid := range r.here {
-			if !seen[uid] { // moved away by someone else meanwhile: not left
-				delete(r.here, uid)
-			}
-		}
-		r.listed = true
-		var pending []string
-		for uid := range seen {
-			if !r.failed[uid] && !r.gone[uid] {
-				pending = append(pending, uid)
-			}
-		}
-		clear(r.waiting)
-		r.mu.Unlock()
 		if len(pending) == 0 {
 			return nil
 		}
-		stranded, err := r.pass(pending)
+		r.mu.Lock()
+		clear(r.waiting)
+		r.mu.Unlock()
+		stranded, done, err := r.pass(pending)
 		if err != nil {
 			return err
 		}
 		r.mu.Lock()
 		waiting := len(r.waiting) > 0
 		r.mu.Unlock()
-		if !time.Now().Before(r.deadline) || r.ctx.Err() != nil || waiting {
+		// Every user gone: nothing here to hand off (a stale index entry must not loop).
+		if !time.Now().Before(r.deadline) || r.ctx.Err() != nil || waiting || stranded+done == 0 {
 			return r.cancelled()
 		}
 		if stranded > 0 {
@@ -241,12 +222,14 @@ func (r *handOffRun) cancelled() error {
 }
 
 // pass hands pending off with the workers (each user to exactly one); it returns how many found
-// no other pod, or the first fault (the other workers then stop taking users).
-func (r *handOffRun) pass(pending []string) (int, error) {
+// no other pod and how many were done (handDone), or the first fault (the other workers then
+// stop taking users).
+func (r *handOffRun) pass(pending []string) (int, int, error) {
 	var (
 		mu       sync.Mutex
 		next     int
 		stranded int
+		done     int
 		first    error
 		wg       sync.WaitGroup
 	)
@@ -266,24 +249,28 @@ func (r *handOffRun) pass(pending []string) (int, error) {
 				if !ok {
 					return
 				}
-				placed, err := r.one(uid)
+				outcome, err := r.one(uid)
 				mu.Lock()
-				if err != nil && first == nil {
-					first = err
-				}
-				if err == nil && !placed {
+				switch {
+				case err != nil:
+					if first == nil {
+						first = err
+					}
+				case outcome == handStranded:
 					stranded++
+				case outcome == handDone:
+					done++
 				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return stranded, first
+	return stranded, done, first
 }
 
-// one hands one user off; false when no other pod was available.
-func (r *handOffRun) one(uid string) (bool, error) {
+// one hands one user off.
+func (r *handOffRun) one(uid string) (handOutcome, error) {
 	r.mu.Lock()
 	prepared := r.prepared[uid]
 	r.mu.Unlock()
@@ -291,7 +278,7 @@ func (r *handOffRun) one(uid string) (bool, error) {
 		if r.before != nil {
 			ok, err := r.callBefore(uid)
 			if !ok { // cut off at the deadline: the user stays (Left)
-				return true, nil
+				return handDone, nil
 			}
 			if err != nil { // the pod's own code: its user stays, the others go on
 				r.mu.Lock()
@@ -299,7 +286,7 @@ func (r *handOffRun) one(uid string) (bool, error) {
 				r.mu.Unlock()
 				r.s.log.Warn("hand-off callback failed", "event", "hand_off_callback_failed",
 					"uid", shown(uid, 80), "error", err.Error())
-				return true, nil
+				return handDone, nil
 			}
 		}
 		r.mu.Lock()
@@ -308,24 +295,23 @@ func (r *handOffRun) one(uid string) (bool, error) {
 	}
 	done, err := r.s.handOff(r.store, uid)
 	if err != nil {
-		return true, err
+		return handDone, err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
-	case !done.linked: // moved, removed or expired meanwhile: nothing to do
-		r.gone[uid] = true
-		delete(r.here, uid)
+	case !done.linked: // moved, removed or expired meanwhile: if linked here again, a new user
+		delete(r.prepared, uid)
+		return handGone, nil
 	case done.pod < 0:
 		if done.outdated {
 			r.waiting[uid] = true
 		}
-		return false, nil
+		return handStranded, nil
 	default:
 		r.moved++
-		delete(r.here, uid)
+		return handDone, nil
 	}
-	return true, nil
 }
 
 // callBefore runs Before until it returns or the run ends; ok is false when the run ended

@@ -12,6 +12,7 @@ import pytest
 from stateful_route import HandOffResult, InvalidInput, RouteTable, RoutingState, ServerDriver
 from stateful_route.core.state import PodPhase
 from stateful_route.store.keys import Keyring, RouteKeys
+from stateful_route.testing.cleanup import delete_prefix
 from stateful_route.testing.shards import HOLDERS, holders, pod_entries, write_links
 from tests.routes import NS, SVC, clients, keys_under, make_route, poll_until
 
@@ -278,3 +279,92 @@ async def test_hand_off_never_moves_a_user_onto_a_pod_marked_outdated(redis, pre
     assert await pod0.hand_off("waiting") == 1
     await table.put_phases(NS, SVC, {})
     assert await table.phases(NS, SVC) == {}
+
+
+async def test_hand_off_all_hands_off_a_user_linked_here_again_after_it_was_gone(redis, prefix):
+    # Case A of an outside review: the first user is unlinked by its own callback (the hand-off
+    # finds it gone), then linked here again by the next callback. It is handed off in the next
+    # pass like any other user (its callback runs again: its state here is new), and ``left``
+    # is the count in Redis, never 0 while it is linked here.
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    for uid in ("a", "b"):
+        await pod0.set_linked_pod(uid)
+    calls: list[str] = []
+
+    async def persist(uid: str) -> None:
+        calls.append(uid)
+        if len(calls) == 1:
+            assert await pod0.remove_linked_pod(uid)
+        elif len(calls) == 2:
+            assert await pod0.set_linked_pod(calls[0]) is None
+
+    result = await pod0.hand_off_all(concurrency=1, before=persist, within=5)
+    assert result == HandOffResult(moved=2, failed=0, left=0), calls
+    assert await redis.get(link_key(prefix, calls[0])) == b"1p"
+    assert calls == [calls[0], calls[1], calls[0]]
+    assert [uid async for uid in pod0.linked_users()] == []
+
+
+async def test_hand_off_all_counts_a_user_linked_here_during_its_last_pass_as_left(redis, prefix):
+    # Case B of an outside review, made deterministic: the callback links a new user here, then
+    # hangs until the deadline cancels it. No listing ever saw the new user: ``left`` counts it.
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    await pod0.set_linked_pod("a")
+
+    async def link_late_then_hang(uid: str) -> None:
+        await pod0.set_linked_pod("late")
+        await asyncio.Event().wait()
+
+    result = await pod0.hand_off_all(before=link_late_then_hang, within=0.3)
+    assert result == HandOffResult(moved=0, failed=0, left=2)
+    assert sorted([uid async for uid in pod0.linked_users()]) == ["a", "late"]
+
+
+async def test_hand_off_all_left_is_the_count_in_redis_whatever_callbacks_do(redis, prefix):
+    # Seeded scenarios: callbacks unlink their own user, link it here again (the hand-off found
+    # it gone) and link new users here while the passes run. ``left`` is always exactly who is
+    # linked here at the end, and every user is handed off in the end (pod 1 takes them all).
+    seed = int(os.environ.get("SEED", random.randrange(1 << 30)))
+    print(f"seed={seed}")
+    for n in range(8):
+        scenario = f"{prefix}s{n}"  # its own keys, deleted after (the fixture deletes prefix's)
+        try:
+            rng = random.Random(seed + n)
+            await hand_off_while_callbacks_meddle(redis, scenario, rng, f"seed={seed}+{n}")
+        finally:
+            await delete_prefix(redis, scenario)
+
+
+async def hand_off_while_callbacks_meddle(redis, prefix: str, rng: random.Random, label: str) -> None:
+    await make_route(redis, prefix, pods=2)
+    pod0 = server(redis, prefix, 0)
+    users = [f"u{i}" for i in range(rng.randrange(1, 12))]
+    for uid in users:
+        await pod0.set_linked_pod(uid)
+    spare = [f"new{i}" for i in range(6)]
+    removed: list[str] = []
+    actions = rng.randrange(0, 12)
+
+    async def meddle(uid: str) -> None:
+        nonlocal actions
+        if actions <= 0:
+            return
+        actions -= 1
+        match rng.randrange(3):
+            case 0:  # its own user: the hand-off finds it gone
+                if await pod0.remove_linked_pod(uid):
+                    removed.append(uid)
+            case 1 if removed:  # one found gone (or about to be), linked here again
+                await pod0.set_linked_pod(removed.pop(rng.randrange(len(removed))))
+            case _:
+                await pod0.set_linked_pod(spare.pop() if spare else rng.choice(users))
+
+    result = await pod0.hand_off_all(concurrency=rng.randrange(1, 4), before=meddle, within=5)
+    linked_here = [u async for u in pod0.linked_users()]
+    assert result.left == len(linked_here), (label, result, linked_here)
+    assert (result.failed, result.waiting) == (0, 0), label
+    assert result.left == 0, (label, result, linked_here)  # pod 1 took every user in the end
+    # A callback may link a user already moved here again: it moves twice.
+    assert result.moved >= len([u async for u in server(redis, prefix, 1).linked_users()]), label

@@ -139,13 +139,15 @@ class ServerDriver:
 
         Reports DenyNewCall first (no new users arrive meanwhile), then for each linked user,
         ``concurrency`` at a time, awaits ``before(uid)`` (persist or push its state) and moves
-        its link (``hand_off``). ``before`` is awaited once per user, always before its link moves;
-        if it raises, that user's link stays (counted in ``failed``). Users who find no other pod
+        its link (``hand_off``). ``before`` is awaited once per user, always before its link moves
+        (again for a user found unlinked, then linked here again: its state here is new); if it
+        raises, that user's link stays (counted in ``failed``). Users who find no other pod
         available are retried until ``within`` seconds have passed, unless only outdated pods
         could take them (early in a rolling update, when no updated pod can start before this one
         goes): then it stops at once, and they are ``waiting`` (evicted after Shutdown, they wait
         for an updated pod: the route's ``rolloutWaitSeconds``). ``within`` bounds the whole
-        call: at it, a ``before`` still running is cancelled and its user stays (``left``).
+        call: at it, a ``before`` still running is cancelled and its user stays (``left``, the
+        users linked here at the end, counted in Redis).
         Shutdown is reported in every case (within the store's timeout), so the operator evicts
         whoever is ``left`` (and rebinds them if the route is Eager). A Redis fault raises
         StoreUnavailable/StoreError (after trying to report Shutdown).
