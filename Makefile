@@ -64,6 +64,7 @@ test: lint docs go-test control-plane
 # pytest-xdist workers: on 2 cores, because these tests mostly wait for Redis round trips and short
 # expiries, four beat two (each worker starts a private redis-server when REDIS_URL and 6379 give none;
 # the tests share one Redis safely: each writes under its own key prefix).
+fast: $(STAMP)
 	$(BIN)/pytest -q -m "not e2e" -n 4 $(ARGS)
 
 # The Go client (clients/go, Go >= 1.26 and redis-server on PATH): gofmt, go build (the examples
