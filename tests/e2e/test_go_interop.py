@@ -28,6 +28,7 @@ import pytest
 
 from stateful_route import ClientDriver, NoAvailablePod, PodPending, PodState, RouteTable, RoutingState
 from stateful_route.store.keys import changes_channel
+from stateful_route.testing.churning import episodes as run_episodes
 from stateful_route.testing.judge import Findings, Timeline, counts_agree, observe
 
 NS = "games"
@@ -141,11 +142,8 @@ async def ask_python(
 
 async def churn(table: RouteTable, rng: random.Random, seconds: float) -> Counter[str]:
     """Pods go NotReady, terminating, drained or shut down and come back, two at most at once."""
-    loop = asyncio.get_running_loop()
     pods = {i: PodState(i) for i in range(PODS)}
     lock = asyncio.Lock()
-    done: Counter[str] = Counter()
-    busy: set[int] = set()
 
     async def write(pod: int, state: PodState) -> None:
         async with lock:
@@ -153,32 +151,18 @@ async def churn(table: RouteTable, rng: random.Random, seconds: float) -> Counte
             await table.put_pods(NS, SVC, list(pods.values()))
 
     async def episode(pod: int, kind: str) -> None:
-        try:
-            trouble = {
-                "not-ready": PodState(pod, ready=False),
-                "terminating": PodState(pod, terminating=True),
-                "drain": PodState(pod, routing=RoutingState.DENY_NEW_CALL),
-                "shutdown": PodState(pod, routing=RoutingState.SHUTDOWN),
-            }[kind]
-            await write(pod, trouble)
-            await asyncio.sleep(rng.uniform(0.3, 2.0))
-            await write(pod, PodState(pod))
-            done[kind] += 1
-        finally:
-            busy.discard(pod)
+        trouble = {
+            "not-ready": PodState(pod, ready=False),
+            "terminating": PodState(pod, terminating=True),
+            "drain": PodState(pod, routing=RoutingState.DENY_NEW_CALL),
+            "shutdown": PodState(pod, routing=RoutingState.SHUTDOWN),
+        }[kind]
+        await write(pod, trouble)
+        await asyncio.sleep(rng.uniform(0.3, 2.0))
+        await write(pod, PodState(pod))
 
-    episodes = []
-    deadline = loop.time() + seconds
-    while loop.time() < deadline:
-        await asyncio.sleep(rng.uniform(0.1, 0.5))
-        free = [p for p in range(PODS) if p not in busy]
-        if len(busy) < 2 and free:
-            pod = rng.choice(free)
-            busy.add(pod)
-            kind = rng.choice(["not-ready", "terminating", "drain", "shutdown"])
-            episodes.append(asyncio.create_task(episode(pod, kind)))
-    await asyncio.gather(*episodes)
-    return done
+    kinds = ["not-ready", "terminating", "drain", "shutdown"]
+    return await run_episodes(episode, rng, seconds, PODS, kinds, gap=(0.1, 0.5))
 
 
 async def test_python_and_go_gateways_agree_under_churn(go_gateway, redis, make_redis, redis_url, prefix):
