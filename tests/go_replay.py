@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from stateful_route import (
     ClientDriver,
     InvalidInput,
@@ -38,13 +40,15 @@ def go_tool() -> str | None:
     return found
 
 
-def build_replay(folder: Path) -> Path:
-    """Build the replay program into ``folder``; the caller skips when Go is missing."""
+def build_go_program(package: str, folder: Path) -> Path:
+    """Build the Go program ``clients/go/internal/<package>`` into ``folder``; the test is skipped
+    when Go is missing (`make test` requires it, so there it never is)."""
     go = go_tool()
-    assert go is not None
-    binary = folder / "replay"
+    if go is None:
+        pytest.skip("Go is not installed (make test requires Go >= 1.26)")
+    binary = folder / package
     subprocess.run(
-        [go, "build", "-o", str(binary), "./internal/replay"],
+        [go, "build", "-o", str(binary), f"./internal/{package}"],
         cwd=GO_MODULE,
         env={**os.environ, "GOFLAGS": "-p=1"},
         check=True,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stateful_route.testing.sim import Cluster, emulated_cluster
-from tests.go_replay import build_replay, go_tool
+from tests.go_replay import build_go_program
 
 
 @pytest.fixture
@@ -23,6 +23,4 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
 def go_replay(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go client's replay program (tests/go_replay.py), built once (skipped without Go:
     `make test` requires it)."""
-    if go_tool() is None:
-        pytest.skip("Go is not installed (make test requires Go >= 1.26)")
-    return build_replay(tmp_path_factory.mktemp("go-replay"))
+    return build_go_program("replay", tmp_path_factory.mktemp("go-replay"))

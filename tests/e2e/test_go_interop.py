@@ -16,10 +16,7 @@ for random users' pods throughout. Judged on the routability Redis published
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import shutil
-import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,6 +27,7 @@ from stateful_route import ClientDriver, NoAvailablePod, PodPending, PodState, R
 from stateful_route.store.keys import changes_channel
 from stateful_route.testing.churning import episodes as run_episodes
 from stateful_route.testing.judge import Findings, Timeline, counts_agree, observe
+from tests.go_replay import build_go_program
 
 NS = "games"
 SVC = "room"
@@ -38,32 +36,12 @@ USERS = 2_000
 CHURN_SECONDS = 12
 STALENESS_BOUND = 1.0
 SEED = 20261207
-GO_MODULE = Path(__file__).resolve().parents[2] / "clients" / "go"
-
-
-def go_tool() -> str | None:
-    """The go command: on PATH, else where the Makefile looks for it."""
-    found = shutil.which("go")
-    if found is None and Path("/usr/local/go/bin/go").exists():
-        found = "/usr/local/go/bin/go"
-    return found
 
 
 @pytest.fixture(scope="module")
 def go_gateway(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The Go gateway, built once (skipped without Go: `make test` requires it)."""
-    go = go_tool()
-    if go is None:
-        pytest.skip("Go is not installed (make test requires Go >= 1.26)")
-    binary = tmp_path_factory.mktemp("go-interop") / "interop"
-    subprocess.run(
-        [go, "build", "-o", str(binary), "./internal/interop"],
-        cwd=GO_MODULE,
-        env={**os.environ, "GOFLAGS": "-p=1"},
-        check=True,
-        timeout=600,
-    )
-    return binary
+    """The Go gateway, built once."""
+    return build_go_program("interop", tmp_path_factory.mktemp("go-interop"))
 
 
 class GoGateway:

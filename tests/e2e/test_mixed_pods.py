@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import os
 import random
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import pytest
 
 from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable, RoutingState, ServerDriver
 from stateful_route.testing.judge import counts_agree
-from tests.e2e.test_go_interop import GO_MODULE, go_tool
+from tests.go_replay import build_go_program
 
 NS = "mixed"
 SVC = "room"
@@ -43,18 +42,7 @@ WORKERS = 8
 @pytest.fixture(scope="module")
 def go_pods(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go pods' program, built once (skipped without Go: `make test` requires it)."""
-    go = go_tool()
-    if go is None:
-        pytest.skip("Go is not installed (make test requires Go >= 1.26)")
-    binary = tmp_path_factory.mktemp("go-podsim") / "podsim"
-    subprocess.run(
-        [go, "build", "-o", str(binary), "./internal/podsim"],
-        cwd=GO_MODULE,
-        env={**os.environ, "GOFLAGS": "-p=1"},
-        check=True,
-        timeout=600,
-    )
-    return binary
+    return build_go_program("podsim", tmp_path_factory.mktemp("go-podsim"))
 
 
 class GoPods:
