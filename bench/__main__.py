@@ -328,7 +328,8 @@ def main(
     output: Annotated[Path | None, typer.Option(help="Also write the results here (Markdown).")] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="Measure only this figure (1-16; 1 and 2 go together, 13 and 14 too); repeatable."),
+        typer.Option(help="Measure only this figure (1-11, 15, 16; 1 and 2 go together); repeatable."),
+        typer.Option(help="Measure only this figure (1-14; 1 and 2 go together, 13 and 14 too); repeatable."),
     ] = None,
 ) -> None:
     """Measure every figure of BENCHMARKS.md against one Redis and print the table."""
