@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stateful_route.core.constants import GROUP, KIND, PLURAL, SHORT_NAME, VERSION
+from stateful_route.core.version import VERSION as RELEASE
 from tests.tools import KUBECTL
 
 ROOT = Path(__file__).parents[2]
@@ -248,3 +249,10 @@ def test_the_namespaced_ha_render_lets_the_operator_patch_its_kopfpeering():
         for verb in rule["verbs"]
     }
     assert {"get", "list", "watch", "patch"} <= verbs
+
+
+def test_the_deployment_names_this_releases_image():
+    """The operator image's tag follows the package's version, so a release never ships manifests
+    that run the previous release's operator."""
+    deployment = (ROOT / "manifests" / "base" / "deployment.yaml").read_text()
+    assert f"ghcr.io/stateful-route/stateful-route:{RELEASE}\n" in deployment
