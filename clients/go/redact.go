@@ -1,6 +1,7 @@
 package statefulroute
 
 import (
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -14,6 +15,8 @@ const Unprintable = "<a Redis URL that cannot be shown>"
 var (
 	schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*://`)
 	inTextRE = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)(\S*)`)
+	// A query option and its value: from '?' or '&' to the next '&', '#' or whitespace.
+	queryOptionRE = regexp.MustCompile(`([?&])([^=&#\s]*)=([^&#\s]*)`)
 )
 
 // RedactURL returns url with its user and password replaced by "***", found by the URL's
@@ -36,9 +39,25 @@ func RedactText(text string) string {
 }
 
 func hideUserinfo(rest string) string {
-	at := strings.LastIndexByte(rest, '@')
-	if at < 0 {
-		return rest
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		rest = Mask + "@" + rest[at+1:]
 	}
-	return Mask + "@" + rest[at+1:]
+	return hidePasswordOptions(rest)
+}
+
+// hidePasswordOptions masks the value of every query option whose name, decoded, holds
+// "password" (?password=, sentinel_password, pass%77ord): a password given that way is as secret
+// as the userinfo's.
+func hidePasswordOptions(rest string) string {
+	return queryOptionRE.ReplaceAllStringFunc(rest, func(m string) string {
+		parts := queryOptionRE.FindStringSubmatch(m)
+		name, err := url.QueryUnescape(parts[2])
+		if err != nil {
+			name = parts[2]
+		}
+		if !strings.Contains(strings.ToLower(name), "password") {
+			return m
+		}
+		return parts[1] + parts[2] + "=" + Mask
+	})
 }

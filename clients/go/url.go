@@ -395,8 +395,16 @@ func (c *RedisConfig) options(query []option) error {
 			}
 		case "ssl_check_hostname":
 			c.CheckHostname = pyBool(o.value)
+		case "password", "username":
+			// As redis-py: the userinfo's credentials win over the query's.
+			if o.name == "password" && c.Password == "" {
+				c.Password = o.value
+			} else if o.name == "username" && c.Username == "" {
+				c.Username = o.value
+			}
 		default:
-			return invalidf("redis_url", "the option %q is not supported by the Go client", shown(o.name, 40))
+			// Not named: an unencoded password's piece may be what reads as an option's name.
+			return invalid("redis_url", "has a query option the Go client does not take")
 		}
 		if err != nil {
 			return err

@@ -101,7 +101,8 @@ func TestMalformedURLsAreInvalidInputNamingTheProblemNotTheURL(t *testing.T) {
 		{"redis+sentinel://h:1/m?cluster=true", "cluster=true"},
 		{"sentinel://h:1/m", "must start with"},
 		// Stricter than Python, which defers these to connecting:
-		{"redis://h/0?foo=bar", "not supported"},
+		{"redis://h/0?foo=bar", "does not take"},
+		{"redis://:Sekr@h/0?Etpw=1", "does not take"}, // an option's name is never echoed
 		{"redis://h/0?socket_timeout=-1", "socket_timeout"},
 		{"redis://h/3?cluster=true", "database 0"},
 	}
@@ -159,6 +160,27 @@ func TestNoPieceOfAPasswordSurvives(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestAPasswordGivenAsAQueryOptionIsUsedAndHidden(t *testing.T) {
+	for _, name := range []string{"password", "sentinel_password", "ssl_password", "Password", "pass%77ord"} {
+		for _, form := range []string{"redis://127.0.0.1:6379/0?%s=%s&db=1", "redis+sentinel://s1,s2/m/0?%s=%s#f"} {
+			raw := fmt.Sprintf(form, name, url.QueryEscape("ABCD&EFGH"))
+			for _, text := range []string{RedactURL(raw), RedactText("error: " + raw + ": down")} {
+				if strings.Contains(text, "ABCD") || strings.Contains(text, "EFGH") {
+					t.Errorf("%q leaks: %s", raw, text)
+				}
+			}
+		}
+	}
+	cfg, err := ParseRedisURL("redis://127.0.0.1:6379/0?password=" + url.QueryEscape("p&w") + "&username=bob")
+	if err != nil || cfg.Password != "p&w" || cfg.Username != "bob" {
+		t.Fatalf("want the query's credentials, got %v %v", cfg, err)
+	}
+	cfg, err = ParseRedisURL("redis://alice:pw@127.0.0.1:6379/0?password=other&username=bob")
+	if err != nil || cfg.Password != "pw" || cfg.Username != "alice" {
+		t.Fatalf("want the userinfo's credentials to win, as redis-py, got %v %v", cfg, err)
 	}
 }
 
