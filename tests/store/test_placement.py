@@ -11,6 +11,7 @@ from stateful_route import NoAvailablePod, PodState, RoutingState
 from tests.routes import NS, SVC, clients, make_route, until_routable
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 async def test_concurrent_clients_place_new_users_evenly_and_agree(redis, make_redis, prefix):
     await make_route(redis, prefix, pods=8)
     users = [f"user-{i}" for i in range(20_000)]

@@ -16,6 +16,8 @@ import contextlib
 import os
 import random
 
+import pytest
+
 from stateful_route import ClientDriver, NoAvailablePod, ServerDriver
 from stateful_route.store.eviction import evict
 from stateful_route.store.links import LinkStore
@@ -36,6 +38,7 @@ async def shards_hold(redis, route_keys, pods: int) -> list[int]:
     return widths
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 async def test_every_kind_of_change_through_many_splits(redis, prefix):
     seed = int(os.environ.get("SR_SEED", random.randrange(1 << 32)))
     print(f"seed {seed} (SR_SEED={seed} reproduces it)")
@@ -141,6 +144,7 @@ async def test_linked_users_meets_every_user_while_the_pod_splits(redis, prefix)
     await shards_hold(redis, route_keys, 2)
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 async def test_concurrent_clients_through_many_splits(redis, make_redis, prefix):
     seed = int(os.environ.get("SR_SEED", random.randrange(1 << 32)))
     print(f"seed {seed} (SR_SEED={seed} reproduces it)")

@@ -98,6 +98,7 @@ async def old_route(
     return old
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 async def test_finding_2_users_linked_by_the_old_code_are_found_by_hand_off_and_eviction(redis, prefix):
     """Not migrated yet: hand_off_all of pod 1 hands off every user the old code linked there
     (``before`` called for each, none left), and evicting pod 3 removes every link naming it."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import celpy
 import jsonschema
+import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -42,6 +43,7 @@ def operator_accepts(name: str, spec: dict[str, Any]) -> bool:
     return True
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 @given(name=NAMES, service=SERVICES)
 @example(name="room.v2", service=None)  # the reviewed case: admitted, then failed forever
 @example(name="room.v2", service="room")

@@ -4,6 +4,7 @@ the handlers track: only the copying differs."""
 from __future__ import annotations
 
 import kopf
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,6 +52,7 @@ fields = st.lists(
 )  # fmt: skip
 
 
+@pytest.mark.slow  # seconds of exploration: in make test, not in the fast loop
 @settings(max_examples=300, deadline=None)
 @given(bodies, fields)
 def test_the_lean_essence_is_kopfs(raw, extra):
