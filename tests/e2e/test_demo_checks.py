@@ -16,11 +16,11 @@ from stateful_route.testing import sim
 
 pytestmark = pytest.mark.slow
 
-ARGS = ["--duration", "6", "--pods", "4", "--users", "300", "--seed", "3", "--json"]
+ARGS = ["--duration", "6", "--pods", "4", "--users", "300", "--json"]
 
 
-def run_demo(redis_url: str) -> tuple[int, dict[str, Any]]:
-    result = CliRunner().invoke(app, ["demo", "--redis-url", redis_url, *ARGS])
+def run_demo(redis_url: str, seed: int = 3) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(app, ["demo", "--redis-url", redis_url, *ARGS, "--seed", str(seed)])
     return result.exit_code, json.loads(result.stdout)
 
 
@@ -86,6 +86,12 @@ def no_rollout_wait(mocker: Any) -> None:
 )
 def test_a_broken_invariant_fails_the_demo(redis_url, mocker, breakage, invariant):
     breakage(mocker)
-    code, summary = run_demo(redis_url)
-    assert summary["invariants"][invariant] is False, summary["invariants"]
+    # Without the rollout wait a user moves twice only when a lookup lands in the window between
+    # two pods' replacements (4-7 users a run, but about 1 run in 20 none): up to three seeded runs.
+    seeds = [3, 4, 5] if breakage is no_rollout_wait else [3]
+    for seed in seeds:
+        code, summary = run_demo(redis_url, seed)
+        if summary["invariants"][invariant] is False:
+            break
+    assert summary["invariants"][invariant] is False, (seed, summary["invariants"])
     assert code == 1
