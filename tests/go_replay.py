@@ -26,6 +26,7 @@ from stateful_route import (
     StoreUnavailable,
 )
 from stateful_route.store.connection import AnyRedis
+from stateful_route.testing.processes import wait_or_kill
 
 GO_MODULE = Path(__file__).resolve().parents[1] / "clients" / "go"
 Call = dict[str, Any]
@@ -87,11 +88,8 @@ class GoReplay:
         process.stdin.close()
         try:
             self.stderr = await asyncio.wait_for(process.stderr.read(), 10)
-            await asyncio.wait_for(process.wait(), 10)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await wait_or_kill(process, 10)
 
     async def play(self, calls: list[Call]) -> list[Answer]:
         """Send every call, then read their answers (in order)."""

@@ -27,6 +27,7 @@ from stateful_route import ClientDriver, NoAvailablePod, PodPending, PodState, R
 from stateful_route.store.keys import changes_channel
 from stateful_route.testing.churning import episodes as run_episodes
 from stateful_route.testing.judge import Findings, Timeline, counts_agree, observe
+from stateful_route.testing.processes import wait_or_kill
 from tests.go_replay import build_go_program
 
 NS = "games"
@@ -68,12 +69,7 @@ class GoGateway:
 
     async def close(self) -> None:
         self.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
+        await wait_or_kill(self.process, 10)
 
 
 async def ask_go(gateway: GoGateway, findings: Findings, rng: random.Random, stop: asyncio.Event) -> None:

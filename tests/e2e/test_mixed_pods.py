@@ -28,6 +28,7 @@ import pytest
 
 from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable, RoutingState, ServerDriver
 from stateful_route.testing.judge import counts_agree
+from stateful_route.testing.processes import wait_or_kill
 from tests.go_replay import build_go_program
 
 NS = "mixed"
@@ -79,11 +80,8 @@ class GoPods:
     async def close(self) -> None:
         self.stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), 30)
+            await wait_or_kill(self.process, 30)
         finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
             if self.reader is not None:
                 self.reader.cancel()
 
