@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -26,6 +26,7 @@ from stateful_route import (
     StoreUnavailable,
 )
 from stateful_route.store.connection import AnyRedis
+from stateful_route.testing.processes import wait_or_kill
 
 GO_MODULE = Path(__file__).resolve().parents[1] / "clients" / "go"
 Call = dict[str, Any]
@@ -55,6 +56,35 @@ def build_go_program(package: str, folder: Path) -> Path:
         timeout=600,
     )
     return binary
+
+
+class GoProgram:
+    """A line-driven Go program of one route (interop, podsim) as a subprocess: it prints "ready",
+    answers the lines it reads, and exits at the end of its input."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        self.process, self.stdin, self.stdout = process, process.stdin, process.stdout
+
+    @classmethod
+    async def start(cls, binary: Path, redis_url: str, prefix: str, namespace: str, service: str) -> Self:
+        """The program started on the route ``namespace``/``service``; not yet ready."""
+        process = await asyncio.create_subprocess_exec(
+            str(binary), "-url", redis_url, "-prefix", prefix, "-namespace", namespace, "-service", service,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        return cls(process)
+
+    async def ready(self) -> None:
+        """Wait for its first line, "ready"."""
+        line = await asyncio.wait_for(self.stdout.readline(), 10)
+        assert line == b"ready\n", line
+
+    async def close(self, within: float) -> None:
+        """End its input and wait for it to exit; killed if it has not within ``within`` seconds."""
+        self.stdin.close()
+        await wait_or_kill(self.process, within)
 
 
 class GoReplay:
@@ -87,11 +117,8 @@ class GoReplay:
         process.stdin.close()
         try:
             self.stderr = await asyncio.wait_for(process.stderr.read(), 10)
-            await asyncio.wait_for(process.wait(), 10)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+            await wait_or_kill(process, 10)
 
     async def play(self, calls: list[Call]) -> list[Answer]:
         """Send every call, then read their answers (in order)."""

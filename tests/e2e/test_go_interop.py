@@ -27,7 +27,7 @@ from stateful_route import ClientDriver, NoAvailablePod, PodPending, PodState, R
 from stateful_route.store.keys import changes_channel
 from stateful_route.testing.churning import episodes as run_episodes
 from stateful_route.testing.judge import Findings, Timeline, counts_agree, observe
-from tests.go_replay import build_go_program
+from tests.go_replay import GoProgram, build_go_program
 
 NS = "games"
 SVC = "room"
@@ -44,18 +44,8 @@ def go_gateway(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_go_program("interop", tmp_path_factory.mktemp("go-interop"))
 
 
-class GoGateway:
+class GoGateway(GoProgram):
     """The Go subprocess: a batch of uids in, one answer line per uid out."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self.stdin, self.stdout = process.stdin, process.stdout
-
-    async def ready(self) -> None:
-        line = await asyncio.wait_for(self.stdout.readline(), 10)
-        assert line == b"ready\n", line
 
     async def ask(self, uids: list[str]) -> list[tuple[str, str, float, float]]:
         self.stdin.write("".join(f"{uid}\n" for uid in uids).encode())
@@ -65,15 +55,6 @@ class GoGateway:
             uid, answer, start, end = (await asyncio.wait_for(self.stdout.readline(), 10)).decode().split()
             answers.append((uid, answer, float(start), float(end)))
         return answers
-
-    async def close(self) -> None:
-        self.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 10)
-        finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
 
 
 async def ask_go(gateway: GoGateway, findings: Findings, rng: random.Random, stop: asyncio.Event) -> None:
@@ -148,13 +129,7 @@ async def test_python_and_go_gateways_agree_under_churn(go_gateway, redis, make_
     await table.put_pods(NS, SVC, [PodState(i) for i in range(PODS)])
     timeline = Timeline(PODS)
     py_findings, go_findings = Findings(bound=STALENESS_BOUND), Findings(bound=STALENESS_BOUND)
-    process = await asyncio.create_subprocess_exec(
-        str(go_gateway),
-        "-url", redis_url, "-prefix", prefix, "-namespace", NS, "-service", SVC,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    go = GoGateway(process)
+    go = await GoGateway.start(go_gateway, redis_url, prefix, NS, SVC)
     stop = asyncio.Event()
     checks = 0
     try:
@@ -212,4 +187,4 @@ async def test_python_and_go_gateways_agree_under_churn(go_gateway, redis, make_
             assert agree
             assert sum(per_pod) == USERS
     finally:
-        await go.close()
+        await go.close(10)

@@ -8,9 +8,9 @@ import asyncio
 import sys
 from pathlib import Path
 
-from stateful_route import ClientDriver, RouteTable, ServerDriver
-from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
-from tests.e2e.test_route_lifecycle import wait_for_table
+from stateful_route import ServerDriver
+from stateful_route.testing.sim import NS, ROUTE, Cluster
+from tests.e2e.test_route_lifecycle import running_route
 from tests.routes import poll_until
 
 USERS = 240
@@ -21,13 +21,7 @@ SCRIPT = Path(sys.executable).parent / "stateful-route"
 async def deploy_one_pod(cluster: Cluster, redis, redis_url: str, prefix: str, pre_stop) -> None:
     """Place users on 3 pods, delete the leaving pod gracefully with ``pre_stop`` as its hook,
     and check who moved, where, and what gateways answer."""
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as gateway,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, gateway):
         before = {f"u{i}": await gateway.compute_linked_pod(NS, f"u{i}", ROUTE) for i in range(USERS)}
         leaving = {uid for uid, pod in before.items() if pod == LEAVING}
         assert len(leaving) == USERS // 3

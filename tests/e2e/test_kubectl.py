@@ -10,9 +10,9 @@ import re
 import subprocess
 from pathlib import Path
 
-from stateful_route import ClientDriver, RouteTable
 from stateful_route.testing.apiserver import age, matches_selector
-from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
+from stateful_route.testing.sim import NS, ROUTE, Cluster
+from tests.e2e.test_route_lifecycle import running_route
 from tests.routes import poll_until
 from tests.tools import KUBECTL
 
@@ -41,12 +41,7 @@ async def test_kubectl_gets_describes_annotates_and_watches_the_emulated_cluster
     cluster, redis, redis_url, prefix, tmp_path
 ):
     cache = tmp_path / "kubectl-cache"
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
 
         async def status_summary(wanted: str) -> bool:
             return ((await cluster.route()).get("status") or {}).get("summary") == wanted

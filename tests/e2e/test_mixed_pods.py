@@ -28,7 +28,7 @@ import pytest
 
 from stateful_route import ClientDriver, NoAvailablePod, PodState, RouteTable, RoutingState, ServerDriver
 from stateful_route.testing.judge import counts_agree
-from tests.go_replay import build_go_program
+from tests.go_replay import GoProgram, build_go_program
 
 NS = "mixed"
 SVC = "room"
@@ -45,19 +45,17 @@ def go_pods(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_go_program("podsim", tmp_path_factory.mktemp("go-podsim"))
 
 
-class GoPods:
+class GoPods(GoProgram):
     """The Go subprocess: commands in, answers (matched by id) out."""
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        self.process, self.stdin, self.stdout = process, process.stdin, process.stdout
+        super().__init__(process)
         self.ids = itertools.count()
         self.waiting: dict[str, asyncio.Future[list[str]]] = {}
         self.reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        assert await asyncio.wait_for(self.stdout.readline(), 10) == b"ready\n"
+    async def ready(self) -> None:
+        await super().ready()
         self.reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -76,14 +74,10 @@ class GoPods:
         assert answer[0] == "ok", (pod, command, answer)
         return answer[1:]
 
-    async def close(self) -> None:
-        self.stdin.close()
+    async def close(self, within: float) -> None:
         try:
-            await asyncio.wait_for(self.process.wait(), 30)
+            await super().close(within)
         finally:
-            if self.process.returncode is None:
-                self.process.kill()
-                await self.process.wait()
             if self.reader is not None:
                 self.reader.cancel()
 
@@ -155,11 +149,7 @@ async def test_go_and_python_pods_share_a_route_without_a_count_going_wrong(
     print(f"\nmixed pods seed {seed} (SR_MIXED_SEED={seed} replays the choices)")
     table = RouteTable(redis, prefix=prefix)
     await table.put_pods(NS, SVC, [PodState(i) for i in range(PODS)])
-    process = await asyncio.create_subprocess_exec(
-        str(go_pods), "-url", redis_url, "-prefix", prefix, "-namespace", NS, "-service", SVC,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    go = GoPods(process)
+    go = await GoPods.start(go_pods, redis_url, prefix, NS, SVC)
     python = {
         i: ServerDriver(make_redis(), namespace=NS, service=SVC, pod_index=i, prefix=prefix)
         for i in range(PODS)
@@ -173,7 +163,7 @@ async def test_go_and_python_pods_share_a_route_without_a_count_going_wrong(
     handed: list[tuple[int, tuple[int, int, int, int], int]] = []
     loop = asyncio.get_running_loop()
     try:
-        await go.start()
+        await go.ready()
         async with ClientDriver(make_redis(), namespace=NS, prefix=prefix) as gateway:
 
             async def stored_pod(uid: str) -> int | None:
@@ -265,4 +255,4 @@ async def test_go_and_python_pods_share_a_route_without_a_count_going_wrong(
             assert done["persist"] > 20
             assert done["hand_off"] > 20
     finally:
-        await go.close()
+        await go.close(30)

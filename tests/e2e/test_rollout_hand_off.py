@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from stateful_route import ClientDriver, PodPending, RouteTable, ServerDriver
-from stateful_route.testing.sim import NS, ROUTE, operator
+from stateful_route import PodPending, ServerDriver
+from stateful_route.testing.sim import NS, ROUTE
 from tests.e2e.test_rollout_placement import outdated_in_status, place
-from tests.e2e.test_route_lifecycle import wait_for_table
+from tests.e2e.test_route_lifecycle import running_route, wait_for_table
 from tests.routes import poll_until
 
 
@@ -21,13 +21,7 @@ def server(redis, prefix: str, index: int) -> ServerDriver:
 async def test_no_hand_off_onto_an_outdated_pod_while_no_updated_pod_takes_users(
     cluster, redis, redis_url, prefix
 ):
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
         early = await place(client, "early", 30)
         on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
         await cluster.start_rollout("rev-2")

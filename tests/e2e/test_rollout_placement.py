@@ -6,7 +6,7 @@ from __future__ import annotations
 from stateful_route import ClientDriver, RouteTable, RoutingState, ServerDriver
 from stateful_route.store import changes, keys
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
-from tests.e2e.test_route_lifecycle import status_of, wait_for_table
+from tests.e2e.test_route_lifecycle import running_route, status_of, wait_for_table
 from tests.routes import poll_until
 
 
@@ -27,13 +27,7 @@ async def outdated_in_status(cluster: Cluster, expected: list[int]) -> None:
 async def test_outdated_pods_take_no_new_users_during_a_rollout_and_do_again_after(
     cluster, redis, redis_url, prefix
 ):
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
         early = await place(client, "early")
 
         # Every pod is outdated and none is updated yet: they all still take new users.
@@ -63,13 +57,7 @@ async def test_outdated_pods_take_no_new_users_during_a_rollout_and_do_again_aft
 async def test_users_of_the_first_replaced_pod_wait_for_the_new_revision_not_an_outdated_pod(
     cluster, redis, redis_url, prefix
 ):
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (_, client):
         early = await place(client, "early", 60)
         on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
         await cluster.start_rollout("rev-2")
@@ -87,13 +75,7 @@ async def test_users_of_the_first_replaced_pod_wait_for_the_new_revision_not_an_
 
 
 async def test_a_partition_is_honoured(cluster, redis, redis_url, prefix):
-    await cluster.start(4)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2, 3])
+    async with running_route(cluster, redis, redis_url, prefix, 4) as (table, client):
         await cluster.start_rollout("rev-2", partition=2)
         await cluster.replace_pod(3, grace=1, exit_after=0.1, start_after=0.2)
         # Pods below the partition stay on the old revision and are not outdated.
@@ -103,13 +85,7 @@ async def test_a_partition_is_honoured(cluster, redis, redis_url, prefix):
 
 
 async def test_an_all_outdated_stateful_set_still_places_users(cluster, redis, redis_url, prefix):
-    await cluster.start(3)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3) as (table, client):
         await cluster.start_rollout("rev-2")
         await outdated_in_status(cluster, [0, 1, 2])
         # Even with pod 2 drained by its own annotation, the outdated pods are not held back.
@@ -119,13 +95,7 @@ async def test_an_all_outdated_stateful_set_still_places_users(cluster, redis, r
 
 
 async def test_scale_down_pods_take_no_new_users(cluster, redis, redis_url, prefix):
-    await cluster.start(4)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2, 3])
+    async with running_route(cluster, redis, redis_url, prefix, 4) as (table, client):
         early = await place(client, "early", 40)
         await cluster.patch_stateful_set({"spec": {"replicas": 2}})  # the pods are not removed yet
         await wait_for_table(table, [0, 1])
@@ -137,13 +107,7 @@ async def test_scale_down_pods_take_no_new_users(cluster, redis, redis_url, pref
 async def test_a_pod_replaced_under_its_name_loses_the_old_ones_users_and_shutdown(
     cluster, redis, redis_url, prefix
 ):
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
         early = await place(client, "early", 30)
         on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
         # The old pod reports Shutdown as it leaves (hand_off_all ends so); its replacement
@@ -172,13 +136,7 @@ async def test_a_pod_replaced_while_the_operator_was_away_is_shown_unroutable_be
     # The chaos run's burst of moves off a pod that "stayed routable": the operator came back
     # (or Redis took writes again) after game-1 had been replaced under its own name, and
     # evicted the old pod's users while every table it published called index 1 routable.
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
         placed = await place(client, "u", 30)
     on_1 = sorted(uid for uid, pod in placed.items() if pod == 1)
     assert on_1
@@ -209,7 +167,6 @@ async def test_a_pod_replaced_while_the_operator_was_away_is_shown_unroutable_be
 
 async def updated_pod_2_of_3(cluster: Cluster, table: RouteTable) -> None:
     """A rolling update under way: pod 2 runs the new revision, pods 0 and 1 are held back."""
-    await wait_for_table(table, [0, 1, 2])
     await cluster.start_rollout("rev-2")
     await cluster.replace_pod(2, grace=1, exit_after=0.1, start_after=0.2)
     await wait_for_table(table, [2])
@@ -222,12 +179,7 @@ async def test_new_users_go_to_outdated_pods_at_once_when_the_updated_pod_reache
     # Between two runs of the operator, the only updated pod fills up: placement takes the
     # held-back outdated pods at once (NoAvailablePod for up to a tick before: the reviewer's
     # 22-34 refusals) and still no outdated pod while the updated one has room.
-    await cluster.start(3, maxLinksPerPod=10)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
+    async with running_route(cluster, redis, redis_url, prefix, 3, maxLinksPerPod=10) as (table, client):
         await updated_pod_2_of_3(cluster, table)
         assert set((await place(client, "first", 10)).values()) == {2}
         assert set((await place(client, "more", 10)).values()) == {0, 1}
@@ -236,12 +188,7 @@ async def test_new_users_go_to_outdated_pods_at_once_when_the_updated_pod_reache
 async def test_new_users_go_to_outdated_pods_at_once_when_the_updated_pod_drains_itself(
     cluster, redis, redis_url, prefix
 ):
-    await cluster.start(3)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
+    async with running_route(cluster, redis, redis_url, prefix, 3) as (table, client):
         await updated_pod_2_of_3(cluster, table)
         pod_2 = ServerDriver(redis, namespace=NS, service=ROUTE, pod_index=2, prefix=prefix)
         await pod_2.set_routing_state(RoutingState.DENY_NEW_CALL)

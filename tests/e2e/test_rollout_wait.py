@@ -9,15 +9,14 @@ import asyncio
 import pytest
 
 from stateful_route import ClientDriver, PodPending, RouteTable
-from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
+from stateful_route.testing.sim import NS, ROUTE, Cluster
 from tests.e2e.test_rollout_placement import outdated_in_status, place
-from tests.e2e.test_route_lifecycle import wait_for_table
+from tests.e2e.test_route_lifecycle import running_route, wait_for_table
 from tests.routes import poll_until
 
 
 async def first_pod_gone(cluster: Cluster, table: RouteTable, client: ClientDriver) -> list[str]:
     """Users on 3 pods; a rollout begins and pod 2 goes (not yet replaced): its users, evicted."""
-    await wait_for_table(table, [0, 1, 2])
     early = await place(client, "early", 30)
     on_2 = sorted(uid for uid, pod in early.items() if pod == 2)
     await cluster.start_rollout("rev-2")
@@ -35,12 +34,7 @@ async def first_pod_gone(cluster: Cluster, table: RouteTable, client: ClientDriv
 async def test_users_of_the_first_replaced_pod_wait_for_its_replacement(
     cluster, redis, redis_url, prefix, rebind
 ):
-    await cluster.start(3, rebind=rebind)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind=rebind) as (table, client):
         on_2 = await first_pod_gone(cluster, table, client)
         for uid in on_2:  # they come back before the new pod 2 is Ready
             with pytest.raises(PodPending):
@@ -54,12 +48,8 @@ async def test_users_of_the_first_replaced_pod_wait_for_its_replacement(
 
 
 async def test_the_wait_ends_after_rollout_wait_seconds(cluster, redis, redis_url, prefix):
-    await cluster.start(3, rebind="Eager", rolloutWaitSeconds=1)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
+    spec = {"rebind": "Eager", "rolloutWaitSeconds": 1}
+    async with running_route(cluster, redis, redis_url, prefix, 3, **spec) as (table, client):
         on_2 = await first_pod_gone(cluster, table, client)
         await asyncio.sleep(1.2)  # no replacement within the wait: placed on outdated pods after all
 

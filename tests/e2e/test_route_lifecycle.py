@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
+
+import redis.asyncio as aioredis
 
 from stateful_route import ClientDriver, RouteTable
 from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
@@ -49,6 +53,22 @@ async def wait_for_table(table: RouteTable, available: list[int], within: float 
     await poll_until(matches, within=within, every=0.05)
 
 
+@contextlib.asynccontextmanager
+async def running_route(
+    cluster: Cluster, redis: aioredis.Redis, redis_url: str, prefix: str, pods: int, **spec: Any
+) -> AsyncIterator[tuple[RouteTable, ClientDriver]]:
+    """A route (``spec``) over ``pods`` ready pods, the operator at work on it and a gateway's
+    ClientDriver; entered once the route's table has every pod available."""
+    await cluster.start(pods, **spec)
+    table = RouteTable(redis, prefix=prefix)
+    async with (
+        operator(cluster, redis_url, prefix),
+        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
+    ):
+        await wait_for_table(table, list(range(pods)))
+        yield table, client
+
+
 async def test_a_deleted_pods_users_are_evicted_and_rebound_evenly(cluster, redis, redis_url, prefix):
     await cluster.start(4, rebind="Eager")
     table = RouteTable(redis, prefix=prefix)
@@ -92,13 +112,8 @@ async def test_a_deleted_pods_users_are_evicted_and_rebound_evenly(cluster, redi
 
 
 async def test_a_not_ready_pod_is_evicted_only_after_the_grace(cluster, redis, redis_url, prefix):
-    await cluster.start(3, unroutableGraceSeconds=2)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    spec = {"unroutableGraceSeconds": 2}
+    async with running_route(cluster, redis, redis_url, prefix, 3, **spec) as (table, client):
         users = {f"u{i}": await client.compute_linked_pod(NS, f"u{i}", ROUTE) for i in range(30)}
         on_1 = sorted(uid for uid, pod in users.items() if pod == 1)
 
@@ -126,13 +141,7 @@ async def test_a_not_ready_pod_is_evicted_only_after_the_grace(cluster, redis, r
 
 
 async def test_drain_annotation_stops_new_placements_and_shutdown_evicts(cluster, redis, redis_url, prefix):
-    await cluster.start(3)
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3) as (table, client):
         first = await client.compute_linked_pod(NS, "early", ROUTE)
         assert first == 0
         await cluster.annotate(0, "DenyNewCall")

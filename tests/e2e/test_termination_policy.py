@@ -10,8 +10,8 @@ from typing import Any
 
 from stateful_route import ClientDriver, RouteTable, RoutingState, ServerDriver
 from stateful_route.cli.admin import Admin
-from stateful_route.testing.sim import NS, ROUTE, Cluster, operator
-from tests.e2e.test_route_lifecycle import status_of, wait_for_table
+from stateful_route.testing.sim import NS, ROUTE, Cluster
+from tests.e2e.test_route_lifecycle import running_route, status_of, wait_for_table
 from tests.routes import poll_until
 
 USERS = 300
@@ -80,13 +80,7 @@ async def run_trigger(
 ) -> tuple[dict[str, int], float]:
     """Start, check the Handoff hold, pull ``trigger``; the leaving pod's users' pods after, and
     how long the eviction took."""
-    await cluster.start(3, rebind="Eager")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    async with running_route(cluster, redis, redis_url, prefix, 3, rebind="Eager") as (table, client):
         mine = await kept_while_terminating(cluster, table, client, redis, prefix, grace)
         await trigger()
         took = await evicted(table, within=5)
@@ -134,13 +128,8 @@ async def test_handoff_keeps_users_until_the_pod_is_gone(cluster, redis, redis_u
 
 
 async def test_evict_policy_evicts_a_terminating_pod_at_once(cluster, redis, redis_url, prefix):
-    await cluster.start(3, rebind="Eager", onTermination="Evict")
-    table = RouteTable(redis, prefix=prefix)
-    async with (
-        operator(cluster, redis_url, prefix),
-        ClientDriver(redis, namespace=NS, prefix=prefix) as client,
-    ):
-        await wait_for_table(table, [0, 1, 2])
+    spec = {"rebind": "Eager", "onTermination": "Evict"}
+    async with running_route(cluster, redis, redis_url, prefix, 3, **spec) as (table, client):
         users = await placed(client)
         mine = [uid for uid, pod in users.items() if pod == LEAVING]
         await cluster.terminate(LEAVING, 60)

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from stateful_route.core.errors import NoAvailablePod, PodPending, StoreUnavailable
+from stateful_route.testing.processes import wait_or_kill
 from stateful_route.testing.sim import NS, Reachable
 
 __all__ = ["ARCHIVE", "PREVIOUS", "PeerError", "PeerProcess", "package_of", "previous_operator", "unpack"]
@@ -88,11 +89,8 @@ class PeerProcess:
         assert process.stdin is not None
         process.stdin.close()
         try:
-            await asyncio.wait_for(process.wait(), 15)
+            await wait_or_kill(process, 15)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
             if self.reader is not None:
                 self.reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -152,11 +150,8 @@ async def previous_operator(
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), 15)
+            await wait_or_kill(process, 15)
         finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
             output.close()
 
 

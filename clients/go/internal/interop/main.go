@@ -12,40 +12,25 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
-	statefulroute "github.com/stateful-route/stateful-route/clients/go"
+	"github.com/stateful-route/stateful-route/clients/go/internal/harness"
 )
 
 func main() {
-	url := flag.String("url", "redis://127.0.0.1:6379/0", "Redis URL")
-	prefix := flag.String("prefix", "sr", "key prefix")
-	namespace := flag.String("namespace", "games", "namespace")
 	service := flag.String("service", "room", "service")
-	flag.Parse()
-	if err := run(*url, *prefix, *namespace, *service); err != nil {
-		fmt.Fprintln(os.Stderr, "interop:", err)
-		os.Exit(1)
-	}
+	harness.Main("interop", func(ctx context.Context, env harness.Env) error { return run(ctx, env, *service) })
 }
 
-func run(url, prefix, namespace, service string) error {
-	rdb, err := statefulroute.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	client, err := statefulroute.NewClientDriver(rdb, statefulroute.Options{Namespaces: []string{namespace}, Prefix: prefix})
+func run(ctx context.Context, env harness.Env, service string) error {
+	client, err := env.NewClientDriver(0)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	ctx := context.Background()
 	if err := client.Subscribed(ctx); err != nil {
 		return err
 	}
@@ -58,9 +43,9 @@ func run(url, prefix, namespace, service string) error {
 		line, err := in.ReadString('\n')
 		uid := strings.TrimSpace(line)
 		if uid != "" {
-			start := now()
-			pod, err := client.ComputeLinkedPod(ctx, namespace, uid, service)
-			end := now()
+			start := harness.Now()
+			pod, err := client.ComputeLinkedPod(ctx, env.Namespace, uid, service)
+			end := harness.Now()
 			if err != nil {
 				fmt.Fprintf(out, "%s !%s %.6f %.6f\n", uid, kind(err), start, end)
 			} else {
@@ -78,16 +63,11 @@ func run(url, prefix, namespace, service string) error {
 	}
 }
 
-func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
-
+// kind is an error's kind; an unexpected one carries its message.
 func kind(err error) string {
-	switch {
-	case errors.Is(err, statefulroute.ErrPodPending):
-		return "PodPending"
-	case errors.Is(err, statefulroute.ErrNoAvailablePod):
-		return "NoAvailablePod"
-	case errors.Is(err, statefulroute.ErrStoreUnavailable):
-		return "StoreUnavailable"
+	name := harness.Name(err, harness.PodPending, harness.NoAvailablePod, harness.StoreUnavailable)
+	if name == harness.Unexpected {
+		return name + ":" + harness.Field(err)
 	}
-	return "Unexpected:" + strings.ReplaceAll(err.Error(), " ", "_")
+	return name
 }

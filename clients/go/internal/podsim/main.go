@@ -31,39 +31,26 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	statefulroute "github.com/stateful-route/stateful-route/clients/go"
+	"github.com/stateful-route/stateful-route/clients/go/internal/harness"
 )
 
 func main() {
-	url := flag.String("url", "redis://127.0.0.1:6379/0", "Redis URL")
-	prefix := flag.String("prefix", "sr", "key prefix")
-	namespace := flag.String("namespace", "games", "namespace")
 	service := flag.String("service", "room", "service")
-	flag.Parse()
-	if err := run(*url, *prefix, *namespace, *service); err != nil {
-		fmt.Fprintln(os.Stderr, "podsim:", err)
-		os.Exit(1)
-	}
+	harness.Main("podsim", func(ctx context.Context, env harness.Env) error { return run(ctx, env, *service) })
 }
 
 type sim struct {
-	rdb                        redis.UniversalClient
-	prefix, namespace, service string
+	servers *harness.Servers
+	service string
 
-	mu   sync.Mutex
-	pods map[int]*statefulroute.ServerDriver
-	out  *bufio.Writer
+	mu  sync.Mutex
+	out *bufio.Writer
 }
 
-func run(url, prefix, namespace, service string) error {
-	rdb, err := statefulroute.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	s := &sim{rdb: rdb, prefix: prefix, namespace: namespace, service: service,
-		pods: map[int]*statefulroute.ServerDriver{}, out: bufio.NewWriter(os.Stdout)}
+func run(ctx context.Context, env harness.Env, service string) error {
+	s := &sim{service: service, out: bufio.NewWriter(os.Stdout), servers: env.Servers(statefulroute.ServerOptions{
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})}
 	s.answer("ready")
 	in := bufio.NewScanner(os.Stdin)
 	var wg sync.WaitGroup
@@ -72,7 +59,7 @@ func run(url, prefix, namespace, service string) error {
 		if len(fields) < 3 {
 			continue
 		}
-		wg.Go(func() { s.answer(fields[0] + " " + s.do(fields[1], fields[2], fields[3:])) })
+		wg.Go(func() { s.answer(fields[0] + " " + s.do(ctx, fields[1], fields[2], fields[3:])) })
 	}
 	wg.Wait()
 	return in.Err()
@@ -85,32 +72,17 @@ func (s *sim) answer(line string) {
 	_ = s.out.Flush()
 }
 
-func (s *sim) driver(pod int) (*statefulroute.ServerDriver, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if d, ok := s.pods[pod]; ok {
-		return d, nil
-	}
-	d, err := statefulroute.NewServerDriver(s.rdb, s.namespace, s.service, pod, statefulroute.ServerOptions{Prefix: s.prefix,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))})
-	if err == nil {
-		s.pods[pod] = d
-	}
-	return d, err
-}
-
 var states = map[string]statefulroute.RoutingState{
 	"Ready": statefulroute.RoutingReady, "DenyNewCall": statefulroute.RoutingDenyNewCall,
 	"Shutdown": statefulroute.RoutingShutdown,
 }
 
-func (s *sim) do(podArg, op string, args []string) string {
-	ctx := context.Background()
+func (s *sim) do(ctx context.Context, podArg, op string, args []string) string {
 	pod, err := strconv.Atoi(podArg)
 	if err != nil {
 		return "!InvalidInput pod"
 	}
-	d, err := s.driver(pod)
+	d, err := s.servers.Get(s.service, pod)
 	if err != nil {
 		return fail(err)
 	}
@@ -180,16 +152,8 @@ func result(err error, ok string) string {
 }
 
 func fail(err error) string {
-	kind := "Unexpected"
-	switch {
-	case errors.Is(err, statefulroute.ErrNoAvailablePod):
-		kind = "NoAvailablePod"
-	case errors.Is(err, statefulroute.ErrStoreUnavailable):
-		kind = "StoreUnavailable"
-	case errors.Is(err, statefulroute.ErrInvalidInput):
-		kind = "InvalidInput"
-	}
-	return "!" + kind + " " + strings.ReplaceAll(err.Error(), " ", "_")
+	kind := harness.Name(err, harness.NoAvailablePod, harness.StoreUnavailable, harness.InvalidInput)
+	return "!" + kind + " " + harness.Field(err)
 }
 
 func podOrDash(pod int, found bool) string {

@@ -25,11 +25,10 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	statefulroute "github.com/stateful-route/stateful-route/clients/go"
+	"github.com/stateful-route/stateful-route/clients/go/internal/harness"
 )
 
 type call struct {
@@ -53,42 +52,26 @@ type answer struct {
 }
 
 func main() {
-	url := flag.String("url", "redis://127.0.0.1:6379/0", "Redis URL")
-	prefix := flag.String("prefix", "sr", "key prefix")
-	namespace := flag.String("namespace", "games", "namespace")
 	timeout := flag.Duration("timeout", time.Second, "timeout of each call")
-	flag.Parse()
-	if err := run(*url, *prefix, *namespace, *timeout); err != nil {
-		fmt.Fprintln(os.Stderr, "replay:", err)
-		os.Exit(1)
-	}
+	harness.Main("replay", func(ctx context.Context, env harness.Env) error { return run(ctx, env, *timeout) })
 }
 
 type player struct {
-	rdb       redis.UniversalClient
-	client    *statefulroute.ClientDriver
-	namespace string
-	prefix    string
-	timeout   time.Duration
-	servers   map[string]*statefulroute.ServerDriver
+	env     harness.Env
+	client  *statefulroute.ClientDriver
+	timeout time.Duration
+	servers *harness.Servers
 }
 
-func run(url, prefix, namespace string, timeout time.Duration) error {
-	rdb, err := statefulroute.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	client, err := statefulroute.NewClientDriver(rdb, statefulroute.Options{
-		Namespaces: []string{namespace}, Prefix: prefix, Timeout: timeout})
+func run(ctx context.Context, env harness.Env, timeout time.Duration) error {
+	client, err := env.NewClientDriver(timeout)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	p := &player{rdb: rdb, client: client, namespace: namespace, prefix: prefix, timeout: timeout,
-		servers: map[string]*statefulroute.ServerDriver{}}
+	p := &player{env: env, client: client, timeout: timeout,
+		servers: env.Servers(statefulroute.ServerOptions{Timeout: timeout})}
 	out := json.NewEncoder(os.Stdout)
-	ctx := context.Background()
 	waited, cancel := context.WithTimeout(ctx, timeout)
 	subscribed := client.Subscribed(waited) == nil
 	cancel()
@@ -102,11 +85,11 @@ func run(url, prefix, namespace string, timeout time.Duration) error {
 		if err := json.Unmarshal(in.Bytes(), &c); err != nil {
 			return err
 		}
-		start := now()
+		start := harness.Now()
 		value, err := p.play(ctx, c)
-		a := answer{Value: value, Start: start, End: now()}
+		a := answer{Value: value, Start: start, End: harness.Now()}
 		if err != nil {
-			a.Value, a.Error, a.Message = nil, kind(err), err.Error()
+			a.Value, a.Error, a.Message = nil, harness.Name(err, harness.Kinds...), err.Error()
 		}
 		if err := out.Encode(a); err != nil {
 			return err
@@ -124,7 +107,7 @@ func found(pod int, ok bool, err error) (any, error) {
 }
 
 func (p *player) play(ctx context.Context, c call) (any, error) {
-	d, ns := p.client, p.namespace
+	d, ns := p.client, p.env.Namespace
 	switch c.Op {
 	case "compute_linked_pod":
 		return d.ComputeLinkedPod(ctx, ns, c.UID, c.Service)
@@ -176,16 +159,9 @@ func (p *player) play(ctx context.Context, c call) (any, error) {
 }
 
 func (p *player) playServer(ctx context.Context, c call) (any, error) {
-	key := c.Service + "/" + strconv.Itoa(c.Pod)
-	s := p.servers[key]
-	if s == nil {
-		var err error
-		s, err = statefulroute.NewServerDriver(p.rdb, p.namespace, c.Service, c.Pod,
-			statefulroute.ServerOptions{Prefix: p.prefix, Timeout: p.timeout})
-		if err != nil {
-			return nil, err
-		}
-		p.servers[key] = s
+	s, err := p.servers.Get(c.Service, c.Pod)
+	if err != nil {
+		return nil, err
 	}
 	switch c.Op {
 	case "server.set_load_state":
@@ -208,7 +184,7 @@ func (p *player) playServer(ctx context.Context, c call) (any, error) {
 
 // primary is the address the Sentinels name now, once the client reached it.
 func (p *player) primary(ctx context.Context) (any, error) {
-	client, ok := p.rdb.(*statefulroute.PrimaryClient)
+	client, ok := p.env.Redis.(*statefulroute.PrimaryClient)
 	if !ok {
 		return nil, errors.New("not a Sentinel URL")
 	}
@@ -218,22 +194,4 @@ func (p *player) primary(ctx context.Context) (any, error) {
 		return nil, err
 	}
 	return client.Primary(), nil
-}
-
-func now() float64 { return float64(time.Now().UnixNano()) / 1e9 }
-
-func kind(err error) string {
-	switch {
-	case errors.Is(err, statefulroute.ErrInvalidInput):
-		return "InvalidInput"
-	case errors.Is(err, statefulroute.ErrPodPending):
-		return "PodPending"
-	case errors.Is(err, statefulroute.ErrNoAvailablePod):
-		return "NoAvailablePod"
-	case errors.Is(err, statefulroute.ErrStoreUnavailable):
-		return "StoreUnavailable"
-	case errors.Is(err, statefulroute.ErrStore):
-		return "StoreError"
-	}
-	return "Unexpected"
 }
