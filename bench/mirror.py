@@ -203,6 +203,8 @@ class Pass:
     cpu: float  # this process's CPU seconds per pass (what a pass costs, whatever the machine's load)
     redis_us: float  # Redis time per route read (INFO commandstats: EVALSHA)
     redis_cpu: float  # Redis's CPU seconds per pass (INFO cpu)
+    per_second: float  # commands a second the idle gateway sent (INFO commandstats, every command)
+    oldest_whole: float  # the oldest snapshot (counts, best pod) seen, whatever its routability's age
 
 
 async def full_pass(bench: Bench, routes: int, pods: int = 4, seconds: float = 10.0) -> Pass:
@@ -229,18 +231,35 @@ async def full_pass(bench: Bench, routes: int, pods: int = 4, seconds: float = 1
             passes.seconds.clear()
             await redis.config_resetstat()
             cpu, redis_cpu = time.process_time(), await _redis_cpu(redis)
-            oldest = 0.0
-            ends = time.monotonic() + seconds
+            oldest = oldest_whole = 0.0
+            started = time.monotonic()
+            ends = started + seconds
             while time.monotonic() < ends:
                 await asyncio.sleep(0.1)
                 now = time.monotonic()
                 views = client._views[NS].values()
                 oldest = max(oldest, max(now - (view.valid_until - max_age) for view in views))
+                whole = (getattr(view, "whole_until", view.valid_until) for view in views)
+                oldest_whole = max(oldest_whole, max(now - (until - max_age) for until in whole))
+            elapsed = time.monotonic() - started
             cpu, redis_cpu = time.process_time() - cpu, await _redis_cpu(redis) - redis_cpu
-            evalsha = (await redis.info("commandstats")).get("cmdstat_evalsha", {})
-            redis_us = float(evalsha.get("usec_per_call", 0.0))
+            stats = await redis.info("commandstats")
+            redis_us = float(stats.get("cmdstat_evalsha", {}).get("usec_per_call", 0.0))
+            # The mirror's commands: snapshot scripts and version reads (commandstats also counts
+            # the commands scripts run inside, so every command summed would count those too).
+            sent = sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "mget"))
     done = max(1, len(passes.seconds))
-    return Pass(routes, tuple(passes.seconds), oldest, max_age, cpu / done, redis_us, redis_cpu / done)
+    return Pass(
+        routes,
+        tuple(passes.seconds),
+        oldest,
+        max_age,
+        cpu / done,
+        redis_us,
+        redis_cpu / done,
+        sent / elapsed,
+        oldest_whole,
+    )
 
 
 async def _redis_cpu(redis: Redis) -> float:

@@ -60,7 +60,9 @@ async def test_a_cached_pod_that_stops_being_routable_is_never_returned(redis, m
         assert await client.compute_linked_pod(NS, "u", SVC) == 1 - pod
 
 
-@pytest.mark.parametrize("via", ["table", "server report", "raw write without announcement"])
+# A raw write that bumps no version is seen on the route's snapshot turn instead
+# (tests/store/test_mirror_pass.py): every write our scripts make bumps it.
+@pytest.mark.parametrize("via", ["table", "server report"])
 async def test_route_view_is_at_most_a_second_old(redis, make_redis, prefix, via):
     table = await make_route(redis, prefix, pods=3)
     async with (
@@ -72,10 +74,8 @@ async def test_route_view_is_at_most_a_second_old(redis, make_redis, prefix, via
         started = loop.time()
         if via == "table":
             await table.update_pod(NS, SVC, PodState(1, terminating=True))
-        elif via == "server report":
+        else:
             await server.set_routing_state(RoutingState.SHUTDOWN)
-        else:  # the periodic refresh alone must catch it
-            await redis.hset(f"{prefix}:{{{NS}/{SVC}}}:pods", "1", "0,0,0,0")
         await until_routable([client], 1, routable=False, within=1.0)
         assert loop.time() - started <= 1.0
         assert await client.routable_pods(NS, SVC) == [0, 2]
@@ -92,7 +92,9 @@ async def test_route_view_methods(redis, prefix):
         assert await client.is_pod_routable(NS, SVC, 7) is False
         assert await client.best_pod(NS, SVC) == 1
         await client.compute_linked_pod(NS, "u", SVC)
-        await asyncio.sleep(0.7)  # link counts ride on the periodic refresh
+        # A placement bumps no version: the counts and best pod a call answers from are at most
+        # max_age (1 s) old.
+        await asyncio.sleep(1.05)
         assert await client.best_pod(NS, SVC) == 2
 
 

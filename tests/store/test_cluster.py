@@ -75,6 +75,10 @@ async def scenario(redis: AnyRedis, prefix: str) -> dict[str, Any]:
         seen["hand off again"] = await server.hand_off("user-2")
         seen["pod 2 users after"] = len([uid async for uid in server.linked_users()])
         seen["subscribed"] = client.subscribed.is_set()
+        # Versions of routes in different slots (one MGET per slot on a cluster), and the
+        # mirror's passes, which read them.
+        seen["versions"] = await table.versions([(NS, ROOM), (NS, LOBBY), (NS, "none")])
+        await poll_until(lambda: asyncio.sleep(0, client._mirror.probes >= 2), within=3)
     return seen
 
 
@@ -107,6 +111,10 @@ async def test_a_cluster_gives_the_same_answers_as_one_server(
     assert on_one["hand off again"] is None  # no longer linked to pod 2
     assert on_one["pod 2 users after"] == on_one["pod 2 users"] - 1 == links[2] - 1
     assert on_one["subscribed"] is True
+    assert on_one["versions"][2] == 0
+    assert on_one["versions"][:2] == [
+        (await RouteTable(redis, prefix=prefix).snapshot(NS, service)).version for service in (ROOM, LOBBY)
+    ]
 
 
 async def test_keys_of_one_route_live_in_one_slot_of_the_cluster(cluster_redis, prefix):

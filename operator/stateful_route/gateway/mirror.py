@@ -1,9 +1,19 @@
 """The client's mirror of route tables: refreshed by the change channel at once, and polled.
 
 Two mechanisms keep a view fresh: every change to a table is published on the namespace's
-pub/sub channel and applied as soon as it arrives, and every view is re-read each
-``refresh_interval`` in case a message was lost. A view older than ``max_age`` is never used:
-it is re-read before answering, so a stalled mirror turns into StoreUnavailable, not stale answers.
+pub/sub channel and applied as soon as it arrives, and every ``refresh_interval`` a pass checks
+every view in case a message was lost. A view older than ``max_age`` is never used: it is
+re-read before answering, so a stalled mirror turns into StoreUnavailable, not stale answers.
+
+A pass reads only each route's version (MGETs: about a microsecond of Redis per route) and
+re-reads the snapshot of the routes whose version moved. Every change of a route's pods or
+routing states bumps its version, so an unchanged version renews the view's routability (what
+lookups answer from: ``valid_until``). Link counts, availability and the best pod change without
+a new version (placements, loads, a cap): their age is the snapshot's own (``whole_until``), and
+a call that answers from them re-reads a snapshot older than ``max_age`` first. Each route's
+snapshot is also re-read at least every ``_SNAPSHOT_EVERY`` passes (spread over the passes by
+route), which bounds what no version shows (a table Redis lost and rebuilt up to the very same
+version while its message was lost too).
 
 Bounded work: only routes whose table exists are followed (a name without one gets no view), and
 only while someone asks about them (``following.Followed``). A message applies its routability
@@ -51,6 +61,8 @@ _READS_PER_TRIP = 256
 _TRIPS = 2
 # Messages already received taken at once before the listener yields to other tasks.
 _BUFFERED = 1000
+# Each route's snapshot is re-read by at least one of this many consecutive passes.
+_SNAPSHOT_EVERY = 10
 
 
 async def _stopped(tasks: set[asyncio.Task[None]]) -> None:
@@ -78,12 +90,17 @@ class RouteView:
 
     snapshot: RouteSnapshot
     routable: frozenset[int]
+    # Until when routability (and all the version decides: the pods and their states) may be
+    # trusted: max_age after the start of the last read or version check that confirmed it.
     valid_until: float
     version: int
     ticket: int = 0  # when the mirror learnt it, in the order of its own reads and messages
     # Routability from a change message over an older snapshot (pods, availability, best pod),
     # until the snapshot is read again.
     partial: bool = False
+    # Until when the rest of the snapshot (link counts, availability, the best pod) may be
+    # trusted: max_age after the start of its read.
+    whole_until: float = 0.0
 
 
 class RouteMirror:
@@ -137,6 +154,7 @@ class RouteMirror:
         self.views: dict[str, dict[str, RouteView]] = {ns: {} for ns in self._channels.values()}
         self.connected = asyncio.Event()
         self.reads = 0  # snapshots read, for tests and benchmarks
+        self.probes = 0  # versions read by passes, likewise
 
     async def start(self) -> None:
         """Start following the change channels (in the background; faults are retried there)."""
@@ -151,21 +169,28 @@ class RouteMirror:
 
     async def view(self, namespace: str, service: str, *, whole: bool = True) -> RouteView:
         """A trustworthy view of a route: the mirrored one while under ``max_age``, else one read
-        now. Never a view older than ``max_age``, whatever its version. ``whole=False`` accepts a
-        view whose routability is newer than the rest of its snapshot (enough for routability).
+        now. Never a view older than ``max_age``, whatever its version. ``whole=False`` asks only
+        for routability under ``max_age`` (its snapshot's counts, availability and best pod may
+        be older, or older than its routability); the whole view's snapshot is under ``max_age``.
         A route without a table gets a view of no pods, read now and not kept: nobody follows it."""
         found = self.views[namespace].get(service)
         if found is not None:
             self.followed.ask((namespace, service))
-            if found.valid_until > self._clock() and not (whole and found.partial):
+            if self._fresh(found, whole):
                 return found
         for _ in range(_ATTEMPTS):
             # What a read installs may be a newer view that arrived meanwhile (a change message),
             # which keeps the age of the snapshot it amends: read again until one is fresh.
             found = await self._refresh((namespace, service))
-            if found.valid_until > self._clock() and not (whole and found.partial):
+            if self._fresh(found, whole):
                 return found
         raise StoreUnavailable(f"no view of {namespace}/{service} younger than max_age could be read")
+
+    def _fresh(self, view: RouteView, whole: bool) -> bool:
+        now = self._clock()
+        if whole:
+            return view.whole_until > now and view.valid_until > now and not view.partial
+        return view.valid_until > now
 
     async def _refresh(self, service_id: ServiceId) -> RouteView:
         return (await self._read([service_id]))[0]
@@ -182,7 +207,8 @@ class RouteMirror:
         ]
 
     def _learnt(self, route: ServiceId, snapshot: RouteSnapshot, ticket: int, started: float) -> RouteView:
-        fresh = RouteView(snapshot, snapshot.routable, started + self._max_age, snapshot.version, ticket)
+        until = started + self._max_age
+        fresh = RouteView(snapshot, snapshot.routable, until, snapshot.version, ticket, False, until)
         views = self.views[route[0]]
         current = views.get(route[1])
         if not exists(snapshot):
@@ -315,8 +341,9 @@ class RouteMirror:
 
     async def _reread(self) -> None:
         """Re-read the routes messages changed, as soon as any did, all in one round trip (so
-        messages that arrived meanwhile are covered by one read), and every followed route each
-        ``refresh_interval``. Routes nobody asked about for ``keep`` seconds are forgotten."""
+        messages that arrived meanwhile are covered by one read), and pass over every followed
+        route each ``refresh_interval`` (``_probe``; after a gap, re-read them all). Routes
+        nobody asked about for ``keep`` seconds are forgotten."""
         loop = asyncio.get_running_loop()
         every = loop.time()
         while True:
@@ -326,14 +353,18 @@ class RouteMirror:
             started = loop.time()
             full = self._resync or started >= every
             if full:
-                self._resync = False
+                resync, self._resync = self._resync, False
                 self._forget_idle()
                 routes = list(self.followed)
                 every = started + self._interval
+                if not resync:
+                    routes = await self._probe(routes)
             else:
-                routes = list(self._dirty)
+                routes = []
             published = self._dirty
             self._dirty = {}
+            # With the routes messages marked, those marked while the versions were read too.
+            routes = list(dict.fromkeys(routes).keys() | published.keys()) if published else routes
             parts = iter(
                 [routes[start : start + _READS_PER_TRIP] for start in range(0, len(routes), _READS_PER_TRIP)]
             )
@@ -344,6 +375,43 @@ class RouteMirror:
                     raise outcome
             if full and self._pass is not None:
                 self._pass(loop.time() - started)
+
+    async def _probe(self, routes: list[ServiceId]) -> list[ServiceId]:
+        """Read the versions of ``routes``, renew the routability of each view whose version did
+        not move, and return the routes whose snapshot is to be read: those without a view, those
+        whose version moved, and those whose turn for a snapshot came since their last one (each
+        route has a turn every ``_SNAPSHOT_EVERY`` passes, at a phase its hash spreads them over,
+        so each pass reads about as many)."""
+        if not routes:
+            return []
+        started = self._clock()
+        versions = await self._table.versions(routes)
+        self.probes += len(routes)
+        until = started + self._max_age
+        period = self._interval * _SNAPSHOT_EVERY
+        due: list[ServiceId] = []
+        for route, version in zip(routes, versions, strict=True):
+            views = self.views[route[0]]
+            view = views.get(route[1])  # as it is now: a message may have moved it meanwhile
+            if view is None or view.version != version:
+                due.append(route)
+                continue
+            phase = (hash(route) % 4096) / 4096 * period
+            turn = started - (started - phase) % period  # this route's latest turn
+            if view.whole_until - self._max_age < turn:
+                due.append(route)
+            elif view.valid_until < until:
+                # The version read after ``started`` is the view's: so was its routability.
+                views[route[1]] = RouteView(
+                    view.snapshot,
+                    view.routable,
+                    until,
+                    view.version,
+                    view.ticket,
+                    view.partial,
+                    view.whole_until,
+                )
+        return due
 
     async def _read_parts(
         self, parts: Iterator[list[ServiceId]], published: dict[ServiceId, float | None]
@@ -397,7 +465,13 @@ class RouteMirror:
             # Routability rides on the message: applied now and in publication order, before
             # the rest of the snapshot (availability, counts) is re-read.
             learnt = RouteView(
-                view.snapshot, change.routable, view.valid_until, change.version, next(self._tickets), True
+                view.snapshot,
+                change.routable,
+                view.valid_until,
+                change.version,
+                next(self._tickets),
+                True,
+                view.whole_until,
             )
             self._install(service_id, learnt, read=False)
             if change.at is not None and self._change_lag is not None:

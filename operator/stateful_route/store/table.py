@@ -24,6 +24,9 @@ __all__ = ["Pruned", "RouteTable", "encode_pod"]
 
 # A round trip carrying many snapshots is slow, not faulty: ``timeout`` more per this many.
 _SNAPSHOTS_PER_TIMEOUT = 1000
+# Versions read by one MGET (Redis spends well under a millisecond on it), and per ``timeout``.
+_VERSIONS_PER_MGET = 1000
+_VERSIONS_PER_TIMEOUT = 20_000
 
 
 class Pruned(NamedTuple):
@@ -214,6 +217,22 @@ class RouteTable:
             replies = await guarded(pipe.execute(), deadline)
         return [self._decode(route, reply) for route, reply in zip(routes, replies, strict=True)]
 
+    async def versions(self, routes: Sequence[ServiceId]) -> list[int]:
+        """Each route's version (0 without one; -1 for a value that is not a version), in one
+        round trip: MGETs of their version keys, ``_VERSIONS_PER_MGET`` each so none holds Redis
+        long; on a cluster, one MGET per hash slot, pipelined by redis-py."""
+        names = [self.keyring.route(ns, service).version for ns, service in routes]
+        deadline = self.timeout * (1 + len(routes) // _VERSIONS_PER_TIMEOUT)
+        if isinstance(self._redis, RedisCluster):
+            replies = await guarded(self._redis.mget_nonatomic(names), deadline)
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for start in range(0, len(names), _VERSIONS_PER_MGET):
+                    pipe.mget(names[start : start + _VERSIONS_PER_MGET])
+                parts = await guarded(pipe.execute(), deadline)
+            replies = [reply for part in parts for reply in part]
+        return [_version(reply) for reply in replies]
+
     def _decode(self, route: ServiceId, reply: list[Any]) -> RouteSnapshot:
         """The snapshot ``reply`` shows: the one decoded last time if the reply is the same
         (snapshots are shared read-only, as a mirror's view already is by every reader)."""
@@ -361,6 +380,15 @@ def _fields(pods: Iterable[PodState], instances: Mapping[int, str], held: Iterab
     if not marked <= seen:
         raise validation.invalid("held", f"names pods not written: {sorted(marked - seen, key=str)}")
     return fields
+
+
+def _version(reply: Any) -> int:
+    if reply is None:
+        return 0
+    try:
+        return int(reply)
+    except ValueError:
+        return -1
 
 
 @functools.lru_cache(maxsize=4096)
