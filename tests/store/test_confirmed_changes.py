@@ -1,6 +1,6 @@
 """A change to a route's table is made only as a fresh list of the pods confirms it: a stale
 index (a replica resumed after a peering pause) neither evicts a Ready pod nor writes it
-unroutable."""
+unroutable. A change of one pod is confirmed by a list of that pod alone; more, by a list of all."""
 
 from __future__ import annotations
 
@@ -154,3 +154,24 @@ async def test_a_one_pod_answer_that_changes_more_is_checked_against_the_full_li
     assert asked == ["game-1", None]
     assert not result.evictions
     assert sorted(result.snapshot.pods) == [0, 1, 2]
+
+
+async def test_a_one_pod_change_beside_a_hand_off_is_checked_against_the_full_list(redis, prefix):
+    """A pod terminating under Handoff is in view (one pod's state then depends on the others'):
+    even a change of one pod asks for them all."""
+    reconciler = Reconciler(redis, prefix=prefix)
+    assert await reconciler.configure(ROUTE)
+    leaving = dataclasses.replace(LIVE[2], terminating=True, deadline=time.time() + 600)
+    live = [*LIVE[:2], leaving]
+    await reconciler.reconcile(ROUTE, live)
+    asked: list[str | None] = []
+
+    async def confirm(name: str | None) -> list[PodRecord]:
+        asked.append(name)
+        return [r for r in live if name in (None, r.name)]
+
+    result = await reconciler.reconcile(ROUTE, [*STALE[:2], leaving], confirm=confirm)
+    assert result is not None
+    assert asked == [None]
+    assert not result.evictions
+    assert 1 in result.snapshot.routable
