@@ -111,21 +111,6 @@ async def test_lists_give_the_operator_the_same_pods(sides: Any):
         assert [name for name, *_ in found["real"]] == ["game-0", "game-1", "game-2"]
 
 
-async def test_one_pod_lists_give_the_operator_that_pod(sides: Any):
-    """The confirming list of one changed pod (a field selector on its name): that pod, or none."""
-    async with sides() as (emulated, real):
-        found = {}
-        for side in (emulated, real):
-            found[side.name] = [
-                sorted(seen(r) for r in await census.listed_records(
-                    side.namespace, STS, str(side.kubeconfig), selector="app=game", name=name
-                ))
-                for name in ("game-1", "game-7")
-            ]  # fmt: skip
-        assert found["emulator"] == found["real"]
-        assert [[name for name, *_ in names] for names in found["real"]] == [["game-1"], []]
-
-
 SELECTORS = [
     "app=game", "app==game", "app!=lobby", "app", "!app", "!lobby", "app=lobby",
     "statefulset.kubernetes.io/pod-name", "statefulset.kubernetes.io/pod-name=game-1",

@@ -131,18 +131,15 @@ async def _listed(
     request_timeout: float,
     selector: str | None,
     client: Callable[[], kubernetes.client.ApiClient] | None,
-    name: str | None = None,
 ) -> list[dict[str, Any]]:
     """The StatefulSet's pods as the API server lists them now (plain JSON bodies): those
-    ``selector`` matches (its own selector), else every StatefulSet pod of the namespace; only
-    the one called ``name``, if given."""
+    ``selector`` matches (its own selector), else every StatefulSet pod of the namespace."""
 
     def list_pods(api_client: kubernetes.client.ApiClient) -> list[dict[str, Any]]:
         api = kubernetes.client.CoreV1Api(api_client)
         response: Any = api.list_namespaced_pod(
             namespace,
             label_selector=selector or STS_POD_NAME_LABEL,
-            field_selector=None if name is None else f"metadata.name={name}",
             _request_timeout=request_timeout,
             _preload_content=False,  # plain JSON: the client's models cost a millisecond per pod
         )
@@ -180,15 +177,12 @@ async def listed_records(
     *,
     selector: str | None = None,
     client: Callable[[], kubernetes.client.ApiClient] | None = None,
-    name: str | None = None,
 ) -> list[PodRecord]:
     """Records of the StatefulSet's pods as the API server lists them now: what a change to a
     route's table is confirmed against (kopf's index may be stale, see ``Census``). With
     ``selector`` (the StatefulSet's own), only its pods are listed, not the namespace's: the
-    cost of a list stays that of one StatefulSet however many share the namespace. With
-    ``name``, only that pod (a list of none or one): the cost of one pod, whatever the
-    StatefulSet's size."""
-    bodies = await _listed(namespace, stateful_set, kubeconfig, request_timeout, selector, client, name)
+    cost of a list stays that of one StatefulSet however many share the namespace."""
+    bodies = await _listed(namespace, stateful_set, kubeconfig, request_timeout, selector, client)
     return [rec for rec in map(record, bodies) if rec is not None]
 
 

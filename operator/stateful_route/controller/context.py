@@ -189,19 +189,15 @@ class OperatorContext:
         self.redis = self.reconciler = None
         self.census.close()
 
-    async def listed(
-        self, route: RouteRef, selector: str | None = None, name: str | None = None
-    ) -> list[PodRecord] | None:
+    async def listed(self, route: RouteRef, selector: str | None = None) -> list[PodRecord] | None:
         """The route's pods as the API server lists them now (those ``selector`` matches, if
-        given: its StatefulSet's; only the one called ``name``, if given); None (logged) if it
-        cannot say."""
+        given: its StatefulSet's); None (logged) if it cannot say."""
         listing = census.listed_records(
             route.namespace,
             route.spec.stateful_set,
             self.config.kubeconfig,
             selector=selector,
             client=self.census.client,
-            name=name,
         )
         return await _asked(route, listing)
 
@@ -312,9 +308,7 @@ class OperatorContext:
                 route,
                 records,
                 stateful_set,
-                confirm=lambda name: self.listed(
-                    route, None if stateful_set is None else stateful_set.selector, name
-                ),
+                confirm=lambda: self.listed(route, None if stateful_set is None else stateful_set.selector),
                 exists=lambda: self.exists(route),
             )
         if result is None:

@@ -36,11 +36,9 @@ from stateful_route.store.links import LinkStore
 from stateful_route.store.migration import Migration
 from stateful_route.store.table import RouteTable
 
-__all__ = ["Confirm", "Reconciler", "Removal", "Result"]
+__all__ = ["Reconciler", "Removal", "Result"]
 
 log = logging.getLogger("stateful_route.operator")
-# Lists the route's pods afresh: the one named, or all of them (None); None if it cannot say.
-Confirm = Callable[[str | None], Awaitable[list[PodRecord] | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +173,14 @@ class Reconciler:
         records: Iterable[PodRecord],
         stateful_set: StatefulSetRecord | None = None,
         *,
-        confirm: Confirm | None = None,
+        confirm: Callable[[], Awaitable[list[PodRecord] | None]] | None = None,
         exists: Callable[[], Awaitable[bool | None]] | None = None,
     ) -> Result | None:
         """Make the table match ``records`` (the route's pods) and ``stateful_set`` (its rollout,
         if known), and evict what is unroutable; None when ``route`` is not the spec configured
         here (a stale one, or a refused or deleted route). When ``records`` would change the
-        table, ``confirm`` (if given) lists the pods afresh and the table follows that list
-        instead (None: the list failed, ``records`` are used): the one pod that changes, by name,
-        if only one does, else all of them. A table no route owns is claimed
+        table, ``confirm()`` (if given) lists the pods afresh and the table follows that list
+        instead (None: the list failed, ``records`` are used). A table no route owns is claimed
         again (Redis lost its data) unless ``exists()`` says the route is gone: it was deleted
         while this replica was paused, and is forgotten here (None: unknown, it is claimed)."""
         async with self._locks[route.uid]:
@@ -201,7 +198,7 @@ class Reconciler:
         route: RouteRef,
         records: Iterable[PodRecord],
         stateful_set: StatefulSetRecord | None,
-        confirm: Confirm | None,
+        confirm: Callable[[], Awaitable[list[PodRecord] | None]] | None,
         exists: Callable[[], Awaitable[bool | None]] | None,
     ) -> Result:
         name = route.key
@@ -239,24 +236,11 @@ class Reconciler:
         # kopf's index may be stale (a replica paused by peering keeps what it last saw, and
         # resumes acting before its re-listing is through): a change to the table is made
         # only as a fresh list of the pods confirms it.
-        # One pod changing (a readiness flip) is checked against a list of that pod alone: the
-        # others are written as the table already has them. Anything more, a fresh answer that
-        # changes more than that pod, or a rollout or hand-off in view (where one pod's state
-        # depends on the others'), is checked against a list of them all.
-        changed = _changed(plan, replaced, before, instances) if confirm is not None else set()
-        if confirm is not None and changed:
-            alone = not plan.phases and not self._phases.get(name)
-            only = _named(pods, changed, route.spec.stateful_set) if alone else None
-            confirmed = None
-            if only is not None and (one := await confirm(only)) is not None:
-                mixed = [r for r in pods if r.name != only and r.ordinal not in changed] + one
-                confirmed = (mixed, *planned(mixed))
-                if _changed(confirmed[1], confirmed[2], before, instances) - changed:
-                    confirmed = None
-            if confirmed is None and (fresh := await confirm(None)) is not None:
-                confirmed = (fresh, *planned(fresh))
-            if confirmed is not None:
-                pods, plan, replaced = confirmed
+        if confirm is not None and _changes(plan, replaced, before, instances):
+            fresh = await confirm()
+            if fresh is not None:
+                pods = fresh
+                plan, replaced = planned(pods)
         # Gone pods stay in the table, unroutable, until their links are evicted: a crash
         # in between leaves them for the next run instead of orphaning their links.
         # So are indices whose pod was replaced by a new one before we saw it go: the table
@@ -492,31 +476,16 @@ class _Deleted(Exception):
     """The route no longer exists: nothing more is written for it."""
 
 
-def _changed(
+def _changes(
     plan: planning.Plan, replaced: set[int], before: RouteSnapshot, instances: Mapping[int, str]
-) -> set[int]:
-    """The indices whose pod ``plan`` changes in the table: added, gone, replaced or otherwise
-    written."""
-    changed = set(plan.gone) | replaced | (plan.pods.keys() ^ before.pods.keys())
-    written = plan.instances.keys() | instances.keys()
-    changed |= {i for i in written if plan.instances.get(i) != instances.get(i)}
-    changed |= {
-        i
-        for i, pod in plan.pods.items()
-        if (old := before.pods.get(i)) is not None
-        and (pod.ready, pod.terminating, pod.routing) != (old.ready, old.terminating, old.routing)
-    }
-    return changed
-
-
-def _named(records: Iterable[PodRecord], changed: set[int], stateful_set: str) -> str | None:
-    """The name of the one pod behind ``changed`` (a StatefulSet's pod ``<name>-<ordinal>``, or as
-    indexed), or None when more than one pod changes."""
-    if len(changed) != 1:
-        return None
-    (index,) = changed
-    names = {r.name for r in records if r.ordinal == index} or {f"{stateful_set}-{index}"}
-    return names.pop() if len(names) == 1 else None
+) -> bool:
+    """Whether ``plan`` changes the table: a pod added, gone, replaced or otherwise written."""
+    if plan.gone or replaced or plan.instances != dict(instances) or plan.pods.keys() != before.pods.keys():
+        return True
+    return any(
+        (pod.ready, pod.terminating, pod.routing) != (old.ready, old.terminating, old.routing)
+        for pod, old in ((pod, before.pods[i]) for i, pod in plan.pods.items())
+    )
 
 
 def _moved(before: RouteSpec, after: RouteSpec) -> bool:
