@@ -15,14 +15,20 @@ import (
 // HandOffAll never reports Left: 0 while users are linked here, as pod/handoff.py's
 // hand_off_users never does.
 
-// strandedPod is pod 0 of a route whose only other pod is not Ready, with users linked to it.
-func strandedPod(t *testing.T, rdb *redis.Client, prefix string, users int) (routeKeys, *ServerDriver, []string) {
+// podZero is pod 0 of a route of the pods given, with users linked to it.
+func podZero(t *testing.T, rdb *redis.Client, prefix string, pods []podSpec, users int) (routeKeys, *ServerDriver, []string) {
 	t.Helper()
 	k := newRouteKeys(prefix, "pods", "room")
-	writeTable(t, rdb, k, step{Pods: notReady(podSpecs(0, 1), 1)})
+	writeTable(t, rdb, k, step{Pods: pods})
 	t.Cleanup(func() { deletePrefix(rdb, prefix) })
 	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
 	return k, s, linkUsers(t, s, users)
+}
+
+// strandedPod is pod 0 of a route whose only other pod is not Ready, with users linked to it.
+func strandedPod(t *testing.T, rdb *redis.Client, prefix string, users int) (routeKeys, *ServerDriver, []string) {
+	t.Helper()
+	return podZero(t, rdb, prefix, notReady(podSpecs(0, 1), 1), users)
 }
 
 // With no pod to take them, the users are retried until Within, then counted as left. A pause
@@ -100,11 +106,7 @@ func TestHandOffAllFaultMidwayWithRedisGoneLeavesLeftUnknown(t *testing.T) {
 // any other user (Before runs again: its state here is new), and Left is counted in Redis.
 func TestHandOffAllHandsOffAUserLinkedHereAgainAfterItWasGone(t *testing.T) {
 	rdb, prefix := connectedRedis(t)
-	k := newRouteKeys(prefix, "pods", "room")
-	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
-	t.Cleanup(func() { deletePrefix(rdb, prefix) })
-	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
-	linkUsers(t, s, 2)
+	k, s, _ := podZero(t, rdb, prefix, podSpecs(0, 1), 2)
 	var calls []string
 	result, err := s.HandOffAll(context.Background(), HandOffOptions{Concurrency: 1, Within: 5 * time.Second,
 		Before: func(ctx context.Context, uid string) error {
@@ -137,11 +139,7 @@ func TestHandOffAllHandsOffAUserLinkedHereAgainAfterItWasGone(t *testing.T) {
 // until the deadline abandons it. No listing ever saw the new user: Left counts it.
 func TestHandOffAllCountsAUserLinkedHereDuringItsLastPassAsLeft(t *testing.T) {
 	rdb, prefix := connectedRedis(t)
-	k := newRouteKeys(prefix, "pods", "room")
-	writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
-	t.Cleanup(func() { deletePrefix(rdb, prefix) })
-	s := serverDriver(t, rdb, prefix, "pods", "room", 0)
-	linkUsers(t, s, 1)
+	k, s, _ := podZero(t, rdb, prefix, podSpecs(0, 1), 1)
 	result, err := s.HandOffAll(context.Background(), HandOffOptions{Within: 300 * time.Millisecond,
 		Before: func(ctx context.Context, uid string) error {
 			if _, _, err := s.SetLinkedPod(ctx, "late"); err != nil {
@@ -167,12 +165,8 @@ func TestHandOffAllLeftIsTheCountInRedisWhateverBeforeDoes(t *testing.T) {
 	t.Logf("seed %d", seed)
 	for n := range uint64(8) {
 		scenario := fmt.Sprintf("%ss%d", prefix, n)
-		t.Cleanup(func() { deletePrefix(rdb, scenario) })
-		k := newRouteKeys(scenario, "pods", "room")
-		writeTable(t, rdb, k, step{Pods: podSpecs(0, 1)})
-		s := serverDriver(t, rdb, scenario, "pods", "room", 0)
 		rng := rand.New(rand.NewPCG(seed, n))
-		users := linkUsers(t, s, 1+rng.IntN(11))
+		_, s, users := podZero(t, rdb, scenario, podSpecs(0, 1), 1+rng.IntN(11))
 		var (
 			mu      sync.Mutex // Before runs on several workers
 			removed []string
