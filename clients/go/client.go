@@ -284,7 +284,7 @@ func (d *ClientDriver) GetLinkedPodInCacheOrIfPersist(ctx context.Context, names
 	if pod, ok := d.cachedRoutable(key); ok {
 		return pod, true, nil
 	}
-	link, err := d.read(ctx, key)
+	link, err := d.read(ctx, key, true)
 	if err != nil || link == nil || !link.persistent {
 		return 0, false, err
 	}
@@ -295,7 +295,7 @@ func (d *ClientDriver) GetLinkedPodInCacheOrIfPersist(ctx context.Context, names
 // it); found is false when the user has none. A stored value that is not a link is ErrStore.
 func (d *ClientDriver) GetLinkedPodNotCache(ctx context.Context, namespace, uid, serviceName string) (pod int, found bool, err error) {
 	key := cacheKey{namespace, serviceName, uid}
-	link, err := d.read(ctx, key)
+	link, err := d.read(ctx, key, false)
 	if err != nil {
 		return 0, false, err
 	}
@@ -648,8 +648,9 @@ type link struct {
 	persistent bool
 }
 
-// read is the stored link (nil: none), read with its TTL in one atomic step, cached.
-func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
+// read is the stored link (nil: none), read with its TTL in one atomic step, and cached (only a
+// persistent one with persistentOnly, as GetLinkedPodInCacheOrIfPersist caches, like Python).
+func (d *ClientDriver) read(ctx context.Context, key cacheKey, persistentOnly bool) (*link, error) {
 	k, err := d.route(key.namespace, key.service)
 	if err != nil {
 		return nil, err
@@ -680,7 +681,9 @@ func (d *ClientDriver) read(ctx context.Context, key cacheKey) (*link, error) {
 	if !ok {
 		return nil, corrupt("read", "corrupt link value %q", shown(raw, 40))
 	}
-	d.cachePut(epoch, key, pod, remaining(ttl), sent)
+	if persistent || !persistentOnly {
+		d.cachePut(epoch, key, pod, remaining(ttl), sent)
+	}
 	return &link{pod, persistent}, nil
 }
 

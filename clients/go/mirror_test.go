@@ -242,3 +242,28 @@ func TestDataLossForgetsTheCache(t *testing.T) {
 		return !ok
 	})
 }
+
+// GetLinkedPodInCacheOrIfPersist caches what it read only when it answers it: a temporary link
+// stays out of the cache, a persistent one goes in (as the Python client does; a seeded cluster
+// replay found the two caches apart).
+func TestInCacheOrIfPersistCachesOnlyAPersistentLink(t *testing.T) {
+	rdb, d, k := mirrorRoute(t, Options{}, 0, 1)
+	ctx := context.Background()
+	if _, err := d.ComputeLinkedPod(ctx, "games", "temp", "room"); err != nil {
+		t.Fatal(err)
+	}
+	// A pod's own SetLinkedPod writes this persistent form ("1p": pod 1, persistent).
+	if err := rdb.Set(ctx, k.links+"kept", "1p", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, uid := range []string{"temp", "kept"} {
+		if err := d.CacheExpired(ctx, "games", uid, "room"); err != nil {
+			t.Fatal(err)
+		}
+		_, found, err := d.GetLinkedPodInCacheOrIfPersist(ctx, "games", uid, "room")
+		_, cached, _ := d.GetLinkedInCache(ctx, "games", uid, "room")
+		if err != nil || found != (uid == "kept") || cached != found {
+			t.Fatalf("%s: found %v, cached %v, %v", uid, found, cached, err)
+		}
+	}
+}
